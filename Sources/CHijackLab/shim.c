@@ -1,0 +1,18 @@
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+#include "CHijackLab.h"
+
+const char *hl_errno_name(int code) { return strerrorname_np(code); }
+
+int hl_unshare_net(void) { return unshare(CLONE_NEWNET); }
+
+int hl_setns_net(int fd) { return setns(fd, CLONE_NEWNET); }
+
+int hl_set_parent_death_signal(int signal) { return prctl(PR_SET_PDEATHSIG, (unsigned long)signal, 0, 0, 0); }
+
+int hl_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }

@@ -1,0 +1,287 @@
+import Dispatch
+import Foundation
+import Glibc
+
+/// Where the CLI writes; tests pass closures that collect the text.
+public struct Console: Sendable {
+    public var out: @Sendable (String) -> Void
+    public var err: @Sendable (String) -> Void
+
+    public init(out: @escaping @Sendable (String) -> Void, err: @escaping @Sendable (String) -> Void) {
+        self.out = out
+        self.err = err
+    }
+
+    public static let standard = Console(
+        out: { text in FileHandle.standardOutput.write(Data((text + "\n").utf8)) },
+        err: { text in FileHandle.standardError.write(Data((text + "\n").utf8)) })
+}
+
+/// The command line: parses arguments, calls the library, and returns the exit status.
+public enum CLI {
+    public static let usage = """
+    hijack-lab: can another process steal my port? Real processes, real sockets, real answers.
+
+    USAGE
+      hijack-lab all  [options]          run every scenario in scenarios/ and write REPORT.md
+      hijack-lab run NAME... [options]   run the named scenarios (a report only with --report)
+      hijack-lab list [--scenarios DIR]  list the scenarios: name and title
+      hijack-lab show NAME [--scenarios DIR]
+                                         explain one scenario: sockets, steps, probes, expectation
+      hijack-lab help                    this text
+
+    OPTIONS (all, run)
+      --scenarios DIR   where the scenario files are (default: scenarios)
+      --report FILE     write the Markdown report here (all: default REPORT.md)
+      --json FILE       also write every outcome as JSON, for scripts
+      --timeout SECONDS how long an agent may take to answer one command (default 5)
+
+    EACH SCENARIO
+      starts one process per socket (victim, attacker, defender or server). Each binds with the
+      scenario's options; clients then connect, and each connection is answered by the process
+      that accepted it, which writes its identity on it. The report compares who received each
+      connection with what the scenario file expects.
+
+    EXIT STATUS
+      0  every scenario that ran matched its expectation
+      1  some scenario differed from its expectation, or could not finish
+      2  usage error, or a scenario file could not be read (the message names file and field)
+      130/143  interrupted by SIGINT/SIGTERM; every agent was killed first
+
+    EXAMPLES
+      swift run hijack-lab all
+      swift run hijack-lab run wildcard-then-loopback-reuseport --json /tmp/out.json
+      swift run hijack-lab show per-interface-fix
+    """
+
+    public static func run(_ arguments: [String], console: Console = .standard) -> Int32 {
+        guard let command = arguments.first else {
+            console.err(usage)
+            return 2
+        }
+        let rest = Array(arguments.dropFirst())
+        switch command {
+        case "agent":
+            return agent(rest, console: console)
+        case "help", "--help", "-h":
+            console.out(usage)
+            return 0
+        case "all", "run", "list", "show":
+            do throws(UsageError) {
+                let options = try Options.parse(rest, command: command)
+                if options.help {
+                    console.out(usage)
+                    return 0
+                }
+                switch command {
+                case "list": return list(options, console: console)
+                case "show": return show(options, console: console)
+                default: return runScenarios(options, all: command == "all", console: console)
+                }
+            } catch {
+                console.err("hijack-lab \(command): \(error.message)\nRun `hijack-lab help` for usage.")
+                return 2
+            }
+        default:
+            console.err("hijack-lab: unknown command \"\(command)\". Commands: all, run, list, show, help.")
+            return 2
+        }
+    }
+
+    struct UsageError: Error { var message: String }
+
+    struct Options {
+        var scenarios = "scenarios"
+        var report: String?
+        var json: String?
+        var timeout: Double = 5
+        var names: [String] = []
+        var help = false
+
+        static func parse(_ arguments: [String], command: String) throws(UsageError) -> Options {
+            var options = Options()
+            var index = 0
+            func value(_ flag: String) throws(UsageError) -> String {
+                index += 1
+                guard index < arguments.count, !arguments[index].hasPrefix("--") else { throw UsageError(message: "\(flag) needs a value") }
+                return arguments[index]
+            }
+            while index < arguments.count {
+                let argument = arguments[index]
+                switch argument {
+                case "--scenarios": options.scenarios = try value(argument)
+                case "--report" where command == "all" || command == "run": options.report = try value(argument)
+                case "--json" where command == "all" || command == "run": options.json = try value(argument)
+                case "--timeout" where command == "all" || command == "run":
+                    let text = try value(argument)
+                    guard let seconds = Double(text), seconds > 0, seconds <= 600 else {
+                        throw UsageError(message: "--timeout expects seconds between 0 and 600, got \"\(text)\"")
+                    }
+                    options.timeout = seconds
+                case "--help", "-h": options.help = true
+                default:
+                    if argument.hasPrefix("-") { throw UsageError(message: "unknown option \(argument) for \(command)") }
+                    options.names.append(argument)
+                }
+                index += 1
+            }
+            switch command {
+            case "all", "list":
+                if let name = options.names.first { throw UsageError(message: "\(command) takes no scenario names (got \"\(name)\"); use `run NAME`") }
+            case "run":
+                if options.names.isEmpty && !options.help { throw UsageError(message: "run needs at least one scenario name; `hijack-lab list` shows them") }
+            case "show":
+                if options.names.count != 1 && !options.help { throw UsageError(message: "show takes exactly one scenario name") }
+            default: break
+            }
+            return options
+        }
+    }
+
+    // MARK: - Commands
+
+    static func agent(_ arguments: [String], console: Console) -> Int32 {
+        guard arguments.count == 2, arguments[0] == "--id" else {
+            console.err("hijack-lab agent is started by the runner itself: agent --id ID")
+            return 2
+        }
+        return Agent(id: arguments[1]).run()
+    }
+
+    static func list(_ options: Options, console: Console) -> Int32 {
+        let loaded: (scenarios: [Scenario], errors: [ScenarioError])
+        do throws(ScenarioError) {
+            loaded = try ScenarioFile.loadDirectory(options.scenarios)
+        } catch {
+            console.err(error.description)
+            return 2
+        }
+        let width = loaded.scenarios.map(\.name.count).max() ?? 0
+        for scenario in loaded.scenarios {
+            console.out(scenario.name.padding(toLength: width + 2, withPad: " ", startingAt: 0) + scenario.title)
+        }
+        for error in loaded.errors { console.err("invalid: \(error)") }
+        return loaded.errors.isEmpty ? 0 : 2
+    }
+
+    static func show(_ options: Options, console: Console) -> Int32 {
+        let name = options.names[0]
+        let path = "\(options.scenarios)/\(name).json"
+        guard FileManager.default.fileExists(atPath: path) else {
+            console.err("hijack-lab show: no scenario \"\(name)\" (looked for \(path)); `hijack-lab list` shows them")
+            return 2
+        }
+        do throws(ScenarioError) {
+            console.out(ScenarioText.explain(try ScenarioFile.load(path: path)))
+            return 0
+        } catch {
+            console.err(error.description)
+            return 2
+        }
+    }
+
+    static func runScenarios(_ options: Options, all: Bool, console: Console) -> Int32 {
+        let loaded: (scenarios: [Scenario], errors: [ScenarioError])
+        do throws(ScenarioError) {
+            loaded = try ScenarioFile.loadDirectory(options.scenarios)
+        } catch {
+            console.err(error.description)
+            return 2
+        }
+        var invalid = loaded.errors
+        var selected = loaded.scenarios
+        if !all {
+            var picked: [Scenario] = []
+            for name in options.names {
+                if let scenario = loaded.scenarios.first(where: { $0.name == name }) {
+                    picked.append(scenario)
+                } else if let error = loaded.errors.first(where: { ($0.file as NSString).lastPathComponent == "\(name).json" }) {
+                    console.err(error.description)
+                    return 2
+                } else {
+                    console.err("hijack-lab run: no scenario \"\(name)\" in \(options.scenarios)/; `hijack-lab list` shows them")
+                    return 2
+                }
+            }
+            selected = picked
+            invalid = []
+        }
+        for error in invalid { console.err("invalid scenario file: \(error)") }
+
+        let interrupts = InterruptGuard(console: console)
+        defer { interrupts.disarm() }
+        let topology = Topology.loopback(reason: "the host's own loopback; a scenario needing a peer, a lab interface or another user is skipped")
+        let runner = Runner(settings: LabSettings(agentExecutable: LabSettings.currentExecutable(), topology: topology, replyTimeout: options.timeout))
+        var outcomes: [ScenarioOutcome] = []
+        for (index, scenario) in selected.enumerated() {
+            let started = Deadline.now()
+            let outcome = runner.run(scenario)
+            let elapsed = (Deadline.now().nanoseconds - started.nanoseconds) / 1_000_000
+            outcomes.append(outcome)
+            console.out(ScenarioText.progressLine(outcome, index: index + 1, of: selected.count, milliseconds: elapsed))
+        }
+        runner.shutdown()
+
+        let report = LabReport(environment: .current(topology: topology), scenarios: outcomes, invalidFiles: invalid.map(LabReport.InvalidFile.init))
+        let reportPath = options.report ?? (all ? "REPORT.md" : nil)
+        if let reportPath {
+            guard write(MarkdownReport.render(report), to: reportPath, console: console) else { return 2 }
+            console.out("wrote \(reportPath)")
+        }
+        if let json = options.json {
+            guard write(String(decoding: JSONReport.render(report), as: UTF8.self) + "\n", to: json, console: console) else { return 2 }
+            console.out("wrote \(json)")
+        }
+        let status = report.exitStatus
+        let differing = outcomes.filter { $0.status != .skipped && !$0.matchesExpectation }.map(\.name)
+        if !differing.isEmpty { console.out("differed from expectation or could not finish: \(differing.joined(separator: ", "))") }
+        return status
+    }
+
+    static func write(_ text: String, to path: String, console: Console) -> Bool {
+        do {
+            try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+            return true
+        } catch {
+            console.err("hijack-lab: cannot write \(path): \(error.localizedDescription)")
+            return false
+        }
+    }
+}
+
+extension LabReport.Environment {
+    static func current(topology: Topology) -> LabReport.Environment {
+        var names = utsname()
+        uname(&names)
+        let release = withUnsafeBytes(of: &names.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        return LabReport.Environment(
+            kernel: "Linux \(release)", uid: geteuid(), topology: topology.kind, topologyReason: topology.reason,
+            date: Date().formatted(.iso8601))
+    }
+}
+
+/// Kills every agent on SIGINT or SIGTERM before the runner exits, so an interrupted run
+/// leaves nothing behind. Agents also exit on their own when the runner's pipe closes.
+final class InterruptGuard {
+    private var sources: [any DispatchSourceSignal] = []
+
+    init(console: Console) {
+        for signalNumber in [SIGINT, SIGTERM] {
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+            source.setEventHandler {
+                ChildRegistry.shared.killAll()
+                console.err("hijack-lab: interrupted by \(signalNumber == SIGINT ? "SIGINT" : "SIGTERM"); every agent was killed")
+                exit(128 + signalNumber)
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+
+    func disarm() {
+        sources.forEach { $0.cancel() }
+        signal(SIGINT, SIG_DFL)
+        signal(SIGTERM, SIG_DFL)
+    }
+}

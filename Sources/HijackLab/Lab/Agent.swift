@@ -1,0 +1,215 @@
+import Foundation
+import Glibc
+
+/// The child role: one process, at most one lab socket, driven over stdin.
+///
+/// It blocks only in poll(2), on stdin and its sockets. End of stdin means the runner is
+/// gone, so an agent never outlives the run that started it, however that run ended.
+public final class Agent {
+    let id: String
+    private var socket: Socket?
+    private var transport: Transport = .tcp
+    private var serving = false
+    private var closeOrder: CloseOrder = .clientFirst
+    private var connections: [Socket] = []
+    private let encoder = JSONEncoder()
+    private let decoder = JSONDecoder()
+
+    public init(id: String) {
+        self.id = id
+    }
+
+    /// The identity written on every accepted connection: "socket-id pid uid".
+    var identity: String { "\(id) \(getpid()) \(geteuid())" }
+
+    /// Serves commands until stdin closes or an `exit` command. Returns the process exit status.
+    public func run() -> Int32 {
+        signal(SIGPIPE, SIG_IGN)
+        emit(AgentMessage(event: "ready", pid: getpid(), uid: geteuid()))
+        var pending: [UInt8] = []
+        while true {
+            var watched = [pollfd(fd: 0, events: Int16(POLLIN), revents: 0)]
+            if serving, let socket { watched.append(pollfd(fd: socket.fd, events: Int16(POLLIN), revents: 0)) }
+            watched += connections.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+            if poll(&watched, nfds_t(watched.count), -1) == -1 {
+                if errno == EINTR { continue }
+                return 3
+            }
+            if watched[0].revents != 0 {
+                var chunk = [UInt8](repeating: 0, count: 4096)
+                let count = chunk.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
+                if count == 0 || (count < 0 && errno != EINTR) { closeAll(); return 0 }
+                if count > 0 { pending += chunk[..<count] }
+                while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                    let line = Array(pending[..<newline])
+                    pending.removeSubrange(...newline)
+                    if handle(line) == .exit { return 0 }
+                }
+            }
+            if serving, watched.count > 1, watched[1].revents != 0 { acceptPending() }
+            let offset = serving ? 2 : 1
+            // Served connections only wait for the client's FIN; any bytes are ignored.
+            for (index, entry) in watched.enumerated().dropFirst(offset).reversed() where entry.revents != 0 {
+                var scratch = [UInt8](repeating: 0, count: 256)
+                let count = scratch.withUnsafeMutableBytes { read(entry.fd, $0.baseAddress, $0.count) }
+                if count <= 0 && !(count < 0 && errno == EINTR) { try? connections.remove(at: index - offset).close() }
+            }
+        }
+    }
+
+    private enum Next { case carryOn, exit }
+
+    private func handle(_ line: [UInt8]) -> Next {
+        guard let command = try? decoder.decode(AgentCommand.self, from: Data(line)) else {
+            emit(AgentMessage(ok: false, error: "unreadable command: \(String(decoding: line, as: UTF8.self))"))
+            return .carryOn
+        }
+        switch command.op {
+        case .bind: emit(bind(command))
+        case .listen: emit(listen())
+        case .serve: emit(serve(command))
+        case .close: emit(AgentMessage(ok: true, calls: closeAll()))
+        case .exit:
+            emit(AgentMessage(ok: true, calls: closeAll()))
+            return .exit
+        case .sync: emit(AgentMessage(ok: true))
+        case .probe: emit(probe(command))
+        }
+        return .carryOn
+    }
+
+    private func bind(_ command: AgentCommand) -> AgentMessage {
+        guard socket == nil else { return AgentMessage(ok: false, error: "this agent already has a socket") }
+        guard let host = command.address, let port = command.port, let address = SocketAddress(host: host, port: port) else {
+            return AgentMessage(ok: false, error: "bind needs a numeric address and a port")
+        }
+        var options: [SocketOption] = []
+        for name in command.options ?? [] {
+            guard let option = SocketOption(name: name) else { return AgentMessage(ok: false, error: "unknown option \(name)") }
+            options.append(option)
+        }
+        if let device = command.device { options.append(.bindToDevice(device)) }
+        transport = command.transport ?? .tcp
+        var calls: [SyscallRecord] = []
+        let family = address.family == AF_INET ? "AF_INET" : "AF_INET6"
+        let kind = transport == .tcp ? "SOCK_STREAM" : "SOCK_DGRAM"
+        do throws(SystemError) {
+            let created = try Socket(family: address.family, transport: transport)
+            calls.append(SyscallRecord(call: "socket", arguments: "\(family), \(kind)", result: "ok"))
+            socket = created
+            for option in options {
+                do throws(SystemError) {
+                    try created.set(option)
+                    calls.append(SyscallRecord(call: "setsockopt", arguments: "\(option.name), \(option.valueDescription)", result: "ok"))
+                } catch {
+                    calls.append(SyscallRecord(call: "setsockopt", arguments: "\(option.name), \(option.valueDescription)", result: error.name))
+                    throw error
+                }
+            }
+            do throws(SystemError) {
+                try created.bind(to: address)
+                calls.append(SyscallRecord(call: "bind", arguments: address.description, result: "ok"))
+            } catch {
+                calls.append(SyscallRecord(call: "bind", arguments: address.description, result: error.name))
+            }
+        } catch where error.call == "socket" {
+            calls.append(SyscallRecord(call: "socket", arguments: "\(family), \(kind)", result: error.name))
+        } catch {
+            // A failed setsockopt is already recorded; bind was not attempted.
+        }
+        return AgentMessage(ok: true, calls: calls)
+    }
+
+    private func listen() -> AgentMessage {
+        guard let socket else { return AgentMessage(ok: false, error: "listen before a socket exists") }
+        do throws(SystemError) {
+            try socket.listen()
+            return AgentMessage(ok: true, calls: [SyscallRecord(call: "listen", arguments: "128", result: "ok")])
+        } catch {
+            return AgentMessage(ok: true, calls: [SyscallRecord(call: "listen", arguments: "128", result: error.name)])
+        }
+    }
+
+    private func serve(_ command: AgentCommand) -> AgentMessage {
+        guard let socket else { return AgentMessage(ok: false, error: "serve before a socket exists") }
+        // Non-blocking, so one readiness report lets us drain every queued connection.
+        _ = fcntl(socket.fd, F_SETFL, fcntl(socket.fd, F_GETFL) | O_NONBLOCK)
+        closeOrder = command.closes ?? .clientFirst
+        serving = true
+        return AgentMessage(ok: true)
+    }
+
+    private func acceptPending() {
+        guard let socket else { return }
+        while true {
+            let accepted: (connection: Socket, peer: SocketAddress?)
+            do throws(SystemError) {
+                accepted = try socket.accept()
+            } catch {
+                return
+            }
+            // The event goes out before the identity, so by the time a client has read the
+            // identity, the runner can already find this acceptance in the pipe.
+            emit(AgentMessage(event: "accepted", peer: accepted.peer?.description))
+            try? accepted.connection.write(identity + "\n")
+            if closeOrder == .serverFirst {
+                try? accepted.connection.close()
+            } else {
+                connections.append(accepted.connection)
+            }
+        }
+    }
+
+    @discardableResult
+    private func closeAll() -> [SyscallRecord] {
+        for connection in connections { try? connection.close() }
+        connections.removeAll()
+        serving = false
+        guard let socket else { return [] }
+        self.socket = nil
+        do throws(SystemError) {
+            try socket.close()
+            return [SyscallRecord(call: "close", arguments: "", result: "ok")]
+        } catch {
+            return [SyscallRecord(call: "close", arguments: "", result: error.name)]
+        }
+    }
+
+    /// The client role: `count` connections in sequence, each reading the receiver's identity.
+    private func probe(_ command: AgentCommand) -> AgentMessage {
+        guard let host = command.address, let port = command.port, let address = SocketAddress(host: host, port: port) else {
+            return AgentMessage(ok: false, error: "probe needs a numeric address and a port")
+        }
+        let timeout = Double(command.timeoutMilliseconds ?? 2000) / 1000
+        var connections: [ProbeConnection] = []
+        for _ in 0..<max(0, command.count ?? 1) {
+            var record = ProbeConnection()
+            do throws(SystemError) {
+                let client = try Socket(family: address.family, transport: .tcp)
+                let deadline = Deadline.after(seconds: timeout)
+                try client.connect(to: address, until: deadline)
+                record.local = try client.localAddress().description
+                let line = try client.readLine(until: deadline)
+                if line.isEmpty { throw SystemError(call: "read", code: ECONNRESET) }
+                record.identity = line
+                try client.close()
+            } catch {
+                record.error = error.name
+            }
+            connections.append(record)
+        }
+        return AgentMessage(ok: true, connections: connections)
+    }
+
+    private func emit(_ message: AgentMessage) {
+        guard var bytes = try? encoder.encode(message) else { return }
+        bytes.append(UInt8(ascii: "\n"))
+        var offset = 0
+        while offset < bytes.count {
+            let count = bytes.withUnsafeBytes { write(1, $0.baseAddress! + offset, $0.count - offset) }
+            if count < 0 && errno == EINTR { continue }
+            if count <= 0 { exit(4) }
+            offset += count
+        }
+    }
+}

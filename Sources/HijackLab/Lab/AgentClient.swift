@@ -1,0 +1,103 @@
+import Foundation
+import Glibc
+
+/// Why a scenario could not be carried out (as opposed to what the kernel answered).
+public enum LabError: Error, Sendable, CustomStringConvertible {
+    case spawn(agent: String, SystemError)
+    case timeout(agent: String, waitingFor: String, seconds: Double)
+    case agentEnded(agent: String, waitingFor: String)
+    case agentRefused(agent: String, command: String, reason: String)
+    case identityMismatch(String)
+    case setup(String)
+
+    public var description: String {
+        switch self {
+        case .spawn(let agent, let error): "could not start agent \(agent): \(error)"
+        case .timeout(let agent, let what, let seconds):
+            "agent \(agent) did not answer \(what) within \(seconds.formatted(.number.precision(.fractionLength(0...2)))) s; it was killed"
+        case .agentEnded(let agent, let what): "agent \(agent) ended while the runner waited for \(what)"
+        case .agentRefused(let agent, let command, let reason): "agent \(agent) refused \(command): \(reason)"
+        case .identityMismatch(let detail): "identity check failed: \(detail)"
+        case .setup(let detail): detail
+        }
+    }
+}
+
+/// The runner's handle on one agent process.
+final class AgentClient {
+    let id: String
+    private let process: ChildProcess
+    private let timeout: Double
+    private(set) var pid: pid_t
+    private(set) var uid: UInt32?
+    /// Peers of the connections this agent reported accepting, in order.
+    private(set) var acceptedPeers: [String] = []
+    private let encoder = JSONEncoder()
+    private let decoder = JSONDecoder()
+
+    /// Starts the agent; `awaitReady()` then waits for its first line.
+    init(executable: String, id: String, extraArguments: [String] = [], timeout: Double) throws(LabError) {
+        self.id = id
+        self.timeout = timeout
+        do throws(SystemError) {
+            process = try ChildProcess(executable: executable, arguments: ["agent", "--id", id] + extraArguments)
+        } catch {
+            throw .spawn(agent: id, error)
+        }
+        pid = process.pid
+    }
+
+    func awaitReady() throws(LabError) {
+        let ready = try nextMessage(waitingFor: "its start-up", deadline: .after(seconds: timeout), acceptEvents: true)
+        guard ready.event == "ready" else { throw .agentRefused(agent: id, command: "start", reason: "its first line was not \"ready\"") }
+        if let reported = ready.pid { pid = reported }
+        uid = ready.uid
+    }
+
+    /// Sends one command and returns its reply; events that arrive first are recorded.
+    func request(_ command: AgentCommand, timeout override: Double? = nil) throws(LabError) -> AgentMessage {
+        let what = "\"\(command.op.rawValue)\""
+        let line = (try? encoder.encode(command)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        do throws(SystemError) {
+            try process.send(line)
+        } catch {
+            throw .agentEnded(agent: id, waitingFor: what)
+        }
+        let reply = try nextMessage(waitingFor: what, deadline: .after(seconds: override ?? timeout), acceptEvents: false)
+        if reply.ok != true { throw .agentRefused(agent: id, command: what, reason: reply.error ?? "no reason given") }
+        return reply
+    }
+
+    private func nextMessage(waitingFor what: String, deadline: Deadline, acceptEvents: Bool) throws(LabError) -> AgentMessage {
+        while true {
+            let line: String?
+            do throws(SystemError) {
+                line = try process.readLine(until: deadline)
+            } catch where error.code == ETIMEDOUT {
+                process.killAndReap()
+                throw .timeout(agent: id, waitingFor: what, seconds: timeout)
+            } catch {
+                throw .agentEnded(agent: id, waitingFor: what)
+            }
+            guard let line else { throw .agentEnded(agent: id, waitingFor: what) }
+            guard let message = try? decoder.decode(AgentMessage.self, from: Data(line.utf8)) else {
+                throw .agentRefused(agent: id, command: what, reason: "unreadable line: \(line)")
+            }
+            if message.event == "accepted" {
+                acceptedPeers.append(message.peer ?? "?")
+                continue
+            }
+            if message.event != nil && !acceptEvents { continue }
+            return message
+        }
+    }
+
+    /// Lets the agent exit on its own (stdin closed), killing it at the deadline.
+    func finish() {
+        process.finish(until: .after(seconds: timeout))
+    }
+
+    func kill() {
+        process.killAndReap()
+    }
+}

@@ -1,0 +1,101 @@
+/// The runner and its agents speak one JSON object per line: commands on the agent's
+/// stdin, replies and events on its stdout. Every reply carries the results of the
+/// system calls it made, so readiness and outcomes both come from the kernel's answers.
+public struct AgentCommand: Codable, Sendable, Equatable {
+    public enum Operation: String, Codable, Sendable {
+        /// socket(), setsockopt() for each option, bind().
+        case bind
+        case listen
+        /// Start answering connections on the listening socket.
+        case serve
+        /// close() the socket and every served connection.
+        case close
+        /// close, reply, and end the process.
+        case exit
+        /// Reply once every event before this command has been written.
+        case sync
+        /// Client role: connect `count` times and read each identity line.
+        case probe
+    }
+
+    public var op: Operation
+    public var transport: Transport?
+    public var address: String?
+    public var port: UInt16?
+    public var options: [String]?
+    public var device: String?
+    public var closes: CloseOrder?
+    public var count: Int?
+    public var timeoutMilliseconds: Int?
+
+    public init(op: Operation, transport: Transport? = nil, address: String? = nil, port: UInt16? = nil, options: [String]? = nil,
+                device: String? = nil, closes: CloseOrder? = nil, count: Int? = nil, timeoutMilliseconds: Int? = nil) {
+        self.op = op
+        self.transport = transport
+        self.address = address
+        self.port = port
+        self.options = options
+        self.device = device
+        self.closes = closes
+        self.count = count
+        self.timeoutMilliseconds = timeoutMilliseconds
+    }
+}
+
+/// One system call as it ran: `bind(127.0.0.1:40123) = EADDRINUSE`.
+public struct SyscallRecord: Codable, Sendable, Equatable, CustomStringConvertible {
+    public var call: String
+    public var arguments: String
+    /// "ok" or the errno's name.
+    public var result: String
+
+    public init(call: String, arguments: String, result: String) {
+        self.call = call
+        self.arguments = arguments
+        self.result = result
+    }
+
+    public var description: String { "\(call)(\(arguments)) = \(result)" }
+}
+
+/// One connection a probe made, as the client saw it.
+public struct ProbeConnection: Codable, Sendable, Equatable {
+    /// The client's own address, which the receiving agent reports as its peer.
+    public var local: String?
+    /// The identity line the server wrote: "socket-id pid uid".
+    public var identity: String?
+    /// The errno name when connect or read failed.
+    public var error: String?
+
+    public init(local: String? = nil, identity: String? = nil, error: String? = nil) {
+        self.local = local
+        self.identity = identity
+        self.error = error
+    }
+}
+
+/// A line from an agent: a reply to the last command, or an event (`event` set).
+public struct AgentMessage: Codable, Sendable, Equatable {
+    /// "ready" once at start, "accepted" per accepted connection; nil for replies.
+    public var event: String?
+    public var ok: Bool?
+    public var calls: [SyscallRecord]?
+    public var connections: [ProbeConnection]?
+    /// Why a command could not be carried out at all (not a syscall result).
+    public var error: String?
+    public var peer: String?
+    public var pid: Int32?
+    public var uid: UInt32?
+
+    public init(event: String? = nil, ok: Bool? = nil, calls: [SyscallRecord]? = nil, connections: [ProbeConnection]? = nil,
+                error: String? = nil, peer: String? = nil, pid: Int32? = nil, uid: UInt32? = nil) {
+        self.event = event
+        self.ok = ok
+        self.calls = calls
+        self.connections = connections
+        self.error = error
+        self.peer = peer
+        self.pid = pid
+        self.uid = uid
+    }
+}

@@ -1,0 +1,157 @@
+import CHijackLab
+import Foundation
+import Glibc
+
+/// Every child the lab has started and not yet reaped, so that a signal or a failure
+/// anywhere can still kill them all. The lock keeps it safe from the signal queue.
+public final class ChildRegistry: @unchecked Sendable {
+    public static let shared = ChildRegistry()
+    private var lock = pthread_mutex_t()
+    private var groups: Set<pid_t> = []
+
+    private init() { pthread_mutex_init(&lock, nil) }
+
+    func add(_ pid: pid_t) { locked { groups.insert(pid) } }
+    func remove(_ pid: pid_t) { locked { groups.remove(pid) } }
+
+    public var live: Set<pid_t> { locked { groups } }
+
+    /// SIGKILL to every child's process group; each child leads its own.
+    public func killAll() {
+        for group in live { kill(-group, SIGKILL) }
+    }
+
+    @discardableResult
+    private func locked<T>(_ body: () -> T) -> T {
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        return body()
+    }
+}
+
+/// A child process with a pipe to its stdin and one from its stdout, read line by line
+/// with deadlines. Its stderr is the runner's, so a crash message reaches the user.
+final class ChildProcess {
+    let pid: pid_t
+    private var stdinFD: Int32
+    private var stdoutFD: Int32
+    private var buffer: [UInt8] = []
+    private var reaped = false
+
+    init(executable: String, arguments: [String]) throws(SystemError) {
+        var toChild: [Int32] = [-1, -1]
+        var fromChild: [Int32] = [-1, -1]
+        guard hl_pipe_cloexec(&toChild) == 0 else { throw SystemError.last("pipe2") }
+        guard hl_pipe_cloexec(&fromChild) == 0 else {
+            Glibc.close(toChild[0]); Glibc.close(toChild[1])
+            throw SystemError.last("pipe2")
+        }
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        // dup2 clears close-on-exec on the copies, so only fds 0, 1 and 2 reach the child.
+        posix_spawn_file_actions_adddup2(&actions, toChild[0], 0)
+        posix_spawn_file_actions_adddup2(&actions, fromChild[1], 1)
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        // Its own process group: Ctrl-C reaches the runner, which then kills the group.
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGINT, SIGTERM, SIGPIPE, SIGHUP] { sigaddset(&defaults, signal) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        posix_spawnattr_setpgroup(&attributes, 0)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var child: pid_t = 0
+        let status = posix_spawn(&child, executable, &actions, &attributes, argv, environ)
+        Glibc.close(toChild[0])
+        Glibc.close(fromChild[1])
+        guard status == 0 else {
+            Glibc.close(toChild[1]); Glibc.close(fromChild[0])
+            throw SystemError(call: "posix_spawn", code: status)
+        }
+        pid = child
+        stdinFD = toChild[1]
+        stdoutFD = fromChild[0]
+        ChildRegistry.shared.add(child)
+    }
+
+    deinit { killAndReap() }
+
+    func send(_ line: String) throws(SystemError) {
+        let bytes = Array((line + "\n").utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let count = bytes.withUnsafeBytes { Glibc.write(stdinFD, $0.baseAddress! + offset, $0.count - offset) }
+            if count == -1 {
+                if errno == EINTR { continue }
+                throw SystemError.last("write")
+            }
+            offset += count
+        }
+    }
+
+    /// The next line from the child, or nil when it closed its stdout. Throws ETIMEDOUT at the deadline.
+    func readLine(until deadline: Deadline) throws(SystemError) -> String? {
+        while true {
+            if let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = String(decoding: buffer[..<newline], as: UTF8.self)
+                buffer.removeSubrange(...newline)
+                return line
+            }
+            guard stdoutFD >= 0 else { return nil }
+            guard try waitFor(stdoutFD, events: Int16(POLLIN), until: deadline) else { throw SystemError(call: "read", code: ETIMEDOUT) }
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            let count = chunk.withUnsafeMutableBytes { Glibc.read(stdoutFD, $0.baseAddress, $0.count) }
+            if count > 0 {
+                buffer += chunk[..<count]
+            } else if count == 0 {
+                Glibc.close(stdoutFD)
+                stdoutFD = -1
+            } else if errno != EINTR {
+                throw SystemError.last("read")
+            }
+        }
+    }
+
+    /// Closes the child's stdin (its cue to exit), waits until it closes stdout, and reaps it.
+    /// Past the deadline it is killed. Returns the wait status.
+    @discardableResult
+    func finish(until deadline: Deadline) -> Int32 {
+        closeStdin()
+        while (try? readLine(until: deadline)).flatMap({ $0 }) != nil {}
+        if stdoutFD >= 0 { kill(-pid, SIGKILL) }
+        return reap()
+    }
+
+    func killAndReap() {
+        guard !reaped else { return }
+        kill(-pid, SIGKILL)
+        closeStdin()
+        reap()
+    }
+
+    private func closeStdin() {
+        if stdinFD >= 0 { Glibc.close(stdinFD); stdinFD = -1 }
+    }
+
+    @discardableResult
+    private func reap() -> Int32 {
+        guard !reaped else { return 0 }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        reaped = true
+        ChildRegistry.shared.remove(pid)
+        if stdoutFD >= 0 { Glibc.close(stdoutFD); stdoutFD = -1 }
+        // No kill after this point: a reaped pid, and so its group id, may already be reused.
+        return status
+    }
+}

@@ -1,0 +1,160 @@
+/// What happened in one scenario: every field comes from a reply of a real agent.
+/// The JSON output is these values as they are; the Markdown report renders them.
+public struct ScenarioOutcome: Codable, Sendable {
+    public enum Status: String, Codable, Sendable {
+        case ran
+        case skipped
+        /// The runner could not finish the scenario (a timeout, a refused command).
+        case error
+    }
+
+    public var name: String
+    public var title: String
+    public var story: String
+    public var lesson: String
+    public var file: String
+    public var transport: Transport
+    public var status: Status
+    public var skipReason: String?
+    public var error: String?
+    public var port: UInt16?
+    public var verdict: Verdict?
+    public var expectedVerdict: Verdict
+    public var matchesExpectation: Bool
+    /// One line per way the run differed from the expectation.
+    public var differences: [String]
+    public var steps: [String]
+    public var sockets: [SocketOutcome]
+    public var probes: [ProbeOutcome]
+}
+
+public struct SocketOutcome: Codable, Sendable, Equatable {
+    public var id: String
+    public var role: Role
+    /// The address as the file wrote it (a symbol or a literal).
+    public var addressSpec: String
+    /// The numeric address it resolved to, or nil where the topology has none.
+    public var address: String?
+    public var port: UInt16?
+    public var options: [String]
+    public var device: String?
+    public var user: SocketUser
+    public var restarts: String?
+    public var listens: Bool
+    public var uid: UInt32?
+    public var pid: Int32?
+    /// "ok", an errno name, or "not-attempted".
+    public var bind: String
+    public var listen: String
+    public var calls: [SyscallRecord]
+    public var expected: SocketExpectation
+}
+
+public struct ProbeOutcome: Codable, Sendable, Equatable {
+    public var id: String
+    public var from: ProbeClient
+    public var toSpec: String
+    public var to: String?
+    public var port: UInt16?
+    public var attempts: Int
+    /// Connections per receiving socket id, from the identity each client read.
+    public var receivedBy: [String: Int]
+    public var failed: Int
+    /// Failed connections per errno name.
+    public var errors: [String: Int]
+    public var expectedReceivers: [String]
+}
+
+extension SocketOutcome {
+    var failedToServe: Bool { bind != "ok" || (listens && listen != "ok") }
+}
+
+public enum VerdictRules {
+    /// The verdict follows from results alone:
+    /// - a restart story is `restarted` when every restarted socket bound (and listened);
+    /// - `blocked` when every attacker failed to bind or listen;
+    /// - `hijacked` when in some probe attackers received connections and nobody else did;
+    /// - `shared` when in some probe both attackers and others received;
+    /// - `unaffected` otherwise.
+    public static func verdict(sockets: [SocketOutcome], probes: [ProbeOutcome]) -> Verdict {
+        let restarted = sockets.filter { $0.restarts != nil }
+        if !restarted.isEmpty {
+            return restarted.allSatisfy { !$0.failedToServe } ? .restarted : .restartBlocked
+        }
+        let attackers = Set(sockets.filter { $0.role == .attacker }.map(\.id))
+        guard !attackers.isEmpty else { return .unaffected }
+        if sockets.filter({ attackers.contains($0.id) }).allSatisfy(\.failedToServe) { return .blocked }
+        var sawShared = false
+        for probe in probes {
+            let toAttackers = probe.receivedBy.filter { attackers.contains($0.key) }.values.reduce(0, +)
+            let toOthers = probe.receivedBy.filter { !attackers.contains($0.key) }.values.reduce(0, +)
+            if toAttackers > 0 && toOthers == 0 { return .hijacked }
+            if toAttackers > 0 && toOthers > 0 { sawShared = true }
+        }
+        return sawShared ? .shared : .unaffected
+    }
+
+    /// Every way the outcome differs from what the scenario file expects.
+    public static func differences(sockets: [SocketOutcome], probes: [ProbeOutcome], verdict: Verdict, expected: Verdict) -> [String] {
+        var differences: [String] = []
+        for socket in sockets {
+            if socket.bind != socket.expected.bind {
+                differences.append("\(socket.id): bind expected \(socket.expected.bind), got \(socket.bind)")
+            }
+            if socket.listen != socket.expected.listen {
+                differences.append("\(socket.id): listen expected \(socket.expected.listen), got \(socket.listen)")
+            }
+        }
+        for probe in probes {
+            let receivers = Set(probe.receivedBy.filter { $0.value > 0 }.keys)
+            if receivers != Set(probe.expectedReceivers) {
+                let expected = probe.expectedReceivers.isEmpty ? "nobody" : probe.expectedReceivers.sorted().joined(separator: " + ")
+                let got = receivers.isEmpty ? "nobody" : receivers.sorted().map { "\($0) \(probe.receivedBy[$0]!)" }.joined(separator: " + ")
+                differences.append("probe \(probe.id): expected receivers \(expected), got \(got)")
+            } else if !probe.expectedReceivers.isEmpty && probe.failed > 0 {
+                let errors = probe.errors.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")
+                differences.append("probe \(probe.id): \(probe.failed) of \(probe.attempts) connections failed (\(errors))")
+            }
+        }
+        if verdict != expected { differences.append("verdict expected \(expected.rawValue), got \(verdict.rawValue)") }
+        return differences
+    }
+}
+
+/// The whole run: what `--json` writes and what the report renders.
+public struct LabReport: Codable, Sendable {
+    public struct Environment: Codable, Sendable {
+        public var kernel: String
+        public var uid: UInt32
+        public var topology: Topology.Kind
+        public var topologyReason: String
+        public var date: String
+    }
+
+    public struct InvalidFile: Codable, Sendable, Equatable {
+        public var file: String
+        public var field: String
+        public var expected: String
+        public var found: String?
+        public var message: String
+
+        public init(_ error: ScenarioError) {
+            file = error.file
+            field = error.field
+            expected = error.expected
+            found = error.found
+            message = error.description
+        }
+    }
+
+    public var environment: Environment
+    public var scenarios: [ScenarioOutcome]
+    public var invalidFiles: [InvalidFile]
+
+    /// 0 when every scenario that ran matched; 1 when any differed or could not finish;
+    /// 2 when a scenario file could not be read.
+    public var exitStatus: Int32 {
+        if !invalidFiles.isEmpty { return 2 }
+        return scenarios.contains { $0.status == .error || ($0.status == .ran && !$0.matchesExpectation) } ? 1 : 0
+    }
+}

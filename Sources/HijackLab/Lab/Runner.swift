@@ -1,0 +1,227 @@
+import Foundation
+import Glibc
+
+/// How a run is carried out.
+public struct LabSettings: Sendable {
+    /// The binary started in the agent role: this program itself, found via /proc/self/exe.
+    public var agentExecutable: String
+    public var topology: Topology
+    /// How long any agent may take to answer one command.
+    public var replyTimeout: Double
+    /// How long one probe connection may take to connect and deliver the identity line.
+    public var connectTimeout: Double
+
+    public init(agentExecutable: String, topology: Topology, replyTimeout: Double = 5, connectTimeout: Double = 2) {
+        self.agentExecutable = agentExecutable
+        self.topology = topology
+        self.replyTimeout = replyTimeout
+        self.connectTimeout = connectTimeout
+    }
+
+    /// The path of the running executable, which doubles as the agent binary.
+    public static func currentExecutable() -> String {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        guard count > 0 else { return CommandLine.arguments[0] }
+        return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+/// Runs scenarios: starts one agent per socket, carries out the steps, probes, and turns
+/// the agents' replies into a `ScenarioOutcome`. It formats nothing for people.
+public final class Runner {
+    public let settings: LabSettings
+    /// One client agent per run, reused by every scenario's probes.
+    private var hostClient: AgentClient?
+
+    public init(settings: LabSettings) {
+        self.settings = settings
+    }
+
+    deinit { shutdown() }
+
+    /// Ends the long-lived client agent.
+    public func shutdown() {
+        hostClient?.finish()
+        hostClient = nil
+    }
+
+    public func run(_ scenario: Scenario) -> ScenarioOutcome {
+        var outcome = ScenarioOutcome(
+            name: scenario.name, title: scenario.title, story: scenario.story, lesson: scenario.lesson, file: scenario.file,
+            transport: scenario.transport, status: .ran, skipReason: nil, error: nil, port: nil, verdict: nil,
+            expectedVerdict: scenario.expectation.verdict, matchesExpectation: false, differences: [],
+            steps: scenario.steps.map(\.description),
+            sockets: scenario.sockets.map { socket in
+                SocketOutcome(
+                    id: socket.id, role: socket.role, addressSpec: socket.address.description,
+                    address: try? settings.topology.resolve(socket.address).get(), port: nil,
+                    options: socket.options.map(\.name), device: socket.device, user: socket.user, restarts: socket.restarts,
+                    listens: socket.listens, uid: nil, pid: nil, bind: "not-attempted", listen: "not-attempted", calls: [],
+                    expected: scenario.expectation.sockets[socket.id]!)
+            },
+            probes: scenario.probes.map { probe in
+                ProbeOutcome(
+                    id: probe.id, from: probe.from, toSpec: probe.to.description, to: try? settings.topology.resolve(probe.to).get(),
+                    port: nil, attempts: probe.connections, receivedBy: [:], failed: 0, errors: [:],
+                    expectedReceivers: scenario.expectation.probes[probe.id]!.receivedBy)
+            })
+        if let reason = skipReason(scenario) {
+            outcome.status = .skipped
+            outcome.skipReason = reason
+            return outcome
+        }
+        var agents: [String: AgentClient] = [:]
+        defer { agents.values.forEach { $0.kill() } }
+        do throws(LabError) {
+            try carryOut(scenario, into: &outcome, agents: &agents)
+            // Each agent has written its acceptances before its identity reached a client,
+            // so one `sync` per agent brings them all into the runner.
+            for agent in agents.values { _ = try agent.request(AgentCommand(op: .sync)) }
+            try checkIdentities(outcome.probes, connectionsSeen: probeConnections, agents: agents, ended: endedAgents)
+            for agent in agents.values { agent.finish() }
+        } catch {
+            outcome.status = .error
+            outcome.error = error.description
+            outcome.differences = ["the scenario could not finish: \(error.description)"]
+            return outcome
+        }
+        let verdict = VerdictRules.verdict(sockets: outcome.sockets, probes: outcome.probes)
+        outcome.verdict = verdict
+        outcome.differences = VerdictRules.differences(sockets: outcome.sockets, probes: outcome.probes, verdict: verdict, expected: scenario.expectation.verdict)
+        outcome.matchesExpectation = outcome.differences.isEmpty
+        return outcome
+    }
+
+    /// What the topology or the user cannot give this scenario, if anything.
+    public func skipReason(_ scenario: Scenario) -> String? {
+        for socket in scenario.sockets {
+            if case .failure(let unavailable) = settings.topology.resolve(socket.address) { return "socket \(socket.id): \(unavailable.reason)" }
+            if socket.user == .other { return "socket \(socket.id) runs as another user, which this version of the lab does not start" }
+            if socket.device != nil { return "socket \(socket.id) binds to a device, which needs the netns topology" }
+        }
+        for probe in scenario.probes {
+            if case .failure(let unavailable) = settings.topology.resolve(probe.to) { return "probe \(probe.id): \(unavailable.reason)" }
+            if probe.from == .peer { return "probe \(probe.id) comes from the external peer, which needs the netns topology" }
+        }
+        return nil
+    }
+
+    // Per-scenario state used while the steps run.
+    private var probeConnections: [String: [ProbeConnection]] = [:]
+    private var endedAgents: [String: AgentClient] = [:]
+
+    private func carryOut(_ scenario: Scenario, into outcome: inout ScenarioOutcome, agents: inout [String: AgentClient]) throws(LabError) {
+        probeConnections = [:]
+        endedAgents = [:]
+        let port: UInt16
+        do throws(SystemError) {
+            port = try settings.topology.freePort(for: scenario.transport)
+        } catch {
+            throw .setup("no free port: \(error)")
+        }
+        outcome.port = port
+        for index in outcome.sockets.indices { outcome.sockets[index].port = port }
+        for index in outcome.probes.indices { outcome.probes[index].port = port }
+
+        // Start every agent first and only then wait, so their start-up times overlap.
+        for socket in scenario.sockets {
+            agents[socket.id] = try AgentClient(executable: settings.agentExecutable, id: socket.id, timeout: settings.replyTimeout)
+        }
+        for socket in scenario.sockets {
+            let agent = agents[socket.id]!
+            try agent.awaitReady()
+            let index = outcome.sockets.firstIndex { $0.id == socket.id }!
+            outcome.sockets[index].pid = agent.pid
+            outcome.sockets[index].uid = agent.uid
+        }
+
+        for step in scenario.steps {
+            switch step {
+            case .bind(let id):
+                let socket = scenario.socket(id)!
+                let index = outcome.sockets.firstIndex { $0.id == id }!
+                let reply = try agents[id]!.request(AgentCommand(
+                    op: .bind, transport: scenario.transport, address: outcome.sockets[index].address, port: port,
+                    options: socket.options.map(\.name), device: socket.device))
+                let calls = reply.calls ?? []
+                outcome.sockets[index].calls += calls
+                outcome.sockets[index].bind = calls.last { $0.call == "bind" }?.result ?? "not-attempted"
+            case .listen(let id):
+                let index = outcome.sockets.firstIndex { $0.id == id }!
+                guard outcome.sockets[index].bind == "ok" else { continue }
+                let agent = agents[id]!
+                let reply = try agent.request(AgentCommand(op: .listen))
+                outcome.sockets[index].calls += reply.calls ?? []
+                let result = reply.calls?.last?.result ?? "not-attempted"
+                outcome.sockets[index].listen = result
+                if result == "ok" { _ = try agent.request(AgentCommand(op: .serve, closes: scenario.socket(id)!.closeOrder)) }
+            case .probe(let id):
+                let index = outcome.probes.firstIndex { $0.id == id }!
+                let connections = try probe(outcome.probes[index])
+                probeConnections[id] = connections
+                for connection in connections {
+                    if let identity = connection.identity {
+                        let receiver = identity.split(separator: " ").first.map(String.init) ?? identity
+                        outcome.probes[index].receivedBy[receiver, default: 0] += 1
+                    } else {
+                        outcome.probes[index].failed += 1
+                        outcome.probes[index].errors[connection.error ?? "unknown", default: 0] += 1
+                    }
+                }
+            case .close(let id), .exit(let id):
+                let index = outcome.sockets.firstIndex { $0.id == id }!
+                let agent = agents[id]!
+                let ending = step == .exit(id)
+                let reply = try agent.request(AgentCommand(op: ending ? .exit : .close))
+                outcome.sockets[index].calls += reply.calls ?? []
+                if ending {
+                    // Wait for the process to be gone: a restart must not race the old server's exit.
+                    agent.finish()
+                    agents[id] = nil
+                    endedAgents[id] = agent
+                }
+            }
+        }
+    }
+
+    private func probe(_ probe: ProbeOutcome) throws(LabError) -> [ProbeConnection] {
+        if hostClient == nil {
+            let client = try AgentClient(executable: settings.agentExecutable, id: "client-host", timeout: settings.replyTimeout)
+            try client.awaitReady()
+            hostClient = client
+        }
+        let command = AgentCommand(op: .probe, transport: .tcp, address: probe.to, port: probe.port, count: probe.attempts,
+                                   timeoutMilliseconds: Int(settings.connectTimeout * 1000))
+        // The client may spend the connect timeout on every connection, so its reply gets that long.
+        let budget = settings.replyTimeout + settings.connectTimeout * Double(probe.attempts)
+        do throws(LabError) {
+            return try hostClient!.request(command, timeout: budget).connections ?? []
+        } catch {
+            hostClient?.kill()
+            hostClient = nil
+            throw error
+        }
+    }
+
+    /// Each identity a client read must name an agent that reported accepting that very
+    /// client connection, from the pid the runner started.
+    private func checkIdentities(_ probes: [ProbeOutcome], connectionsSeen: [String: [ProbeConnection]], agents: [String: AgentClient],
+                                 ended: [String: AgentClient]) throws(LabError) {
+        for probe in probes {
+            for connection in connectionsSeen[probe.id] ?? [] {
+                guard let identity = connection.identity else { continue }
+                let parts = identity.split(separator: " ").map(String.init)
+                guard parts.count == 3, let agent = agents[parts[0]] ?? ended[parts[0]] else {
+                    throw .identityMismatch("probe \(probe.id) read \"\(identity)\", which names no socket of this scenario")
+                }
+                guard Int32(parts[1]) == agent.pid else {
+                    throw .identityMismatch("probe \(probe.id) read pid \(parts[1]) for \(agent.id), whose agent is pid \(agent.pid)")
+                }
+                guard let local = connection.local, agent.acceptedPeers.contains(local) else {
+                    throw .identityMismatch("\(agent.id) did not report accepting the connection from \(connection.local ?? "?")")
+                }
+            }
+        }
+    }
+}

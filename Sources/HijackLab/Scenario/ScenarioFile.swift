@@ -1,0 +1,276 @@
+import Foundation
+
+/// Reads scenario files into validated `Scenario` values.
+public enum ScenarioFile {
+    public static func load(path: String) throws(ScenarioError) -> Scenario {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ScenarioError(file: path, field: "", expected: "a readable file", found: "nothing (missing or unreadable)")
+        }
+        return try parse(data, file: path)
+    }
+
+    public static func parse(_ data: Data, file: String) throws(ScenarioError) -> Scenario {
+        let document: JSONValue
+        do {
+            document = try JSONDecoder().decode(JSONValue.self, from: data)
+        } catch {
+            throw ScenarioError(file: file, field: "", expected: "valid JSON", found: syntaxProblem(error))
+        }
+        return try Reader(file: file).scenario(document)
+    }
+
+    /// Loads every `*.json` in a directory, sorted by file name. Bad files do not stop the good ones.
+    public static func loadDirectory(_ directory: String) throws(ScenarioError) -> (scenarios: [Scenario], errors: [ScenarioError]) {
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: directory)
+        } catch {
+            throw ScenarioError(file: directory, field: "", expected: "a directory of scenario files (*.json)", found: "no such directory")
+        }
+        var scenarios: [Scenario] = []
+        var errors: [ScenarioError] = []
+        for name in names.sorted() where name.hasSuffix(".json") {
+            do throws(ScenarioError) {
+                scenarios.append(try load(path: directory + "/" + name))
+            } catch {
+                errors.append(error)
+            }
+        }
+        return (scenarios, errors)
+    }
+
+    private static func syntaxProblem(_ error: any Error) -> String {
+        if case DecodingError.dataCorrupted(let context) = error {
+            let underlying = (context.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String
+            return underlying ?? context.debugDescription
+        }
+        return "\(error)"
+    }
+}
+
+/// Walks the JSON tree, keeping the path so each error names its field.
+private struct Reader {
+    let file: String
+
+    func fail(_ field: String, _ expected: String, _ found: JSONValue?) -> ScenarioError {
+        ScenarioError(file: file, field: field, expected: expected, found: found?.summary ?? "nothing (the field is missing)")
+    }
+
+    func object(_ value: JSONValue?, _ field: String, required: [String], optional: [String] = []) throws(ScenarioError) -> [String: JSONValue] {
+        guard case .object(let members)? = value else { throw fail(field, "an object", value) }
+        let known = required + optional
+        for key in members.keys.sorted() where !known.contains(key) {
+            throw ScenarioError(file: file, field: join(field, key), expected: "only the fields \(known.joined(separator: ", "))", found: "an unknown field")
+        }
+        for key in required where members[key] == nil {
+            throw fail(join(field, key), "a value (this field is required)", nil)
+        }
+        return members
+    }
+
+    func string(_ value: JSONValue?, _ field: String, pattern: String? = nil) throws(ScenarioError) -> String {
+        guard case .string(let text)? = value, !text.isEmpty else { throw fail(field, "a non-empty string", value) }
+        if let pattern, text.range(of: pattern, options: .regularExpression) == nil {
+            throw fail(field, "a string matching \(pattern)", value)
+        }
+        return text
+    }
+
+    func choice<T: RawRepresentable>(_ value: JSONValue?, _ field: String, as: T.Type, among cases: [T]) throws(ScenarioError) -> T where T.RawValue == String {
+        let expected = "one of " + cases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
+        guard case .string(let text)? = value, let parsed = T(rawValue: text) else { throw fail(field, expected, value) }
+        return parsed
+    }
+
+    func array(_ value: JSONValue?, _ field: String, nonEmpty: Bool = true) throws(ScenarioError) -> [JSONValue] {
+        guard case .array(let items)? = value, !(nonEmpty && items.isEmpty) else {
+            throw fail(field, nonEmpty ? "a non-empty array" : "an array", value)
+        }
+        return items
+    }
+
+    func join(_ field: String, _ key: String) -> String { field.isEmpty ? key : "\(field).\(key)" }
+
+    func scenario(_ document: JSONValue) throws(ScenarioError) -> Scenario {
+        let top = try object(document, "", required: ["name", "title", "story", "lesson", "transport", "sockets", "probes", "expect"], optional: ["steps"])
+        let name = try string(top["name"], "name", pattern: "^[a-z0-9]+(-[a-z0-9]+)*$")
+        let base = (file as NSString).lastPathComponent
+        if base.hasSuffix(".json"), base != "\(name).json" {
+            throw fail("name", "the file's own name, \"\(base.dropLast(5))\" (readers look scenarios up by name)", top["name"])
+        }
+        let transport = try choice(top["transport"], "transport", as: Transport.self, among: [.tcp])
+        var sockets: [SocketSpec] = []
+        for (index, item) in try array(top["sockets"], "sockets").enumerated() {
+            sockets.append(try socket(item, "sockets[\(index)]", earlier: sockets))
+        }
+        var probes: [ProbeSpec] = []
+        for (index, item) in try array(top["probes"], "probes").enumerated() {
+            let probe = try probe(item, "probes[\(index)]")
+            guard !probes.contains(where: { $0.id == probe.id }), sockets.allSatisfy({ $0.id != probe.id }) else {
+                throw fail("probes[\(index)].id", "an id not used by another socket or probe", .string(probe.id))
+            }
+            probes.append(probe)
+        }
+        let steps = try top["steps"].map { (value) throws(ScenarioError) in try self.steps(value, sockets: sockets, probes: probes) }
+            ?? Step.defaults(for: sockets, probes: probes)
+        return Scenario(
+            name: name,
+            title: try string(top["title"], "title"),
+            story: try string(top["story"], "story"),
+            lesson: try string(top["lesson"], "lesson"),
+            transport: transport,
+            sockets: sockets,
+            probes: probes,
+            steps: steps,
+            expectation: try expectation(top["expect"], sockets: sockets, probes: probes),
+            file: file
+        )
+    }
+
+    func address(_ value: JSONValue?, _ field: String) throws(ScenarioError) -> AddressSpec {
+        let text = try string(value, field)
+        let spec = AddressSpec(parsing: text)
+        if case .literal = spec, let refusal = LabAddressPolicy.refusal(for: text, labRangesAllowed: true) {
+            let symbols = AddressSymbol.allCases.map(\.rawValue).joined(separator: ", ")
+            throw ScenarioError(file: file, field: field, expected: "an address symbol (\(symbols)) or a numeric lab address", found: "\"\(text)\", \(refusal)")
+        }
+        return spec
+    }
+
+    func socket(_ value: JSONValue, _ field: String, earlier: [SocketSpec]) throws(ScenarioError) -> SocketSpec {
+        let members = try object(value, field, required: ["id", "role", "address"], optional: ["options", "device", "user", "listen", "closes", "restarts"])
+        let id = try string(members["id"], join(field, "id"), pattern: "^[a-z][a-z0-9-]*$")
+        if earlier.contains(where: { $0.id == id }) { throw fail(join(field, "id"), "an id not used by another socket", members["id"]) }
+        var options: [SocketOption] = []
+        if let list = members["options"] {
+            for (index, item) in try array(list, join(field, "options"), nonEmpty: false).enumerated() {
+                let optionField = "\(join(field, "options"))[\(index)]"
+                let expected = "one of " + SocketOption.namesInFiles.map { "\"\($0)\"" }.joined(separator: ", ") + " (SO_BINDTODEVICE is the field \"device\")"
+                guard case .string(let name) = item, let option = SocketOption(name: name) else { throw fail(optionField, expected, item) }
+                if options.contains(option) { throw fail(optionField, "each option at most once", item) }
+                options.append(option)
+            }
+        }
+        var listens = true
+        if let flag = members["listen"] {
+            guard case .bool(let value) = flag else { throw fail(join(field, "listen"), "true or false", flag) }
+            listens = value
+        }
+        var restarts: String?
+        if let target = members["restarts"] {
+            let targetID = try string(target, join(field, "restarts"))
+            guard earlier.contains(where: { $0.id == targetID }) else {
+                throw fail(join(field, "restarts"), "the id of an earlier socket (" + earlier.map(\.id).joined(separator: ", ") + ")", target)
+            }
+            restarts = targetID
+        }
+        return SocketSpec(
+            id: id,
+            role: try choice(members["role"], join(field, "role"), as: Role.self, among: Role.allCases),
+            address: try address(members["address"], join(field, "address")),
+            options: options,
+            device: try members["device"].map { (value) throws(ScenarioError) in try string(value, join(field, "device"), pattern: "^[A-Za-z0-9._-]{1,15}$") },
+            user: try members["user"].map { (value) throws(ScenarioError) in try choice(value, join(field, "user"), as: SocketUser.self, among: [.same, .other]) } ?? .same,
+            listens: listens,
+            closeOrder: try members["closes"].map { (value) throws(ScenarioError) in
+                try choice(value, join(field, "closes"), as: CloseOrder.self, among: [.clientFirst, .serverFirst])
+            } ?? .clientFirst,
+            restarts: restarts
+        )
+    }
+
+    func probe(_ value: JSONValue, _ field: String) throws(ScenarioError) -> ProbeSpec {
+        let members = try object(value, field, required: ["id", "to", "connections"], optional: ["from"])
+        let to = try address(members["to"], join(field, "to"))
+        if to == .symbol(.wildcard4) || to == .symbol(.wildcard6) || to == .literal("0.0.0.0") || to == .literal("::") {
+            throw fail(join(field, "to"), "a destination a client can connect to, not a wildcard", members["to"])
+        }
+        guard case .number(let count)? = members["connections"], count == count.rounded(), (1...1000).contains(count) else {
+            throw fail(join(field, "connections"), "a whole number from 1 to 1000", members["connections"])
+        }
+        return ProbeSpec(
+            id: try string(members["id"], join(field, "id"), pattern: "^[a-z][a-z0-9-]*$"),
+            from: try members["from"].map { (value) throws(ScenarioError) in try choice(value, join(field, "from"), as: ProbeClient.self, among: [.host, .peer]) } ?? .host,
+            to: to,
+            connections: Int(count)
+        )
+    }
+
+    func steps(_ value: JSONValue, sockets: [SocketSpec], probes: [ProbeSpec]) throws(ScenarioError) -> [Step] {
+        var steps: [Step] = []
+        var bound: Set<String> = []
+        var ended: Set<String> = []
+        var probed: Set<String> = []
+        for (index, item) in try array(value, "steps").enumerated() {
+            let field = "steps[\(index)]"
+            guard case .object(let members) = item, case .string(let action)? = members["do"] else {
+                throw fail(join(field, "do"), "one of \"bind\", \"listen\", \"probe\", \"close\", \"exit\"", (try? object(item, field, required: [])).flatMap { $0["do"] })
+            }
+            if action == "probe" {
+                let id = try string(try object(item, field, required: ["do", "probe"])["probe"], join(field, "probe"))
+                guard probes.contains(where: { $0.id == id }) else { throw fail(join(field, "probe"), "a probe id (" + probes.map(\.id).joined(separator: ", ") + ")", .string(id)) }
+                guard probed.insert(id).inserted else { throw fail(join(field, "probe"), "each probe run once", .string(id)) }
+                steps.append(.probe(id))
+                continue
+            }
+            let id = try string(try object(item, field, required: ["do", "socket"])["socket"], join(field, "socket"))
+            guard sockets.contains(where: { $0.id == id }) else { throw fail(join(field, "socket"), "a socket id (" + sockets.map(\.id).joined(separator: ", ") + ")", .string(id)) }
+            switch action {
+            case "bind":
+                guard bound.insert(id).inserted else { throw fail(join(field, "socket"), "a socket not bound before (a restart is a new socket with \"restarts\")", .string(id)) }
+                steps.append(.bind(id))
+            case "listen", "close", "exit":
+                guard bound.contains(id), !ended.contains(id) else { throw fail(join(field, "socket"), "a socket bound by an earlier step and not closed yet", .string(id)) }
+                if action == "listen" { steps.append(.listen(id)) } else { ended.insert(id); steps.append(action == "close" ? .close(id) : .exit(id)) }
+            default:
+                throw fail(join(field, "do"), "one of \"bind\", \"listen\", \"probe\", \"close\", \"exit\"", .string(action))
+            }
+        }
+        if let missing = sockets.first(where: { !bound.contains($0.id) }) { throw fail("steps", "a bind step for every socket", .string(missing.id)) }
+        if let missing = probes.first(where: { !probed.contains($0.id) }) { throw fail("steps", "a probe step for every probe", .string(missing.id)) }
+        return steps
+    }
+
+    func expectation(_ value: JSONValue?, sockets: [SocketSpec], probes: [ProbeSpec]) throws(ScenarioError) -> Expectation {
+        let members = try object(value, "expect", required: ["verdict", "sockets", "probes"])
+        let socketIDs = sockets.map(\.id)
+        let socketResults = try object(members["sockets"], "expect.sockets", required: socketIDs)
+        var socketExpectations: [String: SocketExpectation] = [:]
+        for id in socketIDs {
+            let field = "expect.sockets.\(id)"
+            let result = try object(socketResults[id], field, required: ["bind", "listen"])
+            socketExpectations[id] = SocketExpectation(
+                bind: try outcomeName(result["bind"], join(field, "bind"), allowNotAttempted: false),
+                listen: try outcomeName(result["listen"], join(field, "listen"), allowNotAttempted: true)
+            )
+        }
+        let probeResults = try object(members["probes"], "expect.probes", required: probes.map(\.id))
+        var probeExpectations: [String: ProbeExpectation] = [:]
+        for probe in probes {
+            let field = "expect.probes.\(probe.id)"
+            let result = try object(probeResults[probe.id], field, required: ["receivedBy"])
+            var receivers: [String] = []
+            for (index, item) in try array(result["receivedBy"], join(field, "receivedBy"), nonEmpty: false).enumerated() {
+                let receiver = try string(item, "\(join(field, "receivedBy"))[\(index)]")
+                guard socketIDs.contains(receiver), !receivers.contains(receiver) else {
+                    throw fail("\(join(field, "receivedBy"))[\(index)]", "a socket id, once (" + socketIDs.joined(separator: ", ") + ")", item)
+                }
+                receivers.append(receiver)
+            }
+            probeExpectations[probe.id] = ProbeExpectation(receivedBy: receivers)
+        }
+        return Expectation(
+            verdict: try choice(members["verdict"], "expect.verdict", as: Verdict.self, among: Verdict.allCases),
+            sockets: socketExpectations,
+            probes: probeExpectations
+        )
+    }
+
+    /// "ok", an errno name the C library knows, or for listen "not-attempted".
+    func outcomeName(_ value: JSONValue?, _ field: String, allowNotAttempted: Bool) throws(ScenarioError) -> String {
+        let expected = "\"ok\", an errno name such as \"EADDRINUSE\"" + (allowNotAttempted ? ", or \"not-attempted\"" : "")
+        guard case .string(let text)? = value else { throw fail(field, expected, value) }
+        if text == "ok" || (allowNotAttempted && text == "not-attempted") || SystemError.code(named: text) != nil { return text }
+        throw fail(field, expected, value)
+    }
+}

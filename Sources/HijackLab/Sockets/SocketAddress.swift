@@ -1,0 +1,100 @@
+import Glibc
+
+/// An IPv4 or IPv6 socket address, wrapping the C structs the kernel reads.
+public enum SocketAddress: Equatable, Sendable, CustomStringConvertible {
+    case v4(sockaddr_in)
+    case v6(sockaddr_in6)
+
+    /// Parses a numeric host ("127.0.0.1", "::1", "::ffff:127.0.0.1") with a port.
+    /// Names are not resolved here; returns nil for anything that is not numeric.
+    public init?(host: String, port: UInt16) {
+        var v4 = sockaddr_in()
+        if inet_pton(AF_INET, host, &v4.sin_addr) == 1 {
+            v4.sin_family = sa_family_t(AF_INET)
+            v4.sin_port = port.bigEndian
+            self = .v4(v4)
+            return
+        }
+        var v6 = sockaddr_in6()
+        let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        if inet_pton(AF_INET6, bare, &v6.sin6_addr) == 1 {
+            v6.sin6_family = sa_family_t(AF_INET6)
+            v6.sin6_port = port.bigEndian
+            self = .v6(v6)
+            return
+        }
+        return nil
+    }
+
+    /// Reads an address the kernel filled in (accept, getsockname).
+    init?(storage: sockaddr_storage) {
+        var storage = storage
+        switch Int32(storage.ss_family) {
+        case AF_INET:
+            self = .v4(withUnsafeBytes(of: &storage) { $0.load(as: sockaddr_in.self) })
+        case AF_INET6:
+            self = .v6(withUnsafeBytes(of: &storage) { $0.load(as: sockaddr_in6.self) })
+        default:
+            return nil
+        }
+    }
+
+    public var family: Int32 {
+        switch self {
+        case .v4: AF_INET
+        case .v6: AF_INET6
+        }
+    }
+
+    public var port: UInt16 {
+        get {
+            switch self {
+            case .v4(let a): UInt16(bigEndian: a.sin_port)
+            case .v6(let a): UInt16(bigEndian: a.sin6_port)
+            }
+        }
+        set {
+            switch self {
+            case .v4(var a): a.sin_port = newValue.bigEndian; self = .v4(a)
+            case .v6(var a): a.sin6_port = newValue.bigEndian; self = .v6(a)
+            }
+        }
+    }
+
+    /// The numeric host without brackets or port: "127.0.0.1", "::1".
+    public var host: String {
+        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        switch self {
+        case .v4(var a): inet_ntop(AF_INET, &a.sin_addr, &buffer, socklen_t(buffer.count))
+        case .v6(var a): inet_ntop(AF_INET6, &a.sin6_addr, &buffer, socklen_t(buffer.count))
+        }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// "127.0.0.1:80" or "[::1]:80", the way people write endpoints.
+    public var description: String {
+        switch self {
+        case .v4: "\(host):\(port)"
+        case .v6: "[\(host)]:\(port)"
+        }
+    }
+
+    /// The only crossing into C: the kernel sees a pointer and a length.
+    @discardableResult
+    func withSockAddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) throws(SystemError) -> R) throws(SystemError) -> R {
+        switch self {
+        case .v4(var a):
+            return try withUnsafeBytes(of: &a) { (raw) throws(SystemError) -> R in
+                try body(raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        case .v6(var a):
+            return try withUnsafeBytes(of: &a) { (raw) throws(SystemError) -> R in
+                try body(raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(MemoryLayout<sockaddr_in6>.size))
+            }
+        }
+    }
+
+    public static func == (lhs: SocketAddress, rhs: SocketAddress) -> Bool {
+        lhs.family == rhs.family && lhs.host == rhs.host && lhs.port == rhs.port
+    }
+}

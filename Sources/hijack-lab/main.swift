@@ -1,0 +1,4 @@
+import Glibc
+import HijackLab
+
+exit(CLI.run(Array(CommandLine.arguments.dropFirst())))

@@ -12,7 +12,7 @@ let package = Package(
         .target(name: "HijackLab", dependencies: ["CHijackLab"]),
         .executableTarget(name: "hijack-lab", dependencies: ["HijackLab"]),
         // The tests drive the real binary as an agent, so they depend on it being built.
-        .testTarget(name: "HijackLabTests", dependencies: ["HijackLab", "hijack-lab"]),
+        .testTarget(name: "HijackLabTests", dependencies: ["HijackLab", "hijack-lab"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )

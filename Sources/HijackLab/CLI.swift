@@ -54,7 +54,8 @@ public enum CLI {
       swift run hijack-lab show per-interface-fix
     """
 
-    public static func run(_ arguments: [String], console: Console = .standard) -> Int32 {
+    /// `agentExecutable` is the binary started in the agent role: normally this program itself.
+    public static func run(_ arguments: [String], console: Console = .standard, agentExecutable: String = LabSettings.currentExecutable()) -> Int32 {
         guard let command = arguments.first else {
             console.err(usage)
             return 2
@@ -76,7 +77,7 @@ public enum CLI {
                 switch command {
                 case "list": return list(options, console: console)
                 case "show": return show(options, console: console)
-                default: return runScenarios(options, all: command == "all", console: console)
+                default: return runScenarios(options, all: command == "all", console: console, agentExecutable: agentExecutable)
                 }
             } catch {
                 console.err("hijack-lab \(command): \(error.message)\nRun `hijack-lab help` for usage.")
@@ -180,7 +181,7 @@ public enum CLI {
         }
     }
 
-    static func runScenarios(_ options: Options, all: Bool, console: Console) -> Int32 {
+    static func runScenarios(_ options: Options, all: Bool, console: Console, agentExecutable: String) -> Int32 {
         let loaded: (scenarios: [Scenario], errors: [ScenarioError])
         do throws(ScenarioError) {
             loaded = try ScenarioFile.loadDirectory(options.scenarios)
@@ -211,7 +212,7 @@ public enum CLI {
         let interrupts = InterruptGuard(console: console)
         defer { interrupts.disarm() }
         let topology = Topology.loopback(reason: "the host's own loopback; a scenario needing a peer, a lab interface or another user is skipped")
-        let runner = Runner(settings: LabSettings(agentExecutable: LabSettings.currentExecutable(), topology: topology, replyTimeout: options.timeout))
+        let runner = Runner(settings: LabSettings(agentExecutable: agentExecutable, topology: topology, replyTimeout: options.timeout))
         var outcomes: [ScenarioOutcome] = []
         for (index, scenario) in selected.enumerated() {
             let started = Deadline.now()

@@ -10,7 +10,6 @@ public final class Agent {
     private var socket: Socket?
     private var transport: Transport = .tcp
     private var serving = false
-    private var closeOrder: CloseOrder = .clientFirst
     private var connections: [Socket] = []
     private let encoder = JSONEncoder()
     private let decoder = JSONDecoder()
@@ -48,11 +47,13 @@ public final class Agent {
             }
             if serving, watched.count > 1, watched[1].revents != 0 { acceptPending() }
             let offset = serving ? 2 : 1
-            // Served connections only wait for the client's FIN; any bytes are ignored.
+            // A served connection ends when the client says "S" (the server is to close first,
+            // so TIME_WAIT lands here) or when the client's FIN arrives (it closed first).
             for (index, entry) in watched.enumerated().dropFirst(offset).reversed() where entry.revents != 0 {
                 var scratch = [UInt8](repeating: 0, count: 256)
                 let count = scratch.withUnsafeMutableBytes { read(entry.fd, $0.baseAddress, $0.count) }
-                if count <= 0 && !(count < 0 && errno == EINTR) { try? connections.remove(at: index - offset).close() }
+                if count < 0 && errno == EINTR { continue }
+                if count <= 0 || scratch[..<count].contains(UInt8(ascii: "S")) { try? connections.remove(at: index - offset).close() }
             }
         }
     }
@@ -134,7 +135,6 @@ public final class Agent {
         guard let socket else { return AgentMessage(ok: false, error: "serve before a socket exists") }
         // Non-blocking, so one readiness report lets us drain every queued connection.
         _ = fcntl(socket.fd, F_SETFL, fcntl(socket.fd, F_GETFL) | O_NONBLOCK)
-        closeOrder = command.closes ?? .clientFirst
         serving = true
         return AgentMessage(ok: true)
     }
@@ -152,17 +152,23 @@ public final class Agent {
             // identity, the runner can already find this acceptance in the pipe.
             emit(AgentMessage(event: "accepted", peer: accepted.peer?.description))
             try? accepted.connection.write(identity + "\n")
-            if closeOrder == .serverFirst {
-                try? accepted.connection.close()
-            } else {
-                connections.append(accepted.connection)
-            }
+            connections.append(accepted.connection)
         }
     }
 
     @discardableResult
     private func closeAll() -> [SyscallRecord] {
-        for connection in connections { try? connection.close() }
+        // A client that has its identity closes at once; waiting for its FIN here keeps a
+        // client-first connection from turning server-first just because the server exits.
+        let deadline = Deadline.after(seconds: 2)
+        for connection in connections {
+            while (try? waitFor(connection.fd, events: Int16(POLLIN), until: deadline)) == true {
+                var scratch = [UInt8](repeating: 0, count: 256)
+                let count = scratch.withUnsafeMutableBytes { read(connection.fd, $0.baseAddress, $0.count) }
+                if count == 0 || (count < 0 && errno != EINTR) || scratch[..<max(count, 0)].contains(UInt8(ascii: "S")) { break }
+            }
+            try? connection.close()
+        }
         connections.removeAll()
         serving = false
         guard let socket else { return [] }
@@ -181,6 +187,7 @@ public final class Agent {
             return AgentMessage(ok: false, error: "probe needs a numeric address and a port")
         }
         let timeout = Double(command.timeoutMilliseconds ?? 2000) / 1000
+        let serverClosesFirst = command.closes == .serverFirst
         var connections: [ProbeConnection] = []
         for _ in 0..<max(0, command.count ?? 1) {
             var record = ProbeConnection()
@@ -189,9 +196,12 @@ public final class Agent {
                 let deadline = Deadline.after(seconds: timeout)
                 try client.connect(to: address, until: deadline)
                 record.local = try client.localAddress().description
+                if serverClosesFirst { try client.write("S\n") }
                 let line = try client.readLine(until: deadline)
                 if line.isEmpty { throw SystemError(call: "read", code: ECONNRESET) }
                 record.identity = line
+                // Close only after the server's FIN, so the server is the side that closed first.
+                if serverClosesFirst, try !client.readLine(until: deadline).isEmpty { throw SystemError(call: "read", code: EPROTO) }
                 try client.close()
             } catch {
                 record.error = error.name

@@ -14,7 +14,9 @@ public struct AgentCommand: Codable, Sendable, Equatable {
         case exit
         /// Reply once every event before this command has been written.
         case sync
-        /// Client role: connect `count` times and read each identity line.
+        /// Client role: connect `count` times and read each identity line. With `closes`
+        /// server-first the client sends "S" and waits for the server's FIN before closing;
+        /// otherwise it closes as soon as it has the identity, and the server waits for that.
         case probe
     }
 

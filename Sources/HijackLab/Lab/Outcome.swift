@@ -57,6 +57,7 @@ public struct ProbeOutcome: Codable, Sendable, Equatable {
     public var to: String?
     public var port: UInt16?
     public var attempts: Int
+    public var closes: CloseOrder
     /// Connections per receiving socket id, from the identity each client read.
     public var receivedBy: [String: Int]
     public var failed: Int

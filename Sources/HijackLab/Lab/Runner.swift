@@ -33,6 +33,8 @@ public final class Runner {
     public let settings: LabSettings
     /// One client agent per run, reused by every scenario's probes.
     private var hostClient: AgentClient?
+    /// Every agent process this runner started, so callers can check that none outlives it.
+    public private(set) var startedProcesses: [pid_t] = []
 
     public init(settings: LabSettings) {
         self.settings = settings
@@ -63,7 +65,7 @@ public final class Runner {
             probes: scenario.probes.map { probe in
                 ProbeOutcome(
                     id: probe.id, from: probe.from, toSpec: probe.to.description, to: try? settings.topology.resolve(probe.to).get(),
-                    port: nil, attempts: probe.connections, receivedBy: [:], failed: 0, errors: [:],
+                    port: nil, attempts: probe.connections, closes: probe.closes, receivedBy: [:], failed: 0, errors: [:],
                     expectedReceivers: scenario.expectation.probes[probe.id]!.receivedBy)
             })
         if let reason = skipReason(scenario) {
@@ -126,7 +128,9 @@ public final class Runner {
 
         // Start every agent first and only then wait, so their start-up times overlap.
         for socket in scenario.sockets {
-            agents[socket.id] = try AgentClient(executable: settings.agentExecutable, id: socket.id, timeout: settings.replyTimeout)
+            let agent = try AgentClient(executable: settings.agentExecutable, id: socket.id, timeout: settings.replyTimeout)
+            startedProcesses.append(agent.pid)
+            agents[socket.id] = agent
         }
         for socket in scenario.sockets {
             let agent = agents[socket.id]!
@@ -155,7 +159,7 @@ public final class Runner {
                 outcome.sockets[index].calls += reply.calls ?? []
                 let result = reply.calls?.last?.result ?? "not-attempted"
                 outcome.sockets[index].listen = result
-                if result == "ok" { _ = try agent.request(AgentCommand(op: .serve, closes: scenario.socket(id)!.closeOrder)) }
+                if result == "ok" { _ = try agent.request(AgentCommand(op: .serve)) }
             case .probe(let id):
                 let index = outcome.probes.firstIndex { $0.id == id }!
                 let connections = try probe(outcome.probes[index])
@@ -188,10 +192,11 @@ public final class Runner {
     private func probe(_ probe: ProbeOutcome) throws(LabError) -> [ProbeConnection] {
         if hostClient == nil {
             let client = try AgentClient(executable: settings.agentExecutable, id: "client-host", timeout: settings.replyTimeout)
+            startedProcesses.append(client.pid)
             try client.awaitReady()
             hostClient = client
         }
-        let command = AgentCommand(op: .probe, transport: .tcp, address: probe.to, port: probe.port, count: probe.attempts,
+        let command = AgentCommand(op: .probe, transport: .tcp, address: probe.to, port: probe.port, closes: probe.closes, count: probe.attempts,
                                    timeoutMilliseconds: Int(settings.connectTimeout * 1000))
         // The client may spend the connect timeout on every connection, so its reply gets that long.
         let budget = settings.replyTimeout + settings.connectTimeout * Double(probe.attempts)

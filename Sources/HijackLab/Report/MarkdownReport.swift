@@ -111,7 +111,8 @@ public enum MarkdownReport {
             lines.append("|---|---|---|---|---|")
             for probe in scenario.probes {
                 let failures = probe.failed == 0 ? "0" : "\(probe.failed) (" + probe.errors.sorted { $0.key < $1.key }.map { "\($0.key)" }.joined(separator: ", ") + ")"
-                lines.append("| \(probe.id) | \(probe.from.rawValue) client → `\(endpoint(probe.to ?? probe.toSpec))` | \(probe.attempts) | \(receivers(probe)) | \(failures) |")
+                let closing = probe.closes == .serverFirst ? " (server closes first)" : ""
+                lines.append("| \(probe.id) | \(probe.from.rawValue) client → `\(endpoint(probe.to ?? probe.toSpec))`\(closing) | \(probe.attempts) | \(receivers(probe)) | \(failures) |")
             }
             lines.append("")
             lines.append(diagram(scenario))

@@ -24,13 +24,13 @@ public enum ScenarioText {
             if !socket.listens { parts.append("and does not listen") }
             if socket.user == .other { parts.append("as uid 65534 (nobody)") }
             if let restarts = socket.restarts { parts.append("(restarts \(restarts))") }
-            if socket.closeOrder == .serverFirst { parts.append("and closes each connection first") }
             lines.append(parts.joined(separator: " "))
         }
         lines.append("")
         lines.append("Probes:")
         for probe in scenario.probes {
-            lines.append("  \(probe.id): \(probe.connections) connections from the \(probe.from.rawValue) client to \(probe.to)")
+            let closing = probe.closes == .serverFirst ? "; the server closes each one first" : "; the client closes each one first"
+            lines.append("  \(probe.id): \(probe.connections) connections from the \(probe.from.rawValue) client to \(probe.to)\(closing)")
         }
         lines.append("")
         lines.append("Steps: " + scenario.steps.map(\.description).joined(separator: " → "))

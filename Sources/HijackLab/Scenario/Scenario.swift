@@ -48,7 +48,6 @@ public struct SocketSpec: Sendable {
     public var device: String?
     public var user: SocketUser
     public var listens: Bool
-    public var closeOrder: CloseOrder
     /// The id of the socket this one replaces in a restart story.
     public var restarts: String?
 
@@ -69,6 +68,8 @@ public struct ProbeSpec: Sendable {
     public var from: ProbeClient
     public var to: AddressSpec
     public var connections: Int
+    /// Which side closes each connection first, and so which side keeps it in TIME_WAIT.
+    public var closes: CloseOrder
 }
 
 /// One action of a scenario, in order. Files that omit steps get `Step.defaults(for:)`.

@@ -138,7 +138,7 @@ private struct Reader {
     }
 
     func socket(_ value: JSONValue, _ field: String, earlier: [SocketSpec]) throws(ScenarioError) -> SocketSpec {
-        let members = try object(value, field, required: ["id", "role", "address"], optional: ["options", "device", "user", "listen", "closes", "restarts"])
+        let members = try object(value, field, required: ["id", "role", "address"], optional: ["options", "device", "user", "listen", "restarts"])
         let id = try string(members["id"], join(field, "id"), pattern: "^[a-z][a-z0-9-]*$")
         if earlier.contains(where: { $0.id == id }) { throw fail(join(field, "id"), "an id not used by another socket", members["id"]) }
         var options: [SocketOption] = []
@@ -172,15 +172,12 @@ private struct Reader {
             device: try members["device"].map { (value) throws(ScenarioError) in try string(value, join(field, "device"), pattern: "^[A-Za-z0-9._-]{1,15}$") },
             user: try members["user"].map { (value) throws(ScenarioError) in try choice(value, join(field, "user"), as: SocketUser.self, among: [.same, .other]) } ?? .same,
             listens: listens,
-            closeOrder: try members["closes"].map { (value) throws(ScenarioError) in
-                try choice(value, join(field, "closes"), as: CloseOrder.self, among: [.clientFirst, .serverFirst])
-            } ?? .clientFirst,
             restarts: restarts
         )
     }
 
     func probe(_ value: JSONValue, _ field: String) throws(ScenarioError) -> ProbeSpec {
-        let members = try object(value, field, required: ["id", "to", "connections"], optional: ["from"])
+        let members = try object(value, field, required: ["id", "to", "connections"], optional: ["from", "closes"])
         let to = try address(members["to"], join(field, "to"))
         if to == .symbol(.wildcard4) || to == .symbol(.wildcard6) || to == .literal("0.0.0.0") || to == .literal("::") {
             throw fail(join(field, "to"), "a destination a client can connect to, not a wildcard", members["to"])
@@ -192,7 +189,10 @@ private struct Reader {
             id: try string(members["id"], join(field, "id"), pattern: "^[a-z][a-z0-9-]*$"),
             from: try members["from"].map { (value) throws(ScenarioError) in try choice(value, join(field, "from"), as: ProbeClient.self, among: [.host, .peer]) } ?? .host,
             to: to,
-            connections: Int(count)
+            connections: Int(count),
+            closes: try members["closes"].map { (value) throws(ScenarioError) in
+                try choice(value, join(field, "closes"), as: CloseOrder.self, among: [.clientFirst, .serverFirst])
+            } ?? .clientFirst
         )
     }
 

@@ -1,0 +1,116 @@
+import Foundation
+import Glibc
+import Testing
+@testable import HijackLab
+
+@Suite("Runner on real processes and sockets")
+struct RunnerTests {
+    func socket(_ outcome: ScenarioOutcome, _ id: String) throws -> SocketOutcome {
+        try #require(outcome.sockets.first { $0.id == id })
+    }
+
+    @Test("SO_REUSEPORT: 127.0.0.1 takes every loopback connection from 0.0.0.0")
+    func reusePortHijack() throws {
+        let (outcomes, _) = TestLab.run([try TestLab.scenario("wildcard-then-loopback-reuseport")])
+        let outcome = try #require(outcomes.first)
+        #expect(outcome.status == .ran)
+        #expect(try socket(outcome, "victim").bind == "ok")
+        #expect(try socket(outcome, "attacker").bind == "ok")
+        #expect(try socket(outcome, "attacker").listen == "ok")
+        #expect(outcome.probes[0].receivedBy == ["attacker": 8])
+        #expect(outcome.probes[0].failed == 0)
+        #expect(outcome.verdict == .hijacked)
+        #expect(outcome.matchesExpectation)
+        // The trace is the agent's, call by call.
+        #expect(try socket(outcome, "attacker").calls.map(\.call) == ["socket", "setsockopt", "bind", "listen"])
+        #expect(try socket(outcome, "attacker").uid == geteuid())
+    }
+
+    @Test("No options: the attacker's bind fails with EADDRINUSE and the victim keeps its connections")
+    func plainBlocked() throws {
+        let (outcomes, _) = TestLab.run([try TestLab.scenario("wildcard-then-loopback-plain")])
+        let outcome = try #require(outcomes.first)
+        let attacker = try socket(outcome, "attacker")
+        #expect(attacker.bind == "EADDRINUSE")
+        #expect(attacker.listen == "not-attempted")
+        #expect(attacker.calls.last == SyscallRecord(call: "bind", arguments: "127.0.0.1:\(outcome.port!)", result: "EADDRINUSE"))
+        #expect(outcome.probes[0].receivedBy == ["victim": 8])
+        #expect(outcome.verdict == .blocked)
+    }
+
+    @Test("Both bind with SO_REUSEADDR, then only the first listen succeeds")
+    func bindBothThenListen() throws {
+        let (outcomes, _) = TestLab.run([try TestLab.scenario("reuseaddr-bind-both-then-listen")])
+        let outcome = try #require(outcomes.first)
+        #expect(try socket(outcome, "attacker").bind == "ok")
+        #expect(try socket(outcome, "attacker").listen == "EADDRINUSE")
+        #expect(outcome.probes[0].receivedBy == ["victim": 8])
+    }
+
+    @Test("TIME_WAIT keeps the old socket's SO_REUSEADDR: only-new restart fails, both-set restart works")
+    func restarts() throws {
+        let (outcomes, _) = TestLab.run([try TestLab.scenario("restart-reuseaddr-only-new"), try TestLab.scenario("restart-with-reuseaddr")])
+        #expect(try socket(outcomes[0], "new").bind == "EADDRINUSE")
+        #expect(outcomes[0].probes.first { $0.id == "after" }?.errors == ["ECONNREFUSED": 8])
+        #expect(try socket(outcomes[1], "new").bind == "ok")
+        #expect(outcomes[1].probes.first { $0.id == "after" }?.receivedBy == ["new": 8])
+        #expect(outcomes.map(\.verdict) == [.restartBlocked, .restarted])
+    }
+
+    @Test("A reuseport group on one address splits the connections between its members")
+    func reusePortSplit() throws {
+        let (outcomes, _) = TestLab.run([try TestLab.scenario("reuseport-same-address")])
+        let probe = try #require(outcomes.first?.probes.first)
+        #expect(Set(probe.receivedBy.keys) == ["victim", "attacker"])
+        #expect(probe.receivedBy.values.reduce(0, +) == probe.attempts)
+        #expect(outcomes.first?.verdict == .shared)
+    }
+
+    @Test("The whole catalog matches its expectations on this kernel, and no agent outlives the run")
+    func wholeCatalog() throws {
+        let scenarios = try ScenarioFile.loadDirectory(TestLab.scenariosDirectory).scenarios
+        let (outcomes, pids) = TestLab.run(scenarios)
+        for outcome in outcomes {
+            #expect(outcome.status == .ran, "\(outcome.name): \(outcome.error ?? "")")
+            #expect(outcome.matchesExpectation, "\(outcome.name): \(outcome.differences)")
+        }
+        // One agent per socket plus one client for the whole run.
+        #expect(pids.count == scenarios.map(\.sockets.count).reduce(0, +) + 1)
+        for pid in pids { #expect(TestLab.isGone(pid), "agent \(pid) is still there") }
+    }
+
+    @Test("When the kernel disagrees with the file, the outcome says so and how")
+    func disagreementIsReported() throws {
+        let wrong = try ScenarioFile.load(path: TestLab.fixtures + "/wrong/wrong-expectation.json")
+        let (outcomes, _) = TestLab.run([wrong])
+        let outcome = try #require(outcomes.first)
+        #expect(outcome.status == .ran)
+        #expect(outcome.verdict == .blocked)
+        #expect(!outcome.matchesExpectation)
+        #expect(outcome.differences.contains("verdict expected hijacked, got blocked"))
+        #expect(outcome.differences.contains("probe local: expected receivers attacker, got victim 8"))
+    }
+
+    @Test("A run that fails on a timeout reports why and leaves no process behind")
+    func failedRunCleansUp() throws {
+        // No agent can start and answer within a microsecond: every scenario fails at start-up.
+        let (outcomes, pids) = TestLab.run([try TestLab.scenario("wildcard-then-loopback-reuseport")], replyTimeout: 0.000_001)
+        let outcome = try #require(outcomes.first)
+        #expect(outcome.status == .error)
+        #expect(outcome.error?.contains("did not answer its start-up") == true, "\(outcome.error ?? "")")
+        #expect(!outcome.matchesExpectation)
+        #expect(!pids.isEmpty)
+        for pid in pids { #expect(TestLab.isGone(pid), "agent \(pid) is still there") }
+    }
+
+    @Test("A scenario the topology cannot serve is skipped with the reason")
+    func skipsWhatLoopbackCannotDo() throws {
+        let text = try String(contentsOfFile: TestLab.scenariosDirectory + "/wildcard-then-loopback-reuseport.json", encoding: .utf8)
+            .replacingOccurrences(of: "\"address\": \"loopback4\"", with: "\"address\": \"lab-interface\"")
+        let scenario = try ScenarioFile.parse(Data(text.utf8), file: "wildcard-then-loopback-reuseport.json")
+        let (outcomes, pids) = TestLab.run([scenario])
+        #expect(outcomes.first?.status == .skipped)
+        #expect(outcomes.first?.skipReason?.contains("lab-interface exists only in the netns topology") == true)
+        #expect(pids.isEmpty)
+    }
+}

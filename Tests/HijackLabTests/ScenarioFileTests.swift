@@ -1,0 +1,113 @@
+import Foundation
+import Testing
+@testable import HijackLab
+
+@Suite("Scenario files")
+struct ScenarioFileTests {
+    static let minimal = """
+    {"name": "fixture", "title": "t", "story": "s", "lesson": "l", "transport": "tcp",
+     "sockets": [{"id": "victim", "role": "victim", "address": "wildcard4"},
+                 {"id": "attacker", "role": "attacker", "address": "127.0.0.1", "options": ["SO_REUSEPORT"]}],
+     "probes": [{"id": "local", "to": "loopback4", "connections": 8}],
+     "expect": {"verdict": "blocked",
+                "sockets": {"victim": {"bind": "ok", "listen": "ok"}, "attacker": {"bind": "EADDRINUSE", "listen": "not-attempted"}},
+                "probes": {"local": {"receivedBy": ["victim"]}}}}
+    """
+
+    func parse(_ text: String) throws(ScenarioError) -> Scenario {
+        try ScenarioFile.parse(Data(text.utf8), file: "dir/fixture.json")
+    }
+
+    @Test("Every catalog file parses, and its name is its file name")
+    func catalogParses() throws {
+        let loaded = try ScenarioFile.loadDirectory(TestLab.scenariosDirectory)
+        #expect(loaded.errors.isEmpty, "\(loaded.errors)")
+        #expect(loaded.scenarios.count == 12)
+        for name in ["restart-after-server-close", "restart-with-reuseaddr", "restart-reuseaddr-only-new", "restart-after-client-close",
+                     "wildcard-then-loopback-plain", "wildcard-then-loopback-reuseaddr", "reuseaddr-bind-both-then-listen",
+                     "wildcard-then-loopback-reuseport", "loopback-then-wildcard-reuseport", "reuseport-same-address",
+                     "per-interface-fix", "per-interface-fix-with-reuseport"] {
+            #expect(loaded.scenarios.contains { $0.name == name }, "missing \(name)")
+        }
+        for scenario in loaded.scenarios {
+            #expect(scenario.probes.allSatisfy { $0.connections >= 8 }, "\(scenario.name) has a probe under 8 connections")
+        }
+    }
+
+    @Test("A minimal file becomes the model, with default steps")
+    func minimalFile() throws {
+        let scenario = try parse(Self.minimal)
+        #expect(scenario.name == "fixture")
+        #expect(scenario.sockets.map(\.id) == ["victim", "attacker"])
+        #expect(scenario.sockets[0].address == .symbol(.wildcard4))
+        #expect(scenario.sockets[1].address == .literal("127.0.0.1"))
+        #expect(scenario.sockets[1].options == [.reusePort])
+        #expect(scenario.probes[0].closes == .clientFirst)
+        #expect(scenario.probes[0].from == .host)
+        #expect(scenario.steps == [.bind("victim"), .listen("victim"), .bind("attacker"), .listen("attacker"), .probe("local")])
+        #expect(scenario.expectation.verdict == .blocked)
+        #expect(scenario.expectation.sockets["attacker"] == SocketExpectation(bind: "EADDRINUSE", listen: "not-attempted"))
+        #expect(scenario.expectation.probes["local"]?.receivedBy == ["victim"])
+    }
+
+    /// Each bad variant must name the field and say what was expected.
+    @Test("Malformed files name the file, the field and what was expected", arguments: [
+        ("\"SO_REUSEPORT\"]", "\"SO_REUSE\"]", "sockets[1].options[0]", "one of \"SO_REUSEADDR\""),
+        ("\"role\": \"attacker\"", "\"role\": \"thief\"", "sockets[1].role", "one of \"victim\", \"attacker\", \"defender\", \"server\""),
+        ("\"address\": \"127.0.0.1\"", "\"address\": \"8.8.8.8\"", "sockets[1].address", "an address symbol"),
+        ("\"address\": \"127.0.0.1\"", "\"adress\": \"127.0.0.1\"", "sockets[1].adress", "only the fields"),
+        ("\"connections\": 8", "\"connections\": 0", "probes[0].connections", "a whole number from 1 to 1000"),
+        ("\"connections\": 8", "\"connections\": \"8\"", "probes[0].connections", "a whole number"),
+        ("\"transport\": \"tcp\"", "\"transport\": \"sctp\"", "transport", "one of \"tcp\""),
+        ("\"name\": \"fixture\"", "\"name\": \"other-name\"", "name", "the file's own name"),
+        ("\"verdict\": \"blocked\"", "\"verdict\": \"pwned\"", "expect.verdict", "one of \"hijacked\""),
+        ("\"bind\": \"EADDRINUSE\"", "\"bind\": \"EADDRINUZE\"", "expect.sockets.attacker.bind", "an errno name"),
+        ("\"receivedBy\": [\"victim\"]", "\"receivedBy\": [\"mallory\"]", "expect.probes.local.receivedBy[0]", "a socket id"),
+        ("\"attacker\": {\"bind\": \"EADDRINUSE\", \"listen\": \"not-attempted\"}", "\"intruder\": {\"bind\": \"ok\", \"listen\": \"ok\"}",
+         "expect.sockets.intruder", "only the fields victim, attacker"),
+        (", \"attacker\": {\"bind\": \"EADDRINUSE\", \"listen\": \"not-attempted\"}", "", "expect.sockets.attacker", "this field is required"),
+        ("\"to\": \"loopback4\"", "\"to\": \"wildcard4\"", "probes[0].to", "not a wildcard"),
+    ])
+    func malformed(original: String, replacement: String, field: String, expected: String) throws {
+        let text = Self.minimal.replacingOccurrences(of: original, with: replacement)
+        #expect(text != Self.minimal, "the fixture no longer contains \(original)")
+        let error = #expect(throws: ScenarioError.self) { try parse(text) }
+        #expect(error?.file == "dir/fixture.json")
+        #expect(error?.field == field)
+        #expect(error?.expected.contains(expected) == true, "\(String(describing: error))")
+        #expect(error?.description.contains("dir/fixture.json: field `\(field)`: expected") == true)
+    }
+
+    @Test("Invalid JSON is reported as such, with the parser's reason")
+    func invalidJSON() {
+        let error = #expect(throws: ScenarioError.self) { try parse("{\"name\": \"fixture\",") }
+        #expect(error?.expected == "valid JSON")
+        #expect(error?.found?.isEmpty == false)
+    }
+
+    @Test("Steps are checked: known ids, bind before listen, every probe once")
+    func badSteps() {
+        let withSteps = { (steps: String) in
+            Self.minimal.replacingOccurrences(of: "\"expect\":", with: "\"steps\": \(steps), \"expect\":")
+        }
+        let cases: [(String, String)] = [
+            ("[{\"do\": \"listen\", \"socket\": \"victim\"}]", "steps[0].socket"),
+            ("[{\"do\": \"bind\", \"socket\": \"ghost\"}]", "steps[0].socket"),
+            ("[{\"do\": \"dance\", \"socket\": \"victim\"}]", "steps[0].do"),
+            ("[{\"do\": \"bind\", \"socket\": \"victim\"}, {\"do\": \"bind\", \"socket\": \"attacker\"}]", "steps"),
+        ]
+        for (steps, field) in cases {
+            let error = #expect(throws: ScenarioError.self) { try parse(withSteps(steps)) }
+            #expect(error?.field == field, "for \(steps): \(String(describing: error))")
+        }
+    }
+
+    @Test("A bad file in a directory does not stop the good ones")
+    func mixedDirectory() throws {
+        let loaded = try ScenarioFile.loadDirectory(TestLab.fixtures + "/mixed")
+        #expect(loaded.scenarios.map(\.name) == ["good-one"])
+        #expect(loaded.errors.count == 1)
+        #expect(loaded.errors.first?.field == "sockets[1].options[0]")
+        #expect(loaded.errors.first?.file.hasSuffix("broken-one.json") == true)
+    }
+}

@@ -1,0 +1,56 @@
+import Foundation
+import Glibc
+@testable import HijackLab
+
+/// Paths and settings shared by the tests.
+enum TestLab {
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let scenariosDirectory = packageRoot.appendingPathComponent("scenarios").path
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures").path
+
+    /// The hijack-lab binary SwiftPM built next to the test bundle; it is the agent.
+    static var agentExecutable: String {
+        let testBinary = URL(fileURLWithPath: LabSettings.currentExecutable())
+        var directory = testBinary.deletingLastPathComponent()
+        for _ in 0..<4 {
+            let candidate = directory.appendingPathComponent("hijack-lab").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            directory = directory.deletingLastPathComponent()
+        }
+        return packageRoot.appendingPathComponent(".build/debug/hijack-lab").path
+    }
+
+    static func settings(replyTimeout: Double = 5) -> LabSettings {
+        LabSettings(agentExecutable: agentExecutable, topology: .loopback(reason: "tests"), replyTimeout: replyTimeout)
+    }
+
+    static func scenario(_ name: String) throws -> Scenario {
+        try ScenarioFile.load(path: "\(scenariosDirectory)/\(name).json")
+    }
+
+    /// Runs scenarios on a fresh runner and ends it, returning outcomes and every pid it started.
+    static func run(_ scenarios: [Scenario], replyTimeout: Double = 5) -> (outcomes: [ScenarioOutcome], pids: [pid_t]) {
+        let runner = Runner(settings: settings(replyTimeout: replyTimeout))
+        let outcomes = scenarios.map(runner.run)
+        runner.shutdown()
+        return (outcomes, runner.startedProcesses)
+    }
+
+    /// True when no process with this pid exists any more (reaped, not a zombie).
+    static func isGone(_ pid: pid_t) -> Bool {
+        kill(pid, 0) == -1 && errno == ESRCH
+    }
+
+    /// A collecting console for CLI tests.
+    final class Captured: @unchecked Sendable {
+        private let lock = NSLock()
+        private var outText = ""
+        private var errText = ""
+        var out: String { lock.withLock { outText } }
+        var err: String { lock.withLock { errText } }
+        var console: Console {
+            Console(out: { text in self.lock.withLock { self.outText += text + "\n" } },
+                    err: { text in self.lock.withLock { self.errText += text + "\n" } })
+        }
+    }
+}

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include "CHijackLab.h"
 
@@ -16,3 +17,5 @@ int hl_setns_net(int fd) { return setns(fd, CLONE_NEWNET); }
 int hl_set_parent_death_signal(int signal) { return prctl(PR_SET_PDEATHSIG, (unsigned long)signal, 0, 0, 0); }
 
 int hl_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+int hl_pidfd_open(int pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }

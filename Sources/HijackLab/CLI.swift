@@ -35,6 +35,18 @@ public enum CLI {
       --report FILE     write the Markdown report here (all: default REPORT.md)
       --json FILE       also write every outcome as JSON, for scripts
       --timeout SECONDS how long an agent may take to answer one command (default 5)
+      --topology netns|loopback
+                        where the lab runs. Default: netns when run as root (or with CAP_SYS_ADMIN)
+                        and iproute2's `ip` is installed, loopback otherwise
+      --verbose         print each step as it starts
+
+    TOPOLOGIES
+      netns     the full lab. Each run makes two private network namespaces: the lab host (lo, and
+                lab0 with 198.51.100.1/24 and 2001:db8::1/64) and an external peer (peer0 with
+                198.51.100.2/24 and 2001:db8::2/64), joined by a veth pair. Every socket and client
+                lives in them; they vanish when the run ends, however it ends.
+      loopback  the host's own 127.0.0.1, on free ports. Scenarios that need the peer, the lab
+                interface, a bound device or (when not root) another user are skipped, with the reason.
 
     EACH SCENARIO
       starts one process per socket (victim, attacker, defender or server). Each binds with the
@@ -98,6 +110,8 @@ public enum CLI {
         var timeout: Double = 5
         var names: [String] = []
         var help = false
+        var topology: Topology.Kind?
+        var verbose = false
 
         static func parse(_ arguments: [String], command: String) throws(UsageError) -> Options {
             var options = Options()
@@ -119,6 +133,11 @@ public enum CLI {
                         throw UsageError(message: "--timeout expects seconds between 0 and 600, got \"\(text)\"")
                     }
                     options.timeout = seconds
+                case "--topology" where command == "all" || command == "run":
+                    let text = try value(argument)
+                    guard let kind = Topology.Kind(rawValue: text) else { throw UsageError(message: "--topology expects netns or loopback, got \"\(text)\"") }
+                    options.topology = kind
+                case "--verbose" where command == "all" || command == "run": options.verbose = true
                 case "--help", "-h": options.help = true
                 default:
                     if argument.hasPrefix("-") { throw UsageError(message: "unknown option \(argument) for \(command)") }
@@ -141,12 +160,28 @@ public enum CLI {
 
     // MARK: - Commands
 
+    /// The hidden role the runner starts: `agent --id ID [--netns new|PATH] [--user other]`.
     static func agent(_ arguments: [String], console: Console) -> Int32 {
-        guard arguments.count == 2, arguments[0] == "--id" else {
-            console.err("hijack-lab agent is started by the runner itself: agent --id ID")
+        var id: String?
+        var netns: String?
+        var runAsOther = false
+        var index = 0
+        while index < arguments.count {
+            switch (arguments[index], index + 1 < arguments.count ? arguments[index + 1] : nil) {
+            case ("--id", let value?): id = value
+            case ("--netns", let value?): netns = value
+            case ("--user", "other"): runAsOther = true
+            default:
+                console.err("hijack-lab agent is started by the runner itself: agent --id ID [--netns new|PATH] [--user other]")
+                return 2
+            }
+            index += 2
+        }
+        guard let id else {
+            console.err("hijack-lab agent needs --id")
             return 2
         }
-        return Agent(id: arguments[1]).run()
+        return Agent(id: id, netns: netns, runAsOther: runAsOther).run()
     }
 
     static func list(_ options: Options, console: Console) -> Int32 {
@@ -211,8 +246,27 @@ public enum CLI {
 
         let interrupts = InterruptGuard(console: console)
         defer { interrupts.disarm() }
-        let topology = Topology.loopback(reason: "the host's own loopback; a scenario needing a peer, a lab interface or another user is skipped")
-        let runner = Runner(settings: LabSettings(agentExecutable: agentExecutable, topology: topology, replyTimeout: options.timeout))
+        var topology: Topology
+        switch Topology.choose(forced: options.topology) {
+        case .success(let chosen): topology = chosen
+        case .failure(let unavailable):
+            console.err("hijack-lab: \(unavailable.reason)")
+            return 2
+        }
+        var runner = Runner(settings: LabSettings(agentExecutable: agentExecutable, topology: topology, replyTimeout: options.timeout))
+        do throws(LabError) {
+            try runner.prepare()
+        } catch {
+            guard options.topology == nil, topology.kind == .netns else {
+                console.err("hijack-lab: the \(topology.kind.rawValue) topology could not be set up: \(error)")
+                return 2
+            }
+            topology = .loopback(reason: "the host's own loopback, because the private namespaces could not be set up: \(error)")
+            console.err("hijack-lab: falling back to loopback: \(error)")
+            runner = Runner(settings: LabSettings(agentExecutable: agentExecutable, topology: topology, replyTimeout: options.timeout))
+        }
+        console.out("topology: \(topology.kind.rawValue) (\(topology.reason))")
+        if options.verbose { runner.onStep = { scenario, step in console.out("  \(scenario): \(step.description)") } }
         var outcomes: [ScenarioOutcome] = []
         for (index, scenario) in selected.enumerated() {
             let started = Deadline.now()

@@ -66,16 +66,24 @@ struct RunnerTests {
         #expect(outcomes.first?.verdict == .shared)
     }
 
-    @Test("The whole catalog matches its expectations on this kernel, and no agent outlives the run")
+    @Test("On loopback the catalog matches where it can run, skips the rest with a reason, and no agent outlives the run")
     func wholeCatalog() throws {
         let scenarios = try ScenarioFile.loadDirectory(TestLab.scenariosDirectory).scenarios
         let (outcomes, pids) = TestLab.run(scenarios)
+        // What needs the netns topology: the peer, the lab interface, a bound device.
+        let needsNetns: Set<String> = ["interface-hijack-external", "per-interface-fix-full", "bindtodevice-shadow", "bindtodevice-plain"]
         for outcome in outcomes {
-            #expect(outcome.status == .ran, "\(outcome.name): \(outcome.error ?? "")")
+            if needsNetns.contains(outcome.name) {
+                #expect(outcome.status == .skipped, "\(outcome.name)")
+                #expect(outcome.skipReason?.contains("netns topology") == true, "\(outcome.name): \(outcome.skipReason ?? "")")
+                continue
+            }
+            #expect(outcome.status == .ran, "\(outcome.name): \(outcome.skipReason ?? outcome.error ?? "")")
             #expect(outcome.matchesExpectation, "\(outcome.name): \(outcome.differences)")
         }
-        // One agent per socket plus one client for the whole run.
-        #expect(pids.count == scenarios.map(\.sockets.count).reduce(0, +) + 1)
+        // One agent per socket of each scenario that ran, plus one client for the whole run.
+        let ran = scenarios.filter { !needsNetns.contains($0.name) }
+        #expect(pids.count == ran.map(\.sockets.count).reduce(0, +) + 1)
         for pid in pids { #expect(TestLab.isGone(pid), "agent \(pid) is still there") }
     }
 

@@ -22,11 +22,12 @@ struct ScenarioFileTests {
     func catalogParses() throws {
         let loaded = try ScenarioFile.loadDirectory(TestLab.scenariosDirectory)
         #expect(loaded.errors.isEmpty, "\(loaded.errors)")
-        #expect(loaded.scenarios.count == 12)
+        #expect(loaded.scenarios.count == 18)
         for name in ["restart-after-server-close", "restart-with-reuseaddr", "restart-reuseaddr-only-new", "restart-after-client-close",
                      "wildcard-then-loopback-plain", "wildcard-then-loopback-reuseaddr", "reuseaddr-bind-both-then-listen",
                      "wildcard-then-loopback-reuseport", "loopback-then-wildcard-reuseport", "reuseport-same-address",
-                     "per-interface-fix", "per-interface-fix-with-reuseport"] {
+                     "per-interface-fix", "per-interface-fix-with-reuseport", "interface-hijack-external", "per-interface-fix-full",
+                     "reuseport-other-user", "reuseaddr-other-user", "bindtodevice-shadow", "bindtodevice-plain"] {
             #expect(loaded.scenarios.contains { $0.name == name }, "missing \(name)")
         }
         for scenario in loaded.scenarios {

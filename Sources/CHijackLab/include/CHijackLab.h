@@ -16,4 +16,7 @@ int hl_set_parent_death_signal(int signal);
 /// pipe2(O_CLOEXEC): no child spawned by another thread can inherit either end.
 int hl_pipe_cloexec(int fds[2]);
 
+/// pidfd_open(2): a descriptor that polls readable once process `pid` has exited.
+int hl_pidfd_open(int pid);
+
 #endif

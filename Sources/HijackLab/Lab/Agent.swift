@@ -1,3 +1,4 @@
+import CHijackLab
 import Foundation
 import Glibc
 
@@ -7,6 +8,10 @@ import Glibc
 /// gone, so an agent never outlives the run that started it, however that run ended.
 public final class Agent {
     let id: String
+    /// "new" for a fresh network namespace, a /proc/PID/ns/net path to join one, or nil.
+    let netns: String?
+    /// Drop to uid and gid 65534 with no supplementary groups, after entering the namespace.
+    let runAsOther: Bool
     private var socket: Socket?
     private var transport: Transport = .tcp
     private var serving = false
@@ -14,8 +19,30 @@ public final class Agent {
     private let encoder = JSONEncoder()
     private let decoder = JSONDecoder()
 
-    public init(id: String) {
+    public init(id: String, netns: String? = nil, runAsOther: Bool = false) {
         self.id = id
+        self.netns = netns
+        self.runAsOther = runAsOther
+    }
+
+    /// Enters the namespace and drops privileges before any socket exists. Both act on the
+    /// calling thread, and this one thread does all of the agent's socket work.
+    private func takePlace() -> String? {
+        if netns == "new" {
+            if hl_unshare_net() == -1 { return "unshare(CLONE_NEWNET): \(SystemError.name(of: errno))" }
+        } else if let netns {
+            let fd = open(netns, O_RDONLY | O_CLOEXEC)
+            if fd == -1 { return "open(\(netns)): \(SystemError.name(of: errno))" }
+            defer { Glibc.close(fd) }
+            if hl_setns_net(fd) == -1 { return "setns(\(netns)): \(SystemError.name(of: errno))" }
+        }
+        if runAsOther {
+            if setgroups(0, nil) == -1 { return "setgroups(0): \(SystemError.name(of: errno))" }
+            if setgid(65534) == -1 { return "setgid(65534): \(SystemError.name(of: errno))" }
+            if setuid(65534) == -1 { return "setuid(65534): \(SystemError.name(of: errno))" }
+            if geteuid() != 65534 || getegid() != 65534 { return "still uid \(geteuid()) gid \(getegid()) after dropping privileges" }
+        }
+        return nil
     }
 
     /// The identity written on every accepted connection: "socket-id pid uid".
@@ -24,7 +51,11 @@ public final class Agent {
     /// Serves commands until stdin closes or an `exit` command. Returns the process exit status.
     public func run() -> Int32 {
         signal(SIGPIPE, SIG_IGN)
-        emit(AgentMessage(event: "ready", pid: getpid(), uid: geteuid()))
+        if let failure = takePlace() {
+            emit(AgentMessage(event: "ready", ok: false, error: failure, pid: getpid(), uid: geteuid()))
+            return 2
+        }
+        emit(AgentMessage(event: "ready", ok: true, pid: getpid(), uid: geteuid()))
         var pending: [UInt8] = []
         while true {
             var watched = [pollfd(fd: 0, events: Int16(POLLIN), revents: 0)]
@@ -75,6 +106,7 @@ public final class Agent {
             return .exit
         case .sync: emit(AgentMessage(ok: true))
         case .probe: emit(probe(command))
+        case .exec: emit(execute(command))
         }
         return .carryOn
     }
@@ -178,6 +210,30 @@ public final class Agent {
             return [SyscallRecord(call: "close", arguments: "", result: "ok")]
         } catch {
             return [SyscallRecord(call: "close", arguments: "", result: error.name)]
+        }
+    }
+
+    /// Runs a tool here, in this agent's namespace: children inherit the spawning thread's.
+    private func execute(_ command: AgentCommand) -> AgentMessage {
+        guard let argv = command.argv, let executable = argv.first else { return AgentMessage(ok: false, error: "exec needs argv") }
+        let deadline = Deadline.after(seconds: Double(command.timeoutMilliseconds ?? 5000) / 1000)
+        let shown = argv.joined(separator: " ")
+        do throws(SystemError) {
+            let child = try ChildProcess(executable: executable, arguments: Array(argv.dropFirst()), mergeStandardError: true)
+            if let input = command.input {
+                for line in input.split(separator: "\n") { try child.send(String(line)) }
+            }
+            child.closeStdin()
+            let output = child.readAll(until: deadline)
+            let status = child.finish(until: deadline)
+            guard let output else {
+                return AgentMessage(ok: true, calls: [SyscallRecord(call: "exec", arguments: shown, result: "ETIMEDOUT")], error: "no answer in time")
+            }
+            let exited = (status & 0x7f) == 0 ? "exit \((status >> 8) & 0xff)" : "signal \(status & 0x7f)"
+            return AgentMessage(ok: true, calls: [SyscallRecord(call: "exec", arguments: shown, result: status == 0 ? "ok" : exited)],
+                                error: output.isEmpty ? nil : output)
+        } catch {
+            return AgentMessage(ok: true, calls: [SyscallRecord(call: "exec", arguments: shown, result: error.name)])
         }
     }
 

@@ -50,6 +50,7 @@ final class AgentClient {
     func awaitReady() throws(LabError) {
         let ready = try nextMessage(waitingFor: "its start-up", deadline: .after(seconds: timeout), acceptEvents: true)
         guard ready.event == "ready" else { throw .agentRefused(agent: id, command: "start", reason: "its first line was not \"ready\"") }
+        if ready.ok == false { throw .agentRefused(agent: id, command: "start", reason: ready.error ?? "no reason given") }
         if let reported = ready.pid { pid = reported }
         uid = ready.uid
     }

@@ -14,6 +14,8 @@ public struct AgentCommand: Codable, Sendable, Equatable {
         case exit
         /// Reply once every event before this command has been written.
         case sync
+        /// Run a tool (`argv`, with `input` on its stdin) in the agent's network namespace.
+        case exec
         /// Client role: connect `count` times and read each identity line. With `closes`
         /// server-first the client sends "S" and waits for the server's FIN before closing;
         /// otherwise it closes as soon as it has the identity, and the server waits for that.
@@ -29,9 +31,11 @@ public struct AgentCommand: Codable, Sendable, Equatable {
     public var closes: CloseOrder?
     public var count: Int?
     public var timeoutMilliseconds: Int?
+    public var argv: [String]?
+    public var input: String?
 
     public init(op: Operation, transport: Transport? = nil, address: String? = nil, port: UInt16? = nil, options: [String]? = nil,
-                device: String? = nil, closes: CloseOrder? = nil, count: Int? = nil, timeoutMilliseconds: Int? = nil) {
+                device: String? = nil, closes: CloseOrder? = nil, count: Int? = nil, timeoutMilliseconds: Int? = nil, argv: [String]? = nil, input: String? = nil) {
         self.op = op
         self.transport = transport
         self.address = address
@@ -41,6 +45,8 @@ public struct AgentCommand: Codable, Sendable, Equatable {
         self.closes = closes
         self.count = count
         self.timeoutMilliseconds = timeoutMilliseconds
+        self.argv = argv
+        self.input = input
     }
 }
 

@@ -38,7 +38,9 @@ final class ChildProcess {
     private var buffer: [UInt8] = []
     private var reaped = false
 
-    init(executable: String, arguments: [String]) throws(SystemError) {
+    /// `mergeStandardError` sends the child's stderr into the same pipe as its stdout, for
+    /// tools whose complaints belong in the reply (ip); agents keep the runner's stderr.
+    init(executable: String, arguments: [String], mergeStandardError: Bool = false) throws(SystemError) {
         var toChild: [Int32] = [-1, -1]
         var fromChild: [Int32] = [-1, -1]
         guard hl_pipe_cloexec(&toChild) == 0 else { throw SystemError.last("pipe2") }
@@ -53,6 +55,7 @@ final class ChildProcess {
         // dup2 clears close-on-exec on the copies, so only fds 0, 1 and 2 reach the child.
         posix_spawn_file_actions_adddup2(&actions, toChild[0], 0)
         posix_spawn_file_actions_adddup2(&actions, fromChild[1], 1)
+        if mergeStandardError { posix_spawn_file_actions_adddup2(&actions, fromChild[1], 2) }
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
@@ -85,6 +88,19 @@ final class ChildProcess {
     }
 
     deinit { killAndReap() }
+
+    /// The child's stdout until it closes it, or up to the deadline (then nil).
+    func readAll(until deadline: Deadline) -> String? {
+        var lines: [String] = []
+        while true {
+            do throws(SystemError) {
+                guard let line = try readLine(until: deadline) else { return lines.joined(separator: "\n") }
+                lines.append(line)
+            } catch {
+                return nil
+            }
+        }
+    }
 
     func send(_ line: String) throws(SystemError) {
         let bytes = Array((line + "\n").utf8)
@@ -139,7 +155,7 @@ final class ChildProcess {
         reap()
     }
 
-    private func closeStdin() {
+    func closeStdin() {
         if stdinFD >= 0 { Glibc.close(stdinFD); stdinFD = -1 }
     }
 

@@ -31,10 +31,14 @@ public struct LabSettings: Sendable {
 /// the agents' replies into a `ScenarioOutcome`. It formats nothing for people.
 public final class Runner {
     public let settings: LabSettings
-    /// One client agent per run, reused by every scenario's probes.
-    private var hostClient: AgentClient?
+    /// The clients, and in netns the namespaces they hold; made once per run.
+    private var network: LabNetwork?
     /// Every agent process this runner started, so callers can check that none outlives it.
     public private(set) var startedProcesses: [pid_t] = []
+    /// Ports already given to scenarios in this run.
+    private var usedPorts: Set<UInt16> = []
+    /// Called as each step starts: for progress output on long runs.
+    public var onStep: ((_ scenario: String, _ step: Step) -> Void)?
 
     public init(settings: LabSettings) {
         self.settings = settings
@@ -42,10 +46,20 @@ public final class Runner {
 
     deinit { shutdown() }
 
-    /// Ends the long-lived client agent.
+    /// Builds the lab network and starts its clients. `run` calls it when needed; calling it
+    /// first lets a caller tell a network that cannot be made from a scenario that failed.
+    public func prepare() throws(LabError) {
+        guard network == nil else { return }
+        network = try LabNetwork.make(settings) { startedProcesses.append($0) }
+    }
+
+    /// The pid holding the lab host's namespace, for tests that check it is gone afterwards.
+    public var labHostPID: pid_t? { settings.topology.kind == .netns ? network?.hostClient.pid : nil }
+
+    /// Ends the clients, and with them the lab's namespaces.
     public func shutdown() {
-        hostClient?.finish()
-        hostClient = nil
+        network?.finish()
+        network = nil
     }
 
     public func run(_ scenario: Scenario) -> ScenarioOutcome {
@@ -99,12 +113,18 @@ public final class Runner {
     public func skipReason(_ scenario: Scenario) -> String? {
         for socket in scenario.sockets {
             if case .failure(let unavailable) = settings.topology.resolve(socket.address) { return "socket \(socket.id): \(unavailable.reason)" }
-            if socket.user == .other { return "socket \(socket.id) runs as another user, which this version of the lab does not start" }
-            if socket.device != nil { return "socket \(socket.id) binds to a device, which needs the netns topology" }
+            if socket.user == .other && geteuid() != 0 {
+                return "socket \(socket.id) runs as another user (uid 65534), which only root can start; this run is uid \(geteuid())"
+            }
+            if socket.device != nil && settings.topology.kind != .netns {
+                return "socket \(socket.id) binds to a device, which the lab does only inside its own namespace (netns topology)"
+            }
         }
         for probe in scenario.probes {
             if case .failure(let unavailable) = settings.topology.resolve(probe.to) { return "probe \(probe.id): \(unavailable.reason)" }
-            if probe.from == .peer { return "probe \(probe.id) comes from the external peer, which needs the netns topology" }
+            if probe.from == .peer && settings.topology.kind != .netns {
+                return "probe \(probe.id) comes from the external peer, which exists only in the netns topology"
+            }
         }
         return nil
     }
@@ -116,19 +136,23 @@ public final class Runner {
     private func carryOut(_ scenario: Scenario, into outcome: inout ScenarioOutcome, agents: inout [String: AgentClient]) throws(LabError) {
         probeConnections = [:]
         endedAgents = [:]
+        try prepare()
+        let placement = network!.placement
         let port: UInt16
         do throws(SystemError) {
-            port = try settings.topology.freePort(for: scenario.transport)
+            port = try settings.topology.port(for: scenario.name, transport: scenario.transport, taken: usedPorts)
         } catch {
             throw .setup("no free port: \(error)")
         }
+        usedPorts.insert(port)
         outcome.port = port
         for index in outcome.sockets.indices { outcome.sockets[index].port = port }
         for index in outcome.probes.indices { outcome.probes[index].port = port }
 
         // Start every agent first and only then wait, so their start-up times overlap.
         for socket in scenario.sockets {
-            let agent = try AgentClient(executable: settings.agentExecutable, id: socket.id, timeout: settings.replyTimeout)
+            let user = socket.user == .other ? ["--user", "other"] : []
+            let agent = try AgentClient(executable: settings.agentExecutable, id: socket.id, extraArguments: placement + user, timeout: settings.replyTimeout)
             startedProcesses.append(agent.pid)
             agents[socket.id] = agent
         }
@@ -141,6 +165,7 @@ public final class Runner {
         }
 
         for step in scenario.steps {
+            onStep?(scenario.name, step)
             switch step {
             case .bind(let id):
                 let socket = scenario.socket(id)!
@@ -190,21 +215,17 @@ public final class Runner {
     }
 
     private func probe(_ probe: ProbeOutcome) throws(LabError) -> [ProbeConnection] {
-        if hostClient == nil {
-            let client = try AgentClient(executable: settings.agentExecutable, id: "client-host", timeout: settings.replyTimeout)
-            startedProcesses.append(client.pid)
-            try client.awaitReady()
-            hostClient = client
-        }
+        guard let client = network?.client(probe.from) else { throw .setup("no \(probe.from.rawValue) client in this topology") }
         let command = AgentCommand(op: .probe, transport: .tcp, address: probe.to, port: probe.port, closes: probe.closes, count: probe.attempts,
                                    timeoutMilliseconds: Int(settings.connectTimeout * 1000))
         // The client may spend the connect timeout on every connection, so its reply gets that long.
         let budget = settings.replyTimeout + settings.connectTimeout * Double(probe.attempts)
         do throws(LabError) {
-            return try hostClient!.request(command, timeout: budget).connections ?? []
+            return try client.request(command, timeout: budget).connections ?? []
         } catch {
-            hostClient?.kill()
-            hostClient = nil
+            // A client that failed is in an unknown state: the next scenario gets a new network.
+            network?.kill()
+            network = nil
             throw error
         }
     }

@@ -1,11 +1,12 @@
+import Foundation
 import Glibc
 
 /// Where the lab's sockets and clients live, and what its address symbols mean there.
 public struct Topology: Sendable {
-    public enum Kind: String, Codable, Sendable {
+    public enum Kind: String, Codable, Sendable, CaseIterable {
         /// The host's own loopback: no peer, no lab interface.
         case loopback
-        /// Private network namespaces made by the run.
+        /// Private network namespaces made by the run: a lab host and an external peer.
         case netns
     }
 
@@ -13,8 +14,17 @@ public struct Topology: Sendable {
     /// Why this topology was chosen, for the report header.
     public var reason: String
 
-    public static func loopback(reason: String) -> Topology {
-        Topology(kind: .loopback, reason: reason)
+    public static func loopback(reason: String) -> Topology { Topology(kind: .loopback, reason: reason) }
+    public static func netns(reason: String) -> Topology { Topology(kind: .netns, reason: reason) }
+
+    /// The lab network's addresses. They exist only inside namespaces the run creates.
+    public enum Lab {
+        public static let hostInterface = "lab0"
+        public static let peerInterface = "peer0"
+        public static let hostV4 = "198.51.100.1"
+        public static let peerV4 = "198.51.100.2"
+        public static let hostV6 = "2001:db8::1"
+        public static let peerV6 = "2001:db8::2"
     }
 
     /// The numeric address a symbol stands for here, or why it has none.
@@ -28,18 +38,33 @@ public struct Topology: Sendable {
         case .symbol(.wildcard6): return .success("::")
         case .symbol(.loopback6): return .success("::1")
         case .symbol(.labInterface):
-            return .failure(Unavailable(reason: "lab-interface exists only in the netns topology; this run uses \(kind.rawValue)"))
+            guard kind == .netns else {
+                return .failure(Unavailable(reason: "lab-interface exists only in the netns topology; this run uses \(kind.rawValue)"))
+            }
+            return .success(Lab.hostV4)
         }
     }
 
     public struct Unavailable: Error, Sendable { public var reason: String }
 
+    /// The scenario's port. In the private namespace it is fixed by the name, so that the
+    /// report is the same every run; below the ephemeral range, so that no client's
+    /// TIME_WAIT from an earlier scenario can sit on it. On the host it is whatever the
+    /// kernel says is free now.
+    public func port(for name: String, transport: Transport, taken: Set<UInt16>) throws(SystemError) -> UInt16 {
+        guard kind == .netns else { return try Self.freeHostPort(for: transport) }
+        var hash: UInt32 = 2_166_136_261
+        for byte in name.utf8 { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
+        var port = UInt16(10_000 + hash % 20_000)
+        while taken.contains(port) { port = port == 29_999 ? 10_000 : port + 1 }
+        return port
+    }
+
     /// A port that nothing on this host uses now, on both families, chosen by the kernel.
-    public func freePort(for transport: Transport) throws(SystemError) -> UInt16 {
+    static func freeHostPort(for transport: Transport) throws(SystemError) -> UInt16 {
         // [::] without IPV6_V6ONLY also reserves the IPv4 port, so one bind checks both.
-        let probes: [(Int32, String)] = [(AF_INET6, "::"), (AF_INET, "0.0.0.0")]
         var lastError = SystemError(call: "bind", code: EADDRNOTAVAIL)
-        for (family, host) in probes {
+        for (family, host) in [(AF_INET6, "::"), (AF_INET, "0.0.0.0")] {
             do throws(SystemError) {
                 let socket = try Socket(family: family, transport: transport)
                 try socket.bind(to: SocketAddress(host: host, port: 0)!)
@@ -51,5 +76,46 @@ public struct Topology: Sendable {
             }
         }
         throw lastError
+    }
+
+    /// Chooses the topology. Without `forced`, netns when this process may make network
+    /// namespaces and iproute2 is installed, loopback otherwise. A forced netns that cannot
+    /// be had is an error that says what is missing.
+    public static func choose(forced: Kind?) -> Result<Topology, Unavailable> {
+        let missing = netnsMissing()
+        switch (forced, missing) {
+        case (.loopback?, _):
+            return .success(.loopback(reason: "chosen with --topology loopback: the host's own loopback, with no peer, no lab interface and no device binding"))
+        case (.netns?, let missing?):
+            return .failure(Unavailable(reason: "--topology netns needs \(missing)"))
+        case (_, nil):
+            return .success(.netns(reason: "private network namespaces made by this run (uid \(geteuid()) may create them); nothing is bound on the host's own network"))
+        case (nil, let missing?):
+            return .success(.loopback(reason: "the host's own loopback, because the netns topology needs \(missing)"))
+        }
+    }
+
+    /// What stops this process from building the netns topology, or nil.
+    static func netnsMissing() -> String? {
+        if !mayCreateNamespaces() {
+            return "root or CAP_SYS_ADMIN to create network namespaces (this is uid \(geteuid())); run it with sudo for the full lab"
+        }
+        if ipExecutable() == nil { return "iproute2's `ip` command, which was not found on PATH or in /sbin, /usr/sbin (install the iproute2 package)" }
+        return nil
+    }
+
+    static func mayCreateNamespaces() -> Bool {
+        if geteuid() == 0 { return true }
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
+              let mask = UInt64(line.split(separator: "\t").last ?? "", radix: 16) else { return false }
+        return mask & (1 << 21) != 0  // CAP_SYS_ADMIN
+    }
+
+    /// The absolute path of `ip`, looked up on PATH and in the usual sbin directories.
+    public static func ipExecutable() -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
+        let directories = path.split(separator: ":").map(String.init) + ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+        return directories.map { "\($0)/ip" }.first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 }

@@ -22,6 +22,7 @@ public enum MarkdownReport {
         out.append("- Topology: **\(report.environment.topology.rawValue)**, \(report.environment.topologyReason)")
         out.append("- Date: \(report.environment.date)")
         out.append("")
+        out.append(topology(report.environment.topology))
         out.append("## How to read this")
         out.append("")
         out.append("- **victim**: the service whose traffic is at stake; **attacker**: the process that tries to take it; **defender**: a service that binds each address itself; **server**: one instance in a restart story.")
@@ -40,6 +41,40 @@ public enum MarkdownReport {
         return out.joined(separator: "\n")
     }
 
+    /// The network the run used, drawn once with its addresses.
+    static func topology(_ kind: Topology.Kind) -> String {
+        let lab = Topology.Lab.self
+        switch kind {
+        case .netns:
+            return [
+                "## Topology", "",
+                "Two private network namespaces, made by this run and gone with it. No lab socket is bound in the machine's own namespace.", "",
+                "```mermaid",
+                "flowchart LR",
+                "  subgraph host[\"lab host (private network namespace)\"]",
+                "    direction TB",
+                "    lo[\"lo: 127.0.0.1, ::1\"]",
+                "    lab0[\"\(lab.hostInterface): \(lab.hostV4)/24, \(lab.hostV6)/64<br>(lab-interface)\"]",
+                "    sockets[\"victim, attacker and defender processes<br>one socket each\"]",
+                "    hostclient([\"host client (local)\"])",
+                "  end",
+                "  subgraph peer[\"external peer (private network namespace)\"]",
+                "    direction TB",
+                "    peer0[\"\(lab.peerInterface): \(lab.peerV4)/24, \(lab.peerV6)/64\"]",
+                "    peerclient([\"peer client (external)\"])",
+                "  end",
+                "  lab0 <-- veth --> peer0",
+                "```", "",
+            ].joined(separator: "\n")
+        case .loopback:
+            return [
+                "## Topology", "",
+                "The machine's own loopback: the sockets and the one client share `127.0.0.1`, on ports the kernel reported free. "
+                    + "There is no peer and no lab interface, so scenarios that need them are skipped; run as root for the full lab.", "",
+            ].joined(separator: "\n")
+        }
+    }
+
     static func summary(_ report: LabReport) -> String {
         let ran = report.scenarios.filter { $0.status == .ran }
         let matched = ran.filter(\.matchesExpectation).count
@@ -52,7 +87,7 @@ public enum MarkdownReport {
         lines.append("| Scenario | Sockets and options | bind / listen | Received | Verdict | Matches |")
         lines.append("|---|---|---|---|---|---|")
         for scenario in report.scenarios {
-            let sockets = scenario.sockets.map { "\($0.id) `\(displayAddress($0))` \(optionList($0))" }.joined(separator: "<br>")
+            let sockets = scenario.sockets.map { "\($0.id) `\(displayAddress($0))` \(optionList($0))" + ($0.user == .other ? " as uid 65534" : "") }.joined(separator: "<br>")
             let results = scenario.sockets.map { "\($0.id): \($0.bind) / \($0.listen)" }.joined(separator: "<br>")
             let received = scenario.probes.map { "\($0.id) → \(receivers($0))" }.joined(separator: "<br>")
             let verdict: String

@@ -1,0 +1,89 @@
+import Glibc
+
+/// The clients of a run and, in the netns topology, the namespaces they hold.
+///
+/// In netns the host client unshares a fresh network namespace, which becomes the lab host,
+/// and the peer client another, the external peer. The veth pair is created inside the lab
+/// host with its other end moved straight into the peer, so nothing is ever created in the
+/// host's own namespace. Anonymous namespaces, and the veth with them, vanish when their
+/// last process exits: killing the agents is the whole teardown, on every exit path.
+final class LabNetwork {
+    let hostClient: AgentClient
+    let peerClient: AgentClient?
+    /// Arguments that put a socket's agent in the lab host.
+    let placement: [String]
+
+    private init(hostClient: AgentClient, peerClient: AgentClient?, placement: [String]) {
+        self.hostClient = hostClient
+        self.peerClient = peerClient
+        self.placement = placement
+    }
+
+    static func make(_ settings: LabSettings, started: (pid_t) -> Void) throws(LabError) -> LabNetwork {
+        let executable = settings.agentExecutable
+        guard settings.topology.kind == .netns else {
+            let host = try AgentClient(executable: executable, id: "client-host", timeout: settings.replyTimeout)
+            started(host.pid)
+            try host.awaitReady()
+            return LabNetwork(hostClient: host, peerClient: nil, placement: [])
+        }
+        guard let ip = Topology.ipExecutable() else { throw .setup("iproute2's `ip` was not found") }
+        let host = try AgentClient(executable: executable, id: "client-host", extraArguments: ["--netns", "new"], timeout: settings.replyTimeout)
+        started(host.pid)
+        let peer: AgentClient
+        do throws(LabError) {
+            peer = try AgentClient(executable: executable, id: "client-peer", extraArguments: ["--netns", "new"], timeout: settings.replyTimeout)
+        } catch {
+            host.kill()
+            throw error
+        }
+        started(peer.pid)
+        do throws(LabError) {
+            try host.awaitReady()
+            try peer.awaitReady()
+            let lab = Topology.Lab.self
+            // Addresses are added with nodad so IPv6 works at once, without duplicate detection.
+            try run(ip, on: host, """
+                link set lo up
+                link add \(lab.hostInterface) type veth peer name \(lab.peerInterface) netns \(peer.pid)
+                addr add \(lab.hostV4)/24 dev \(lab.hostInterface)
+                addr add \(lab.hostV6)/64 dev \(lab.hostInterface) nodad
+                link set \(lab.hostInterface) up
+                """)
+            try run(ip, on: peer, """
+                link set lo up
+                addr add \(lab.peerV4)/24 dev \(lab.peerInterface)
+                addr add \(lab.peerV6)/64 dev \(lab.peerInterface) nodad
+                link set \(lab.peerInterface) up
+                """)
+        } catch {
+            host.kill()
+            peer.kill()
+            throw error
+        }
+        return LabNetwork(hostClient: host, peerClient: peer, placement: ["--netns", "/proc/\(host.pid)/ns/net"])
+    }
+
+    /// One `ip -batch -` per namespace: a launch per namespace, not per command.
+    private static func run(_ ip: String, on agent: AgentClient, _ commands: String) throws(LabError) {
+        let reply = try agent.request(AgentCommand(op: .exec, timeoutMilliseconds: 5000, argv: [ip, "-batch", "-"], input: commands))
+        guard reply.calls?.first?.result == "ok" else {
+            let result = reply.calls?.first?.result ?? "no result"
+            throw .setup("setting up the lab network in \(agent.id)'s namespace failed (ip: \(result)): \(reply.error ?? "no output")")
+        }
+    }
+
+    func client(_ from: ProbeClient) -> AgentClient? {
+        from == .host ? hostClient : peerClient
+    }
+
+    func finish() {
+        hostClient.finish()
+        peerClient?.finish()
+    }
+
+    func kill() {
+        hostClient.kill()
+        peerClient?.kill()
+    }
+}

@@ -1,0 +1,155 @@
+import CHijackLab
+import Foundation
+import Glibc
+import Testing
+@testable import HijackLab
+
+/// The netns topology: real namespaces, a real veth, another user. These need root and `ip`.
+@Suite("Lab network (netns, as root)", .enabled(if: Topology.netnsMissing() == nil, "needs root and iproute2's ip"))
+struct NetworkTests {
+    static func netnsSettings() -> LabSettings {
+        LabSettings(agentExecutable: TestLab.agentExecutable, topology: .netns(reason: "tests"))
+    }
+
+    /// The inode of a process's network namespace, as /proc shows it: "net:[4026532...]".
+    static func namespace(of pid: pid_t) -> String? {
+        try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/net")
+    }
+
+    /// Pids of every process now in the given network namespace.
+    static func processes(in namespace: String) -> [pid_t] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { pid_t($0) }.filter { self.namespace(of: $0) == namespace }
+    }
+
+    static func rootNamespaceLinks() -> [String] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/sys/class/net")) ?? []
+        return entries.sorted()
+    }
+
+    @Test("An external client reaches the intruder on the interface address; local clients still reach the victim")
+    func externalHijack() throws {
+        let runner = Runner(settings: Self.netnsSettings())
+        defer { runner.shutdown() }
+        let outcome = runner.run(try TestLab.scenario("interface-hijack-external"))
+        #expect(outcome.status == .ran, "\(outcome.error ?? "")")
+        let external = try #require(outcome.probes.first { $0.id == "external" })
+        #expect(external.from == .peer)
+        #expect(external.to == "198.51.100.1")
+        #expect(external.receivedBy == ["attacker": 8])
+        #expect(outcome.probes.first { $0.id == "local" }?.receivedBy == ["victim": 8])
+        #expect(outcome.verdict == .hijacked)
+        // Everything ran in the lab's namespace, not the machine's own.
+        let labNamespace = try #require(runner.labHostPID.flatMap(Self.namespace(of:)))
+        #expect(labNamespace != Self.namespace(of: getpid()))
+    }
+
+    @Test("SO_REUSEPORT needs the same uid: an agent running as uid 65534 gets EADDRINUSE")
+    func otherUser() throws {
+        let (outcomes, _) = run(["reuseport-other-user", "reuseaddr-other-user"])
+        for outcome in outcomes {
+            let attacker = try #require(outcome.sockets.first { $0.id == "attacker" })
+            #expect(attacker.uid == 65534, "\(outcome.name)")
+            #expect(attacker.bind == "EADDRINUSE", "\(outcome.name)")
+            #expect(outcome.probes[0].receivedBy == ["victim": 8], "\(outcome.name)")
+        }
+    }
+
+    @Test("A device-bound socket takes that device's traffic only; without a reuse option it cannot bind")
+    func boundDevice() throws {
+        let (outcomes, _) = run(["bindtodevice-shadow", "bindtodevice-plain"])
+        let shadow = outcomes[0]
+        #expect(shadow.probes.first { $0.id == "local" }?.receivedBy == ["attacker": 8])
+        #expect(shadow.probes.first { $0.id == "external" }?.receivedBy == ["victim": 8])
+        #expect(shadow.sockets[1].calls.contains(SyscallRecord(call: "setsockopt", arguments: "SO_BINDTODEVICE, \"lo\"", result: "ok")))
+        #expect(outcomes[1].sockets[1].bind == "EADDRINUSE")
+    }
+
+    @Test("The whole catalog runs in netns and matches; afterwards no agent, namespace or interface is left")
+    func wholeCatalogAndTeardown() throws {
+        let linksBefore = Self.rootNamespaceLinks()
+        let runner = Runner(settings: Self.netnsSettings())
+        try runner.prepare()
+        let labNamespace = try #require(runner.labHostPID.flatMap(Self.namespace(of:)))
+        let scenarios = try ScenarioFile.loadDirectory(TestLab.scenariosDirectory).scenarios
+        for scenario in scenarios {
+            let outcome = runner.run(scenario)
+            #expect(outcome.status == .ran, "\(scenario.name): \(outcome.skipReason ?? outcome.error ?? "")")
+            #expect(outcome.matchesExpectation, "\(scenario.name): \(outcome.differences)")
+        }
+        #expect(!Self.processes(in: labNamespace).isEmpty)
+        runner.shutdown()
+        for pid in runner.startedProcesses { #expect(TestLab.isGone(pid), "agent \(pid) is still there") }
+        #expect(Self.processes(in: labNamespace).isEmpty, "a process is still in the lab namespace")
+        #expect(Self.rootNamespaceLinks() == linksBefore)
+        #expect(!Self.rootNamespaceLinks().contains("lab0") && !Self.rootNamespaceLinks().contains("peer0"))
+    }
+
+    @Test("SIGINT in the middle of a scenario: exit 130, and no agent, namespace or interface remains")
+    func interruptedRun() throws {
+        let linksBefore = Self.rootNamespaceLinks()
+        let run = try ChildProcess(executable: TestLab.agentExecutable,
+                                   arguments: ["run", "slow-probe", "--scenarios", TestLab.fixtures + "/slow", "--verbose", "--topology", "netns"])
+        defer { run.killAndReap() }
+        // Wait until the run is inside the scenario: its sockets are up and the probe has begun.
+        let deadline = Deadline.after(seconds: 10)
+        var line: String? = ""
+        while let current = line, !current.contains("slow-probe: probe nowhere") {
+            line = try run.readLine(until: deadline)
+        }
+        #expect(line != nil, "the run ended before its probe")
+        // Its agents, held by pidfds before the signal so that a reused pid cannot fool the check.
+        let agents = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { pid_t($0) }.filter { pid in
+            let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+            // After "(comm)" come the state, then the parent's pid.
+            let fields = stat.split(separator: ")").last?.split(separator: " ") ?? []
+            return fields.count > 1 && pid_t(fields[1]) == run.pid
+        }
+        #expect(agents.count == 4, "two clients and two sockets")
+        let namespaces = Set(agents.compactMap(Self.namespace(of:)))
+        let handles = agents.map { hl_pidfd_open($0) }
+        defer { handles.filter { $0 >= 0 }.forEach { Glibc.close($0) } }
+
+        kill(run.pid, SIGINT)
+        let status = run.finish(until: .after(seconds: 10))
+        #expect((status >> 8) & 0xff == 130, "exit status \(status)")
+        for (pid, handle) in zip(agents, handles) where handle >= 0 {
+            // A pidfd polls readable once its process has exited: a bounded wait, no sleep.
+            #expect((try? waitFor(handle, events: Int16(POLLIN), until: .after(seconds: 5))) == true, "agent \(pid) survived SIGINT")
+        }
+        for namespace in namespaces { #expect(Self.processes(in: namespace).isEmpty, "\(namespace) still has processes") }
+        #expect(Self.rootNamespaceLinks() == linksBefore)
+    }
+
+    @Test("Run as uid 65534, the loopback fallback runs what it can and gives a reason for each skip",
+          .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"), "needs setpriv"))
+    func unprivilegedFallback() throws {
+        let json = FileManager.default.temporaryDirectory.appendingPathComponent("hijack-lab-nobody-\(UUID().uuidString).json").path
+        defer { try? FileManager.default.removeItem(atPath: json) }
+        _ = FileManager.default.createFile(atPath: json, contents: nil, attributes: [.posixPermissions: 0o666])
+        let run = try ChildProcess(executable: "/usr/bin/setpriv", arguments: [
+            "--reuid=65534", "--regid=65534", "--clear-groups", TestLab.agentExecutable,
+            "all", "--scenarios", TestLab.scenariosDirectory, "--report", "/dev/null", "--json", json])
+        let output = run.readAll(until: .after(seconds: 60)) ?? ""
+        let status = run.finish(until: .after(seconds: 5))
+        #expect(status == 0, "\(output)")
+        #expect(output.contains("topology: loopback (the host's own loopback, because the netns topology needs root or CAP_SYS_ADMIN"))
+        let report = try JSONDecoder().decode(LabReport.self, from: Data(contentsOf: URL(fileURLWithPath: json)))
+        #expect(report.environment.uid == 65534)
+        #expect(report.environment.topology == .loopback)
+        let skipped = report.scenarios.filter { $0.status == .skipped }
+        #expect(Set(skipped.map(\.name)) == ["bindtodevice-plain", "bindtodevice-shadow", "interface-hijack-external", "per-interface-fix-full",
+                                             "reuseaddr-other-user", "reuseport-other-user"])
+        #expect(skipped.allSatisfy { ($0.skipReason ?? "").count > 20 })
+        let ran = report.scenarios.filter { $0.status == .ran }
+        #expect(ran.count == 12)
+        #expect(ran.allSatisfy { $0.matchesExpectation })
+    }
+
+    func run(_ names: [String]) -> (outcomes: [ScenarioOutcome], pids: [pid_t]) {
+        let runner = Runner(settings: Self.netnsSettings())
+        let outcomes = names.map { name in runner.run(try! TestLab.scenario(name)) }
+        runner.shutdown()
+        return (outcomes, runner.startedProcesses)
+    }
+}

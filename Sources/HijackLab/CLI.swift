@@ -244,8 +244,7 @@ public enum CLI {
         }
         for error in invalid { console.err("invalid scenario file: \(error)") }
 
-        let interrupts = InterruptGuard(console: console)
-        defer { interrupts.disarm() }
+        InterruptGuard.install()
         var topology: Topology
         switch Topology.choose(forced: options.topology) {
         case .success(let chosen): topology = chosen
@@ -295,7 +294,11 @@ public enum CLI {
 
     static func write(_ text: String, to path: String, console: Console) -> Bool {
         do {
-            try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+            // Atomic for files, so an interrupted run never leaves half a report; a device or
+            // pipe (/dev/null, /dev/stdout) cannot be replaced by a rename and is written as is.
+            var status = stat()
+            let special = stat(path, &status) == 0 && (status.st_mode & S_IFMT) != S_IFREG
+            try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: special ? [] : .atomic)
             return true
         } catch {
             console.err("hijack-lab: cannot write \(path): \(error.localizedDescription)")
@@ -315,28 +318,27 @@ extension LabReport.Environment {
     }
 }
 
-/// Kills every agent on SIGINT or SIGTERM before the runner exits, so an interrupted run
+/// Kills every agent on SIGINT or SIGTERM before the process exits, so an interrupted run
 /// leaves nothing behind. Agents also exit on their own when the runner's pipe closes.
-final class InterruptGuard {
-    private var sources: [any DispatchSourceSignal] = []
-
-    init(console: Console) {
+/// Installed once per process and never removed: a guard that came and went with each
+/// run would race between runs in one process (as in the tests).
+enum InterruptGuard {
+    private static let installation: Void = {
         for signalNumber in [SIGINT, SIGTERM] {
             signal(signalNumber, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
             source.setEventHandler {
-                ChildRegistry.shared.killAll()
-                console.err("hijack-lab: interrupted by \(signalNumber == SIGINT ? "SIGINT" : "SIGTERM"); every agent was killed")
-                exit(128 + signalNumber)
+                ChildRegistry.shared.closeAndKillAll()
+                let message = "hijack-lab: interrupted by \(signalNumber == SIGINT ? "SIGINT" : "SIGTERM"); every agent was killed\n"
+                _ = message.withCString { write(2, $0, strlen($0)) }
+                // _exit: no atexit handlers or stdio flushing racing the main thread.
+                _exit(128 + signalNumber)
             }
             source.resume()
             sources.append(source)
         }
-    }
+    }()
+    nonisolated(unsafe) private static var sources: [any DispatchSourceSignal] = []
 
-    func disarm() {
-        sources.forEach { $0.cancel() }
-        signal(SIGINT, SIG_DFL)
-        signal(SIGTERM, SIG_DFL)
-    }
+    static func install() { _ = installation }
 }

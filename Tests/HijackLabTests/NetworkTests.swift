@@ -85,8 +85,9 @@ struct NetworkTests {
         #expect(!Self.rootNamespaceLinks().contains("lab0") && !Self.rootNamespaceLinks().contains("peer0"))
     }
 
-    @Test("SIGINT in the middle of a scenario: exit 130, and no agent, namespace or interface remains")
-    func interruptedRun() throws {
+    @Test("SIGINT or SIGTERM in the middle of a scenario: exit 128+signal, and no agent, namespace or interface remains",
+          arguments: [SIGINT, SIGTERM])
+    func interruptedRun(signal: Int32) throws {
         let linksBefore = Self.rootNamespaceLinks()
         let run = try ChildProcess(executable: TestLab.agentExecutable,
                                    arguments: ["run", "slow-probe", "--scenarios", TestLab.fixtures + "/slow", "--verbose", "--topology", "netns"])
@@ -110,12 +111,13 @@ struct NetworkTests {
         let handles = agents.map { hl_pidfd_open($0) }
         defer { handles.filter { $0 >= 0 }.forEach { Glibc.close($0) } }
 
-        kill(run.pid, SIGINT)
+        kill(run.pid, signal)
         let status = run.finish(until: .after(seconds: 10))
-        #expect((status >> 8) & 0xff == 130, "exit status \(status)")
+        #expect((status >> 8) & 0xff == 128 + signal, "exit status \(status)")
+        #expect(handles.allSatisfy { $0 >= 0 })
         for (pid, handle) in zip(agents, handles) where handle >= 0 {
             // A pidfd polls readable once its process has exited: a bounded wait, no sleep.
-            #expect((try? waitFor(handle, events: Int16(POLLIN), until: .after(seconds: 5))) == true, "agent \(pid) survived SIGINT")
+            #expect((try? waitFor(handle, events: Int16(POLLIN), until: .after(seconds: 5))) == true, "agent \(pid) survived signal \(signal)")
         }
         for namespace in namespaces { #expect(Self.processes(in: namespace).isEmpty, "\(namespace) still has processes") }
         #expect(Self.rootNamespaceLinks() == linksBefore)
@@ -124,9 +126,11 @@ struct NetworkTests {
     @Test("Run as uid 65534, the loopback fallback runs what it can and gives a reason for each skip",
           .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"), "needs setpriv"))
     func unprivilegedFallback() throws {
-        let json = FileManager.default.temporaryDirectory.appendingPathComponent("hijack-lab-nobody-\(UUID().uuidString).json").path
-        defer { try? FileManager.default.removeItem(atPath: json) }
-        _ = FileManager.default.createFile(atPath: json, contents: nil, attributes: [.posixPermissions: 0o666])
+        // A directory uid 65534 may write in, as a user's own directory would be.
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("hijack-lab-nobody-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o777])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let json = directory + "/out.json"
         let run = try ChildProcess(executable: "/usr/bin/setpriv", arguments: [
             "--reuid=65534", "--regid=65534", "--clear-groups", TestLab.agentExecutable,
             "all", "--scenarios", TestLab.scenariosDirectory, "--report", "/dev/null", "--json", json])
@@ -146,7 +150,7 @@ struct NetworkTests {
         #expect(ran.allSatisfy { $0.matchesExpectation })
     }
 
-    func run(_ names: [String]) -> (outcomes: [ScenarioOutcome], pids: [pid_t]) {
+    func run(_ names: [String]) -> (outcomes: [ScenarioOutcome], pids: [ProcessIdentity]) {
         let runner = Runner(settings: Self.netnsSettings())
         let outcomes = names.map { name in runner.run(try! TestLab.scenario(name)) }
         runner.shutdown()

@@ -25,7 +25,7 @@ struct ReportTests {
             status: .ran, skipReason: nil, error: nil, port: port, verdict: .blocked, expectedVerdict: .hijacked, matchesExpectation: false,
             differences: ["verdict expected hijacked, got blocked"], steps: ["bind victim", "bind attacker"],
             sockets: [victim, attacker],
-            probes: [ProbeOutcome(id: "local", from: .host, toSpec: "loopback4", to: "127.0.0.1", port: port, attempts: 8, closes: .clientFirst,
+            probes: [ProbeOutcome(id: "local", from: .host, toSpec: "loopback4", to: "127.0.0.1", port: port, attempts: 8, closes: .clientFirst, ran: true,
                                   receivedBy: ["victim": 8], failed: 0, errors: [:], expectedReceivers: ["attacker"])])
         var split = hijack
         split.name = "fixed-split"
@@ -82,12 +82,47 @@ struct ReportTests {
         #expect(probe["receivedBy"] as? [String: Int] == ["victim": 8])
     }
 
+    @Test("An attacker that holds the port the victim needed has squatted it; a restart story with an attacker is judged as an attack")
+    func squattedAndRestartWithAttacker() {
+        var sockets = Self.fixedReport().scenarios[0].sockets
+        sockets[0].bind = "EADDRINUSE"
+        sockets[0].listen = "not-attempted"
+        sockets[1].bind = "ok"
+        sockets[1].listen = "ok"
+        let probes = Self.fixedReport().scenarios[0].probes
+        #expect(VerdictRules.verdict(sockets: sockets, probes: probes) == .squatted)
+        sockets[0].bind = "ok"
+        sockets[0].listen = "ok"
+        sockets[0].restarts = "someone"
+        var hijacked = probes
+        hijacked[0].receivedBy = ["attacker": 8]
+        #expect(VerdictRules.verdict(sockets: sockets, probes: hijacked) == .hijacked)
+        sockets.removeLast()
+        #expect(VerdictRules.verdict(sockets: sockets, probes: probes) == .restarted)
+    }
+
+    @Test("A probe that never ran is reported as not run, never as received by nobody")
+    func probeNotRun() {
+        var report = Self.fixedReport()
+        report.scenarios[0].status = .error
+        report.scenarios[0].error = "agent victim did not answer"
+        report.scenarios[0].probes[0].ran = false
+        report.scenarios[0].probes[0].receivedBy = [:]
+        let text = MarkdownReport.render(report)
+        #expect(text.contains("| local | host client → `127.0.0.1:PORT` | 8 | not run | — |"))
+        #expect(!text.contains("local → nobody"))
+        #expect(VerdictRules.differences(sockets: report.scenarios[0].sockets, probes: report.scenarios[0].probes, verdict: .blocked, expected: .blocked)
+            .contains("probe local did not run"))
+    }
+
     @Test("Verdicts follow the rules", arguments: [
         (["attacker": 8], ["ok", "ok"], Verdict.hijacked),
         (["attacker": 3, "victim": 5], ["ok", "ok"], .shared),
         (["victim": 8], ["ok", "ok"], .unaffected),
         (["victim": 8], ["EADDRINUSE", "not-attempted"], .blocked),
         (["victim": 8], ["ok", "EADDRINUSE"], .blocked),
+        // Attackers alone received, some connections failed: the failures show in the table.
+        (["attacker": 1], ["ok", "ok"], .hijacked),
     ])
     func verdicts(received: [String: Int], attackerResults: [String], verdict: Verdict) {
         var report = Self.fixedReport()

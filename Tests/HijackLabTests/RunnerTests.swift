@@ -111,6 +111,44 @@ struct RunnerTests {
         for pid in pids { #expect(TestLab.isGone(pid), "agent \(pid) is still there") }
     }
 
+    @Test("An agent that dies mid-scenario ends that scenario with a reason; the runner lives on")
+    func agentDiesMidRun() throws {
+        let runner = Runner(settings: TestLab.settings())
+        defer { runner.shutdown() }
+        runner.onStep = { [unowned runner] _, step in
+            // Just before the probe, kill the newest agent: the attacker's.
+            if case .probe = step, let newest = runner.startedProcesses.last { kill(newest.pid, SIGKILL) }
+        }
+        let outcome = runner.run(try TestLab.scenario("wildcard-then-loopback-reuseport"))
+        #expect(outcome.status == .error)
+        #expect(outcome.error?.contains("attacker") == true, "\(outcome.error ?? "")")
+        // The same runner goes on to the next scenario.
+        runner.onStep = nil
+        #expect(runner.run(try TestLab.scenario("wildcard-then-loopback-plain")).matchesExpectation)
+        runner.shutdown()
+        for process in runner.startedProcesses { #expect(TestLab.isGone(process), "\(process) is still there") }
+    }
+
+    @Test("A close step closes the listener: later connections are refused")
+    func closeStep() throws {
+        let text = """
+            {"name": "close-step", "title": "t", "story": "s", "lesson": "l", "transport": "tcp",
+             "sockets": [{"id": "victim", "role": "victim", "address": "loopback4"}],
+             "probes": [{"id": "open", "to": "loopback4", "connections": 8}, {"id": "closed", "to": "loopback4", "connections": 8}],
+             "steps": [{"do": "bind", "socket": "victim"}, {"do": "listen", "socket": "victim"}, {"do": "probe", "probe": "open"},
+                       {"do": "close", "socket": "victim"}, {"do": "probe", "probe": "closed"}],
+             "expect": {"verdict": "unaffected", "sockets": {"victim": {"bind": "ok", "listen": "ok"}},
+                        "probes": {"open": {"receivedBy": ["victim"]}, "closed": {"receivedBy": []}}}}
+            """
+        let (outcomes, _) = TestLab.run([try ScenarioFile.parse(Data(text.utf8), file: "close-step.json")])
+        let outcome = try #require(outcomes.first)
+        #expect(outcome.status == .ran, "\(outcome.error ?? "")")
+        #expect(outcome.probes[0].receivedBy == ["victim": 8])
+        #expect(outcome.probes[1].errors == ["ECONNREFUSED": 8])
+        #expect(outcome.sockets[0].calls.last == SyscallRecord(call: "close", arguments: "", result: "ok"))
+        #expect(outcome.matchesExpectation, "\(outcome.differences)")
+    }
+
     @Test("A scenario the topology cannot serve is skipped with the reason")
     func skipsWhatLoopbackCannotDo() throws {
         let text = try String(contentsOfFile: TestLab.scenariosDirectory + "/wildcard-then-loopback-reuseport.json", encoding: .utf8)

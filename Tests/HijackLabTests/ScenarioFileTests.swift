@@ -68,6 +68,7 @@ struct ScenarioFileTests {
          "expect.sockets.intruder", "only the fields victim, attacker"),
         (", \"attacker\": {\"bind\": \"EADDRINUSE\", \"listen\": \"not-attempted\"}", "", "expect.sockets.attacker", "this field is required"),
         ("\"to\": \"loopback4\"", "\"to\": \"wildcard4\"", "probes[0].to", "not a wildcard"),
+        ("\"to\": \"loopback4\"", "\"to\": \"0::0\"", "probes[0].to", "not a wildcard"),
     ])
     func malformed(original: String, replacement: String, field: String, expected: String) throws {
         let text = Self.minimal.replacingOccurrences(of: original, with: replacement)
@@ -96,11 +97,37 @@ struct ScenarioFileTests {
             ("[{\"do\": \"bind\", \"socket\": \"ghost\"}]", "steps[0].socket"),
             ("[{\"do\": \"dance\", \"socket\": \"victim\"}]", "steps[0].do"),
             ("[{\"do\": \"bind\", \"socket\": \"victim\"}, {\"do\": \"bind\", \"socket\": \"attacker\"}]", "steps"),
+            // Both sockets listen, so leaving out a listen step is an error, not a silent non-listener.
+            ("[{\"do\": \"bind\", \"socket\": \"victim\"}, {\"do\": \"bind\", \"socket\": \"attacker\"}, {\"do\": \"probe\", \"probe\": \"local\"}]", "steps"),
+            ("[{\"do\": 5}]", "steps[0].do"),
         ]
         for (steps, field) in cases {
             let error = #expect(throws: ScenarioError.self) { try parse(withSteps(steps)) }
             #expect(error?.field == field, "for \(steps): \(String(describing: error))")
         }
+        let numeric = #expect(throws: ScenarioError.self) { try parse(withSteps("[{\"do\": 5}]")) }
+        #expect(numeric?.found == "a number (5)")
+    }
+
+    @Test("A listen step on a socket that says \"listen\": false is refused")
+    func listenStepOnNonListener() {
+        let text = Self.minimal
+            .replacingOccurrences(of: "\"address\": \"wildcard4\"}", with: "\"address\": \"wildcard4\", \"listen\": false}")
+            .replacingOccurrences(of: "\"expect\":", with: """
+                "steps": [{"do": "bind", "socket": "victim"}, {"do": "listen", "socket": "victim"},
+                          {"do": "bind", "socket": "attacker"}, {"do": "listen", "socket": "attacker"}, {"do": "probe", "probe": "local"}],
+                "expect":
+                """)
+        let error = #expect(throws: ScenarioError.self) { try parse(text) }
+        #expect(error?.field == "steps[1].socket")
+        #expect(error?.expected.contains("a socket that listens") == true)
+    }
+
+    @Test("Numbers no integer can hold are reported, not trapped on")
+    func hugeNumbers() {
+        let error = #expect(throws: ScenarioError.self) { try parse(Self.minimal.replacingOccurrences(of: "\"connections\": 8", with: "\"connections\": 1e300")) }
+        #expect(error?.field == "probes[0].connections")
+        #expect(error?.found == "a number (1e+300)")
     }
 
     @Test("A bad file in a directory does not stop the good ones")

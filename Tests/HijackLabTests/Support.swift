@@ -28,17 +28,17 @@ enum TestLab {
         try ScenarioFile.load(path: "\(scenariosDirectory)/\(name).json")
     }
 
-    /// Runs scenarios on a fresh runner and ends it, returning outcomes and every pid it started.
-    static func run(_ scenarios: [Scenario], replyTimeout: Double = 5) -> (outcomes: [ScenarioOutcome], pids: [pid_t]) {
+    /// Runs scenarios on a fresh runner and ends it, returning outcomes and every process it started.
+    static func run(_ scenarios: [Scenario], replyTimeout: Double = 5) -> (outcomes: [ScenarioOutcome], pids: [ProcessIdentity]) {
         let runner = Runner(settings: settings(replyTimeout: replyTimeout))
         let outcomes = scenarios.map(runner.run)
         runner.shutdown()
         return (outcomes, runner.startedProcesses)
     }
 
-    /// True when no process with this pid exists any more (reaped, not a zombie).
-    static func isGone(_ pid: pid_t) -> Bool {
-        kill(pid, 0) == -1 && errno == ESRCH
+    /// True when this very process (pid and start time) no longer runs; a reused pid does not count.
+    static func isGone(_ process: ProcessIdentity) -> Bool {
+        process.startTime != nil && !process.isRunning
     }
 
     /// A collecting console for CLI tests.

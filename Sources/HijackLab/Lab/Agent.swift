@@ -75,6 +75,8 @@ public final class Agent {
                     pending.removeSubrange(...newline)
                     if handle(line) == .exit { return 0 }
                 }
+                // A command may have closed the sockets this poll set names: poll again.
+                continue
             }
             if serving, watched.count > 1, watched[1].revents != 0 { acceptPending() }
             let offset = serving ? 2 : 1
@@ -100,9 +102,9 @@ public final class Agent {
         case .bind: emit(bind(command))
         case .listen: emit(listen())
         case .serve: emit(serve(command))
-        case .close: emit(AgentMessage(ok: true, calls: closeAll()))
+        case .close: emit(AgentMessage(ok: true, calls: closeAll(waiting: command.timeoutMilliseconds)))
         case .exit:
-            emit(AgentMessage(ok: true, calls: closeAll()))
+            emit(AgentMessage(ok: true, calls: closeAll(waiting: command.timeoutMilliseconds)))
             return .exit
         case .sync: emit(AgentMessage(ok: true))
         case .probe: emit(probe(command))
@@ -189,10 +191,10 @@ public final class Agent {
     }
 
     @discardableResult
-    private func closeAll() -> [SyscallRecord] {
+    private func closeAll(waiting milliseconds: Int? = nil) -> [SyscallRecord] {
         // A client that has its identity closes at once; waiting for its FIN here keeps a
         // client-first connection from turning server-first just because the server exits.
-        let deadline = Deadline.after(seconds: 2)
+        let deadline = Deadline.after(seconds: Double(milliseconds ?? 2000) / 1000)
         for connection in connections {
             while (try? waitFor(connection.fd, events: Int16(POLLIN), until: deadline)) == true {
                 var scratch = [UInt8](repeating: 0, count: 256)

@@ -14,7 +14,7 @@ public enum LabError: Error, Sendable, CustomStringConvertible {
         switch self {
         case .spawn(let agent, let error): "could not start agent \(agent): \(error)"
         case .timeout(let agent, let what, let seconds):
-            "agent \(agent) did not answer \(what) within \(seconds.formatted(.number.precision(.fractionLength(0...2)))) s; it was killed"
+            "agent \(agent) did not answer \(what) within \(seconds < 0.01 ? String(seconds) : seconds.formatted(.number.precision(.fractionLength(0...2)))) s; it was killed"
         case .agentEnded(let agent, let what): "agent \(agent) ended while the runner waited for \(what)"
         case .agentRefused(let agent, let command, let reason): "agent \(agent) refused \(command): \(reason)"
         case .identityMismatch(let detail): "identity check failed: \(detail)"
@@ -28,7 +28,10 @@ final class AgentClient {
     let id: String
     private let process: ChildProcess
     private let timeout: Double
-    private(set) var pid: pid_t
+    /// The pid the runner itself started; an agent's own claim is only checked against it.
+    let pid: pid_t
+    /// The pid together with its start time, which no later process with that pid shares.
+    let identity: ProcessIdentity
     private(set) var uid: UInt32?
     /// Peers of the connections this agent reported accepting, in order.
     private(set) var acceptedPeers: [String] = []
@@ -45,13 +48,16 @@ final class AgentClient {
             throw .spawn(agent: id, error)
         }
         pid = process.pid
+        identity = ProcessIdentity(of: process.pid)
     }
 
     func awaitReady() throws(LabError) {
-        let ready = try nextMessage(waitingFor: "its start-up", deadline: .after(seconds: timeout), acceptEvents: true)
+        let ready = try nextMessage(waitingFor: "its start-up", seconds: timeout, acceptEvents: true)
         guard ready.event == "ready" else { throw .agentRefused(agent: id, command: "start", reason: "its first line was not \"ready\"") }
         if ready.ok == false { throw .agentRefused(agent: id, command: "start", reason: ready.error ?? "no reason given") }
-        if let reported = ready.pid { pid = reported }
+        if let reported = ready.pid, reported != pid {
+            throw .agentRefused(agent: id, command: "start", reason: "it reported pid \(reported), but the runner started pid \(pid)")
+        }
         uid = ready.uid
     }
 
@@ -64,19 +70,20 @@ final class AgentClient {
         } catch {
             throw .agentEnded(agent: id, waitingFor: what)
         }
-        let reply = try nextMessage(waitingFor: what, deadline: .after(seconds: override ?? timeout), acceptEvents: false)
+        let reply = try nextMessage(waitingFor: what, seconds: override ?? timeout, acceptEvents: false)
         if reply.ok != true { throw .agentRefused(agent: id, command: what, reason: reply.error ?? "no reason given") }
         return reply
     }
 
-    private func nextMessage(waitingFor what: String, deadline: Deadline, acceptEvents: Bool) throws(LabError) -> AgentMessage {
+    private func nextMessage(waitingFor what: String, seconds: Double, acceptEvents: Bool) throws(LabError) -> AgentMessage {
+        let deadline = Deadline.after(seconds: seconds)
         while true {
             let line: String?
             do throws(SystemError) {
                 line = try process.readLine(until: deadline)
             } catch where error.code == ETIMEDOUT {
                 process.killAndReap()
-                throw .timeout(agent: id, waitingFor: what, seconds: timeout)
+                throw .timeout(agent: id, waitingFor: what, seconds: seconds)
             } catch {
                 throw .agentEnded(agent: id, waitingFor: what)
             }

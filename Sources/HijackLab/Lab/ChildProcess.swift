@@ -8,17 +8,31 @@ public final class ChildRegistry: @unchecked Sendable {
     public static let shared = ChildRegistry()
     private var lock = pthread_mutex_t()
     private var groups: Set<pid_t> = []
+    /// Set once the process is going down: a child started after that is killed at once.
+    private var closed = false
 
     private init() { pthread_mutex_init(&lock, nil) }
 
-    func add(_ pid: pid_t) { locked { groups.insert(pid) } }
+    func add(_ pid: pid_t) {
+        locked {
+            groups.insert(pid)
+            if closed { kill(-pid, SIGKILL) }
+        }
+    }
+
+    /// Called only while the child is still unreaped, so its pid cannot have been reused.
     func remove(_ pid: pid_t) { locked { groups.remove(pid) } }
 
     public var live: Set<pid_t> { locked { groups } }
 
-    /// SIGKILL to every child's process group; each child leads its own.
-    public func killAll() {
-        for group in live { kill(-group, SIGKILL) }
+    /// SIGKILL to every child's process group (each child leads its own), and from now on
+    /// to any child started later. The kills happen under the lock, so no group is removed,
+    /// reaped and reused in between.
+    public func closeAndKillAll() {
+        locked {
+            closed = true
+            for group in groups { kill(-group, SIGKILL) }
+        }
     }
 
     @discardableResult
@@ -144,8 +158,16 @@ final class ChildProcess {
     func finish(until deadline: Deadline) -> Int32 {
         closeStdin()
         while (try? readLine(until: deadline)).flatMap({ $0 }) != nil {}
-        if stdoutFD >= 0 { kill(-pid, SIGKILL) }
+        // Closed stdout usually means exiting; a child that closed it and lingers is killed
+        // so the blocking wait below cannot hang. It is unreaped, so the group is still ours.
+        if !hasExited() { kill(-pid, SIGKILL) }
         return reap()
+    }
+
+    /// Whether the child has exited, without reaping it.
+    private func hasExited() -> Bool {
+        var info = siginfo_t()
+        return waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info._sifields._sigchld.si_pid == pid
     }
 
     func killAndReap() {
@@ -162,10 +184,14 @@ final class ChildProcess {
     @discardableResult
     private func reap() -> Int32 {
         guard !reaped else { return 0 }
+        // Wait for the exit without reaping, leave the registry, then reap: the pid stays
+        // ours for as long as the registry might still signal its group.
+        var info = siginfo_t()
+        while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) == -1 && errno == EINTR {}
+        ChildRegistry.shared.remove(pid)
         var status: Int32 = 0
         while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
         reaped = true
-        ChildRegistry.shared.remove(pid)
         if stdoutFD >= 0 { Glibc.close(stdoutFD); stdoutFD = -1 }
         // No kill after this point: a reaped pid, and so its group id, may already be reused.
         return status

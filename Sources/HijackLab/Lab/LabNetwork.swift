@@ -19,17 +19,17 @@ final class LabNetwork {
         self.placement = placement
     }
 
-    static func make(_ settings: LabSettings, started: (pid_t) -> Void) throws(LabError) -> LabNetwork {
+    static func make(_ settings: LabSettings, started: (ProcessIdentity) -> Void) throws(LabError) -> LabNetwork {
         let executable = settings.agentExecutable
         guard settings.topology.kind == .netns else {
             let host = try AgentClient(executable: executable, id: "client-host", timeout: settings.replyTimeout)
-            started(host.pid)
+            started(host.identity)
             try host.awaitReady()
             return LabNetwork(hostClient: host, peerClient: nil, placement: [])
         }
         guard let ip = Topology.ipExecutable() else { throw .setup("iproute2's `ip` was not found") }
         let host = try AgentClient(executable: executable, id: "client-host", extraArguments: ["--netns", "new"], timeout: settings.replyTimeout)
-        started(host.pid)
+        started(host.identity)
         let peer: AgentClient
         do throws(LabError) {
             peer = try AgentClient(executable: executable, id: "client-peer", extraArguments: ["--netns", "new"], timeout: settings.replyTimeout)
@@ -37,7 +37,7 @@ final class LabNetwork {
             host.kill()
             throw error
         }
-        started(peer.pid)
+        started(peer.identity)
         do throws(LabError) {
             try host.awaitReady()
             try peer.awaitReady()

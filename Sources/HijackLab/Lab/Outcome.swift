@@ -58,6 +58,8 @@ public struct ProbeOutcome: Codable, Sendable, Equatable {
     public var port: UInt16?
     public var attempts: Int
     public var closes: CloseOrder
+    /// False when the scenario ended before this probe ran: then it has no results at all.
+    public var ran: Bool
     /// Connections per receiving socket id, from the identity each client read.
     public var receivedBy: [String: Int]
     public var failed: Int
@@ -72,19 +74,23 @@ extension SocketOutcome {
 
 public enum VerdictRules {
     /// The verdict follows from results alone:
-    /// - a restart story is `restarted` when every restarted socket bound (and listened);
+    /// - with no attacker, a restart story is `restarted` when every restarted socket bound
+    ///   (and listened), `restart-blocked` otherwise;
     /// - `blocked` when every attacker failed to bind or listen;
-    /// - `hijacked` when in some probe attackers received connections and nobody else did;
+    /// - `squatted` when an attacker holds the port and a victim or defender failed to;
+    /// - `hijacked` when in some probe every connection that reached a socket reached an
+    ///   attacker (the probe table shows any that reached nobody);
     /// - `shared` when in some probe both attackers and others received;
     /// - `unaffected` otherwise.
     public static func verdict(sockets: [SocketOutcome], probes: [ProbeOutcome]) -> Verdict {
+        let attackers = Set(sockets.filter { $0.role == .attacker }.map(\.id))
         let restarted = sockets.filter { $0.restarts != nil }
-        if !restarted.isEmpty {
+        if attackers.isEmpty && !restarted.isEmpty {
             return restarted.allSatisfy { !$0.failedToServe } ? .restarted : .restartBlocked
         }
-        let attackers = Set(sockets.filter { $0.role == .attacker }.map(\.id))
         guard !attackers.isEmpty else { return .unaffected }
         if sockets.filter({ attackers.contains($0.id) }).allSatisfy(\.failedToServe) { return .blocked }
+        if sockets.contains(where: { ($0.role == .victim || $0.role == .defender) && $0.failedToServe }) { return .squatted }
         var sawShared = false
         for probe in probes {
             let toAttackers = probe.receivedBy.filter { attackers.contains($0.key) }.values.reduce(0, +)
@@ -107,6 +113,10 @@ public enum VerdictRules {
             }
         }
         for probe in probes {
+            guard probe.ran else {
+                differences.append("probe \(probe.id) did not run")
+                continue
+            }
             let receivers = Set(probe.receivedBy.filter { $0.value > 0 }.keys)
             if receivers != Set(probe.expectedReceivers) {
                 let expected = probe.expectedReceivers.isEmpty ? "nobody" : probe.expectedReceivers.sorted().joined(separator: " + ")

@@ -34,7 +34,7 @@ public final class Runner {
     /// The clients, and in netns the namespaces they hold; made once per run.
     private var network: LabNetwork?
     /// Every agent process this runner started, so callers can check that none outlives it.
-    public private(set) var startedProcesses: [pid_t] = []
+    public private(set) var startedProcesses: [ProcessIdentity] = []
     /// Ports already given to scenarios in this run.
     private var usedPorts: Set<UInt16> = []
     /// Called as each step starts: for progress output on long runs.
@@ -42,6 +42,8 @@ public final class Runner {
 
     public init(settings: LabSettings) {
         self.settings = settings
+        // A write to an agent that died must fail with EPIPE, not kill the runner.
+        signal(SIGPIPE, SIG_IGN)
     }
 
     deinit { shutdown() }
@@ -79,7 +81,7 @@ public final class Runner {
             probes: scenario.probes.map { probe in
                 ProbeOutcome(
                     id: probe.id, from: probe.from, toSpec: probe.to.description, to: try? settings.topology.resolve(probe.to).get(),
-                    port: nil, attempts: probe.connections, closes: probe.closes, receivedBy: [:], failed: 0, errors: [:],
+                    port: nil, attempts: probe.connections, closes: probe.closes, ran: false, receivedBy: [:], failed: 0, errors: [:],
                     expectedReceivers: scenario.expectation.probes[probe.id]!.receivedBy)
             })
         if let reason = skipReason(scenario) {
@@ -153,7 +155,7 @@ public final class Runner {
         for socket in scenario.sockets {
             let user = socket.user == .other ? ["--user", "other"] : []
             let agent = try AgentClient(executable: settings.agentExecutable, id: socket.id, extraArguments: placement + user, timeout: settings.replyTimeout)
-            startedProcesses.append(agent.pid)
+            startedProcesses.append(agent.identity)
             agents[socket.id] = agent
         }
         for socket in scenario.sockets {
@@ -189,6 +191,7 @@ public final class Runner {
                 let index = outcome.probes.firstIndex { $0.id == id }!
                 let connections = try probe(outcome.probes[index])
                 probeConnections[id] = connections
+                outcome.probes[index].ran = true
                 for connection in connections {
                     if let identity = connection.identity {
                         let receiver = identity.split(separator: " ").first.map(String.init) ?? identity

@@ -60,17 +60,32 @@ public struct Topology: Sendable {
         return port
     }
 
-    /// A port that nothing on this host uses now, on both families, chosen by the kernel.
+    /// A port that nothing on this host uses now, on both families. It is taken from below
+    /// the ephemeral range, where no outgoing connection of any program can take it (or leave
+    /// it in TIME_WAIT) between this check and the scenario's bind.
     static func freeHostPort(for transport: Transport) throws(SystemError) -> UInt16 {
-        // [::] without IPV6_V6ONLY also reserves the IPv4 port, so one bind checks both.
-        var lastError = SystemError(call: "bind", code: EADDRNOTAVAIL)
-        for (family, host) in [(AF_INET6, "::"), (AF_INET, "0.0.0.0")] {
+        let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))?
+            .split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).compactMap { UInt16($0) }
+        let ceiling = max(min(range?.first ?? 32_768, 32_768), 10_100)
+        var lastError = SystemError(call: "bind", code: EADDRINUSE)
+        for _ in 0..<200 {
+            let candidate = UInt16.random(in: 10_000..<ceiling)
             do throws(SystemError) {
-                let socket = try Socket(family: family, transport: transport)
-                try socket.bind(to: SocketAddress(host: host, port: 0)!)
-                let port = try socket.localAddress().port
+                // [::] without IPV6_V6ONLY reserves the IPv4 port too, so one bind checks both.
+                let socket = try Socket(family: AF_INET6, transport: transport)
+                try socket.bind(to: SocketAddress(host: "::", port: candidate)!)
                 try socket.close()
-                return port
+                return candidate
+            } catch where error.code == EAFNOSUPPORT {
+                // No IPv6 on this host: check the IPv4 wildcard alone.
+                do throws(SystemError) {
+                    let socket = try Socket(family: AF_INET, transport: transport)
+                    try socket.bind(to: SocketAddress(host: "0.0.0.0", port: candidate)!)
+                    try socket.close()
+                    return candidate
+                } catch {
+                    lastError = error
+                }
             } catch {
                 lastError = error
             }

@@ -27,7 +27,7 @@ public enum MarkdownReport {
         out.append("")
         out.append("- **victim**: the service whose traffic is at stake; **attacker**: the process that tries to take it; **defender**: a service that binds each address itself; **server**: one instance in a restart story.")
         out.append("- `PORT` is the port the runner picked for the scenario (the JSON output has the number).")
-        out.append("- Verdicts: **hijacked**, an attacker received every connection of some probe; **shared**, attacker and others both received; **blocked**, every attacker failed to bind or listen; **unaffected**, attackers were bound but received nothing; **restarted** / **restart-blocked**, whether a restarted server could bind and listen again.")
+        out.append("- Verdicts: **hijacked**, in some probe every connection that reached a socket reached an attacker; **shared**, attacker and others both received; **blocked**, every attacker failed to bind or listen; **squatted**, an attacker holds the port and the victim could not bind or listen; **unaffected**, attackers were bound but received nothing; **restarted** / **restart-blocked**, whether a restarted server (with no attacker present) could bind and listen again.")
         out.append("- ✅ the kernel did what the scenario file expects; ❌ it did not, and the section says how.")
         out.append("")
         out.append(summary(report))
@@ -89,7 +89,8 @@ public enum MarkdownReport {
         for scenario in report.scenarios {
             let sockets = scenario.sockets.map { "\($0.id) `\(displayAddress($0))` \(optionList($0))" + ($0.user == .other ? " as uid 65534" : "") }.joined(separator: "<br>")
             let results = scenario.sockets.map { "\($0.id): \($0.bind) / \($0.listen)" }.joined(separator: "<br>")
-            let received = scenario.probes.map { "\($0.id) → \(receivers($0))" }.joined(separator: "<br>")
+            // Counts from a scenario that did not finish were never cross-checked: not evidence.
+            let received = scenario.status == .error ? "—" : scenario.probes.map { "\($0.id) → \(receivers($0))" }.joined(separator: "<br>")
             let verdict: String
             let matches: String
             switch scenario.status {
@@ -144,13 +145,16 @@ public enum MarkdownReport {
         if !scenario.probes.isEmpty {
             lines.append("| Probe | From → to | Connections | Received by | Failed |")
             lines.append("|---|---|---|---|---|")
-            for probe in scenario.probes {
+            for probe in scenario.probes where scenario.status == .error {
+                lines.append("| \(probe.id) | \(probe.from.rawValue) client → `\(endpoint(probe.to ?? probe.toSpec))` | \(probe.attempts) | \(probe.ran ? "unverified" : "not run") | — |")
+            }
+            for probe in scenario.probes where scenario.status != .error {
                 let failures = probe.failed == 0 ? "0" : "\(probe.failed) (" + probe.errors.sorted { $0.key < $1.key }.map { "\($0.key)" }.joined(separator: ", ") + ")"
                 let closing = probe.closes == .serverFirst ? " (server closes first)" : ""
                 lines.append("| \(probe.id) | \(probe.from.rawValue) client → `\(endpoint(probe.to ?? probe.toSpec))`\(closing) | \(probe.attempts) | \(receivers(probe)) | \(failures) |")
             }
             lines.append("")
-            lines.append(diagram(scenario))
+            if scenario.status != .error { lines.append(diagram(scenario)) }
         }
         lines.append("**Lesson.** \(escape(scenario.lesson))")
         lines.append("")

@@ -24,7 +24,7 @@ enum JSONValue: Decodable, Sendable {
     var summary: String {
         switch self {
         case .string(let text): "\"\(text.count > 60 ? String(text.prefix(57)) + "..." : text)\""
-        case .number(let number): "a number (\(number == number.rounded() ? String(Int(number)) : String(number)))"
+        case .number(let number): "a number (\(Int(exactly: number).map(String.init) ?? String(number)))"
         case .bool(let flag): "\(flag)"
         case .null: "null"
         case .array: "an array"

@@ -108,6 +108,8 @@ public enum Verdict: String, Codable, Sendable, CaseIterable {
     case shared
     /// Every attacker failed to bind or to listen.
     case blocked
+    /// An attacker holds the port and a victim or defender could not bind or listen.
+    case squatted
     /// Attackers were bound but received nothing.
     case unaffected
     /// The restarted server bound and listened.

@@ -179,7 +179,12 @@ private struct Reader {
     func probe(_ value: JSONValue, _ field: String) throws(ScenarioError) -> ProbeSpec {
         let members = try object(value, field, required: ["id", "to", "connections"], optional: ["from", "closes"])
         let to = try address(members["to"], join(field, "to"))
-        if to == .symbol(.wildcard4) || to == .symbol(.wildcard6) || to == .literal("0.0.0.0") || to == .literal("::") {
+        let isWildcard: Bool
+        switch to {
+        case .symbol(let symbol): isWildcard = [.wildcard4, .wildcard6].contains(symbol)
+        case .literal(let text): isWildcard = ["0.0.0.0", "::"].contains(SocketAddress(host: text, port: 0)?.host ?? text)
+        }
+        if isWildcard {
             throw fail(join(field, "to"), "a destination a client can connect to, not a wildcard", members["to"])
         }
         guard case .number(let count)? = members["connections"], count == count.rounded(), (1...1000).contains(count) else {
@@ -201,10 +206,12 @@ private struct Reader {
         var bound: Set<String> = []
         var ended: Set<String> = []
         var probed: Set<String> = []
+        var listening: Set<String> = []
         for (index, item) in try array(value, "steps").enumerated() {
             let field = "steps[\(index)]"
             guard case .object(let members) = item, case .string(let action)? = members["do"] else {
-                throw fail(join(field, "do"), "one of \"bind\", \"listen\", \"probe\", \"close\", \"exit\"", (try? object(item, field, required: [])).flatMap { $0["do"] })
+                let found: JSONValue? = if case .object(let members) = item { members["do"] } else { item }
+                throw fail(join(field, "do"), "one of \"bind\", \"listen\", \"probe\", \"close\", \"exit\"", found)
             }
             if action == "probe" {
                 let id = try string(try object(item, field, required: ["do", "probe"])["probe"], join(field, "probe"))
@@ -221,6 +228,12 @@ private struct Reader {
                 steps.append(.bind(id))
             case "listen", "close", "exit":
                 guard bound.contains(id), !ended.contains(id) else { throw fail(join(field, "socket"), "a socket bound by an earlier step and not closed yet", .string(id)) }
+                if action == "listen" {
+                    guard sockets.first(where: { $0.id == id })?.listens == true else {
+                        throw fail(join(field, "socket"), "a socket that listens (this one says \"listen\": false)", .string(id))
+                    }
+                    guard listening.insert(id).inserted else { throw fail(join(field, "socket"), "one listen step per socket", .string(id)) }
+                }
                 if action == "listen" { steps.append(.listen(id)) } else { ended.insert(id); steps.append(action == "close" ? .close(id) : .exit(id)) }
             default:
                 throw fail(join(field, "do"), "one of \"bind\", \"listen\", \"probe\", \"close\", \"exit\"", .string(action))
@@ -228,6 +241,9 @@ private struct Reader {
         }
         if let missing = sockets.first(where: { !bound.contains($0.id) }) { throw fail("steps", "a bind step for every socket", .string(missing.id)) }
         if let missing = probes.first(where: { !probed.contains($0.id) }) { throw fail("steps", "a probe step for every probe", .string(missing.id)) }
+        if let missing = sockets.first(where: { $0.listens && !listening.contains($0.id) }) {
+            throw fail("steps", "a listen step for every socket that listens (\"listen\": false for one that only binds)", .string(missing.id))
+        }
         return steps
     }
 

@@ -160,19 +160,25 @@ public enum CLI {
 
     // MARK: - Commands
 
-    /// The hidden role the runner starts: `agent --id ID [--netns new|PATH] [--user other]`.
+    /// The hidden role the runner starts: `agent --id ID [--netns new|PATH] [--user other] [--lab-hosts]`.
     static func agent(_ arguments: [String], console: Console) -> Int32 {
         var id: String?
         var netns: String?
         var runAsOther = false
+        var labHosts = false
         var index = 0
         while index < arguments.count {
+            if arguments[index] == "--lab-hosts" {
+                labHosts = true
+                index += 1
+                continue
+            }
             switch (arguments[index], index + 1 < arguments.count ? arguments[index + 1] : nil) {
             case ("--id", let value?): id = value
             case ("--netns", let value?): netns = value
             case ("--user", "other"): runAsOther = true
             default:
-                console.err("hijack-lab agent is started by the runner itself: agent --id ID [--netns new|PATH] [--user other]")
+                console.err("hijack-lab agent is started by the runner itself: agent --id ID [--netns new|PATH] [--user other] [--lab-hosts]")
                 return 2
             }
             index += 2
@@ -181,7 +187,7 @@ public enum CLI {
             console.err("hijack-lab agent needs --id")
             return 2
         }
-        return Agent(id: id, netns: netns, runAsOther: runAsOther).run()
+        return Agent(id: id, netns: netns, runAsOther: runAsOther, labHosts: labHosts).run()
     }
 
     static func list(_ options: Options, console: Console) -> Int32 {

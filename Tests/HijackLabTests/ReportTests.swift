@@ -26,7 +26,7 @@ struct ReportTests {
             differences: ["verdict expected hijacked, got blocked"], steps: ["bind victim", "bind attacker"],
             sockets: [victim, attacker],
             probes: [ProbeOutcome(id: "local", from: .host, toSpec: "loopback4", to: "127.0.0.1", port: port, attempts: 8, closes: .clientFirst, ran: true,
-                                  receivedBy: ["victim": 8], failed: 0, errors: [:], expectedReceivers: ["attacker"])])
+                                  receivedBy: ["victim": 8], failed: 0, errors: [:], lost: 0, reached: ["127.0.0.1": 8], expectedReceivers: ["attacker"])])
         var split = hijack
         split.name = "fixed-split"
         split.verdict = .shared

@@ -70,8 +70,8 @@ struct RunnerTests {
     func wholeCatalog() throws {
         let scenarios = try ScenarioFile.loadDirectory(TestLab.scenariosDirectory).scenarios
         let (outcomes, pids) = TestLab.run(scenarios)
-        // What needs the netns topology: the peer, the lab interface, a bound device.
-        let needsNetns: Set<String> = ["interface-hijack-external", "per-interface-fix-full", "bindtodevice-shadow", "bindtodevice-plain"]
+        let needsNetns = Set(scenarios.filter(TestLab.needsNetns).map(\.name))
+        #expect(needsNetns.isSuperset(of: ["interface-hijack-external", "bindtodevice-shadow", "ipv4-only-leaves-ipv6-loopback-open", "per-interface-fix-dualstack"]))
         for outcome in outcomes {
             if needsNetns.contains(outcome.name) {
                 #expect(outcome.status == .skipped, "\(outcome.name)")
@@ -146,6 +146,32 @@ struct RunnerTests {
         #expect(outcome.probes[0].receivedBy == ["victim": 8])
         #expect(outcome.probes[1].errors == ["ECONNREFUSED": 8])
         #expect(outcome.sockets[0].calls.last == SyscallRecord(call: "close", arguments: "", result: "ok"))
+        #expect(outcome.matchesExpectation, "\(outcome.differences)")
+    }
+
+    @Test("UDP accounting: answered datagrams name their receiver; unanswered ones are lost, not failed")
+    func udpAccounting() throws {
+        let text = """
+            {"name": "udp-accounting", "title": "t", "story": "s", "lesson": "l", "transport": "udp",
+             "sockets": [{"id": "victim", "role": "victim", "address": "loopback4"},
+                         {"id": "mute", "role": "victim", "address": "127.0.0.2", "listen": false}],
+             "probes": [{"id": "answered", "to": "loopback4", "connections": 4}, {"id": "unanswered", "to": "127.0.0.2", "connections": 2}],
+             "expect": {"verdict": "unaffected", "sockets": {"victim": {"bind": "ok"}, "mute": {"bind": "ok"}},
+                        "probes": {"answered": {"receivedBy": ["victim"]}, "unanswered": {"receivedBy": []}}}}
+            """
+        // The mute socket is bound but never served, so its datagrams get no reply: a short wait.
+        var settings = TestLab.settings()
+        settings.connectTimeout = 0.2
+        let runner = Runner(settings: settings)
+        defer { runner.shutdown() }
+        let outcome = runner.run(try ScenarioFile.parse(Data(text.utf8), file: "udp-accounting.json"))
+        #expect(outcome.status == .ran, "\(outcome.error ?? "")")
+        #expect(outcome.probes[0].receivedBy == ["victim": 4])
+        #expect(outcome.probes[0].lost == 0)
+        #expect(outcome.probes[1].receivedBy.isEmpty)
+        #expect(outcome.probes[1].lost == 2)
+        #expect(outcome.probes[1].failed == 0)
+        #expect(outcome.sockets.allSatisfy { $0.listen == "not-applicable" })
         #expect(outcome.matchesExpectation, "\(outcome.differences)")
     }
 

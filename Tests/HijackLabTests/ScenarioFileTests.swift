@@ -22,12 +22,15 @@ struct ScenarioFileTests {
     func catalogParses() throws {
         let loaded = try ScenarioFile.loadDirectory(TestLab.scenariosDirectory)
         #expect(loaded.errors.isEmpty, "\(loaded.errors)")
-        #expect(loaded.scenarios.count == 18)
+        #expect(loaded.scenarios.count == 29)
         for name in ["restart-after-server-close", "restart-with-reuseaddr", "restart-reuseaddr-only-new", "restart-after-client-close",
                      "wildcard-then-loopback-plain", "wildcard-then-loopback-reuseaddr", "reuseaddr-bind-both-then-listen",
                      "wildcard-then-loopback-reuseport", "loopback-then-wildcard-reuseport", "reuseport-same-address",
                      "per-interface-fix", "per-interface-fix-with-reuseport", "interface-hijack-external", "per-interface-fix-full",
-                     "reuseport-other-user", "reuseaddr-other-user", "bindtodevice-shadow", "bindtodevice-plain"] {
+                     "reuseport-other-user", "reuseaddr-other-user", "bindtodevice-shadow", "bindtodevice-plain",
+                     "dualstack-then-loopback4-reuseport", "v6only-leaves-ipv4-open", "ipv4-only-leaves-ipv6-loopback-open", "dualstack-blocks-ipv4",
+                     "v4mapped-loopback-reuseport", "udp-plain", "udp-reuseaddr-other-user", "udp-reuseaddr-same-address", "udp-reuseport-same-user",
+                     "udp-reuseport-other-user", "per-interface-fix-dualstack"] {
             #expect(loaded.scenarios.contains { $0.name == name }, "missing \(name)")
         }
         for scenario in loaded.scenarios {
@@ -78,6 +81,42 @@ struct ScenarioFileTests {
         #expect(error?.field == field)
         #expect(error?.expected.contains(expected) == true, "\(String(describing: error))")
         #expect(error?.description.contains("dir/fixture.json: field `\(field)`: expected") == true)
+    }
+
+    @Test("Address symbols, names and implied options", arguments: [
+        ("wildcard6-only", AddressSpec.symbol(.wildcard6Only)),
+        ("v4mapped-loopback", .symbol(.v4mappedLoopback)),
+        ("lab-interface6", .symbol(.labInterface6)),
+        ("localhost", .name("localhost")),
+        ("::ffff:127.0.0.1", .literal("::ffff:127.0.0.1")),
+        ("127.0.0.2", .literal("127.0.0.2")),
+    ])
+    func addressSpecs(text: String, spec: AddressSpec) {
+        #expect(AddressSpec(parsing: text) == spec)
+    }
+
+    @Test("wildcard6-only sets IPV6_V6ONLY; a socket cannot bind a name; UDP listen is not applicable")
+    func impliedAndTransport() throws {
+        let v6only = Self.minimal.replacingOccurrences(of: "\"address\": \"wildcard4\"", with: "\"address\": \"wildcard6-only\"")
+        #expect(try parse(v6only).sockets[0].options == [.ipv6Only])
+        let named = Self.minimal.replacingOccurrences(of: "\"address\": \"wildcard4\"", with: "\"address\": \"localhost\"")
+        let error = #expect(throws: ScenarioError.self) { try parse(named) }
+        #expect(error?.field == "sockets[0].address")
+        let udp = Self.minimal.replacingOccurrences(of: "\"transport\": \"tcp\"", with: "\"transport\": \"udp\"")
+        let udpError = #expect(throws: ScenarioError.self) { try parse(udp) }
+        #expect(udpError?.field == "expect.sockets.victim.listen")
+        let fixed = udp.replacingOccurrences(of: "\"listen\": \"ok\"", with: "\"listen\": \"not-applicable\"")
+            .replacingOccurrences(of: ", \"listen\": \"not-attempted\"", with: "")
+        #expect(try parse(fixed).expectation.sockets["attacker"]?.listen == "not-applicable")
+    }
+
+    @Test("A v4-mapped peer and an unconnected UDP client are recognised as the same endpoint")
+    func samePeer() {
+        #expect(SocketAddress(host: "::ffff:127.0.0.1", port: 9)?.unmapped == SocketAddress(host: "127.0.0.1", port: 9))
+        #expect(SocketAddress.samePeer(server: "[::ffff:127.0.0.1]:4000", client: "127.0.0.1:4000"))
+        #expect(SocketAddress.samePeer(server: "127.0.0.1:4000", client: "0.0.0.0:4000"))
+        #expect(!SocketAddress.samePeer(server: "127.0.0.1:4001", client: "0.0.0.0:4000"))
+        #expect(!SocketAddress.samePeer(server: "127.0.0.2:4000", client: "127.0.0.1:4000"))
     }
 
     @Test("Invalid JSON is reported as such, with the parser's reason")

@@ -41,6 +41,21 @@ enum TestLab {
         process.startTime != nil && !process.isRunning
     }
 
+    /// An oracle independent of the runner: does a scenario need the netns topology
+    /// (the peer, a lab address, a bound device, or a name resolved on the lab host)?
+    static func needsNetns(_ scenario: Scenario) -> Bool {
+        let labSymbols: [AddressSpec] = [.symbol(.labInterface), .symbol(.labInterface6)]
+        return scenario.sockets.contains { labSymbols.contains($0.address) || $0.device != nil }
+            || scenario.probes.contains { probe in
+                if case .name = probe.to { return true }
+                return probe.from == .peer || labSymbols.contains(probe.to)
+            }
+    }
+
+    static func needsRoot(_ scenario: Scenario) -> Bool {
+        scenario.sockets.contains { $0.user == .other }
+    }
+
     /// A collecting console for CLI tests.
     final class Captured: @unchecked Sendable {
         private let lock = NSLock()

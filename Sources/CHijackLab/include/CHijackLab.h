@@ -19,4 +19,8 @@ int hl_pipe_cloexec(int fds[2]);
 /// pidfd_open(2): a descriptor that polls readable once process `pid` has exited.
 int hl_pidfd_open(int pid);
 
+/// Gives the calling thread a private mount namespace in which `content_path` is bind-mounted
+/// over /etc/hosts: the lab host's own hosts file. Returns 0 or -1 with errno.
+int hl_private_hosts_file(const char *content_path);
+
 #endif

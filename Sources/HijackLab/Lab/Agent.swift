@@ -12,6 +12,8 @@ public final class Agent {
     let netns: String?
     /// Drop to uid and gid 65534 with no supplementary groups, after entering the namespace.
     let runAsOther: Bool
+    /// Resolve names with the lab host's own /etc/hosts (a private mount namespace).
+    let labHosts: Bool
     private var socket: Socket?
     private var transport: Transport = .tcp
     private var serving = false
@@ -19,10 +21,11 @@ public final class Agent {
     private let encoder = JSONEncoder()
     private let decoder = JSONDecoder()
 
-    public init(id: String, netns: String? = nil, runAsOther: Bool = false) {
+    public init(id: String, netns: String? = nil, runAsOther: Bool = false, labHosts: Bool = false) {
         self.id = id
         self.netns = netns
         self.runAsOther = runAsOther
+        self.labHosts = labHosts
     }
 
     /// Enters the namespace and drops privileges before any socket exists. Both act on the
@@ -35,6 +38,20 @@ public final class Agent {
             if fd == -1 { return "open(\(netns)): \(SystemError.name(of: errno))" }
             defer { Glibc.close(fd) }
             if hl_setns_net(fd) == -1 { return "setns(\(netns)): \(SystemError.name(of: errno))" }
+        }
+        if labHosts {
+            // The file only has to exist until it is mounted; the mount keeps it alive, and
+            // the mount namespace, like the network one, ends with this process.
+            var template = Array("/tmp/hijack-lab-hosts-XXXXXX".utf8CString)
+            let fd = mkstemp(&template)
+            if fd == -1 { return "mkstemp: \(SystemError.name(of: errno))" }
+            let path = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+            defer { unlink(path) }
+            let content = Array(Topology.Lab.hostsFile.utf8)
+            let written = content.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            Glibc.close(fd)
+            if written != content.count { return "writing the lab hosts file failed" }
+            if hl_private_hosts_file(path) == -1 { return "mounting the lab hosts file: \(SystemError.name(of: errno))" }
         }
         if runAsOther {
             if setgroups(0, nil) == -1 { return "setgroups(0): \(SystemError.name(of: errno))" }
@@ -78,7 +95,9 @@ public final class Agent {
                 // A command may have closed the sockets this poll set names: poll again.
                 continue
             }
-            if serving, watched.count > 1, watched[1].revents != 0 { acceptPending() }
+            if serving, watched.count > 1, watched[1].revents != 0 {
+                if transport == .tcp { acceptPending() } else { answerDatagrams() }
+            }
             let offset = serving ? 2 : 1
             // A served connection ends when the client says "S" (the server is to close first,
             // so TIME_WAIT lands here) or when the client's FIN arrives (it closed first).
@@ -190,6 +209,15 @@ public final class Agent {
         }
     }
 
+    /// UDP "serving": answer each datagram with this agent's identity, after reporting it.
+    private func answerDatagrams() {
+        guard let socket else { return }
+        while let datagram = try? socket.receiveNow() {
+            emit(AgentMessage(event: "received", peer: datagram.from?.description))
+            if let sender = datagram.from { try? socket.send(identity + "\n", to: sender) }
+        }
+    }
+
     @discardableResult
     private func closeAll(waiting milliseconds: Int? = nil) -> [SyscallRecord] {
         // A client that has its identity closes at once; waiting for its FIN here keeps a
@@ -239,34 +267,110 @@ public final class Agent {
         }
     }
 
-    /// The client role: `count` connections in sequence, each reading the receiver's identity.
+    /// The client role: `count` connections (TCP) or datagrams (UDP), one new socket each,
+    /// so that each has its own source port as separate clients would.
     private func probe(_ command: AgentCommand) -> AgentMessage {
-        guard let host = command.address, let port = command.port, let address = SocketAddress(host: host, port: port) else {
-            return AgentMessage(ok: false, error: "probe needs a numeric address and a port")
-        }
+        guard let target = command.address, let port = command.port else { return AgentMessage(ok: false, error: "probe needs an address and a port") }
+        let transport = command.transport ?? .tcp
         let timeout = Double(command.timeoutMilliseconds ?? 2000) / 1000
-        let serverClosesFirst = command.closes == .serverFirst
+        // A name is resolved as a client would: getaddrinfo, then its addresses in its order.
+        let destinations: [SocketAddress]
+        var resolved: [String]?
+        if let numeric = SocketAddress(host: target, port: port) {
+            destinations = [numeric]
+        } else {
+            switch Self.resolve(target, port: port, transport: transport) {
+            case .failure(let failure): return AgentMessage(ok: false, error: failure.reason)
+            case .success(let addresses): destinations = addresses
+            }
+            resolved = destinations.map(\.host)
+        }
+        // Never send outside the lab, whatever a name resolved to.
+        for destination in destinations {
+            if let refusal = LabAddressPolicy.refusal(for: destination.host, labRangesAllowed: command.labRanges ?? false) {
+                return AgentMessage(ok: false, error: "refusing to probe \(destination.host) (\(target)): \(refusal)", resolved: resolved)
+            }
+        }
         var connections: [ProbeConnection] = []
-        for _ in 0..<max(0, command.count ?? 1) {
-            var record = ProbeConnection()
+        for sequence in 0..<max(0, command.count ?? 1) {
+            if transport == .udp {
+                connections.append(Self.datagram(sequence, to: destinations[0], timeout: timeout))
+            } else {
+                connections.append(Self.connection(to: destinations, closes: command.closes ?? .clientFirst, timeout: timeout))
+            }
+        }
+        return AgentMessage(ok: true, connections: connections, resolved: resolved)
+    }
+
+    /// One TCP connection: the first destination that accepts it, in order, as clients do.
+    private static func connection(to destinations: [SocketAddress], closes: CloseOrder, timeout: Double) -> ProbeConnection {
+        var record = ProbeConnection()
+        for destination in destinations {
+            record = ProbeConnection(remote: destination.host)
             do throws(SystemError) {
-                let client = try Socket(family: address.family, transport: .tcp)
+                let client = try Socket(family: destination.family, transport: .tcp)
                 let deadline = Deadline.after(seconds: timeout)
-                try client.connect(to: address, until: deadline)
+                try client.connect(to: destination, until: deadline)
                 record.local = try client.localAddress().description
-                if serverClosesFirst { try client.write("S\n") }
+                if closes == .serverFirst { try client.write("S\n") }
                 let line = try client.readLine(until: deadline)
                 if line.isEmpty { throw SystemError(call: "read", code: ECONNRESET) }
                 record.identity = line
                 // Close only after the server's FIN, so the server is the side that closed first.
-                if serverClosesFirst, try !client.readLine(until: deadline).isEmpty { throw SystemError(call: "read", code: EPROTO) }
+                if closes == .serverFirst, try !client.readLine(until: deadline).isEmpty { throw SystemError(call: "read", code: EPROTO) }
                 try client.close()
+                return record
             } catch {
                 record.error = error.name
+                // Only a refused or unreachable address sends a client on to the next one.
+                guard [ECONNREFUSED, ENETUNREACH, EHOSTUNREACH, EADDRNOTAVAIL, EAFNOSUPPORT].contains(error.code) else { return record }
             }
-            connections.append(record)
         }
-        return AgentMessage(ok: true, connections: connections)
+        return record
+    }
+
+    /// One datagram from a fresh socket; the reply names the receiver. No reply is a loss.
+    private static func datagram(_ sequence: Int, to destination: SocketAddress, timeout: Double) -> ProbeConnection {
+        var record = ProbeConnection(remote: destination.host)
+        do throws(SystemError) {
+            let client = try Socket(family: destination.family, transport: .udp)
+            try client.send("seq \(sequence)\n", to: destination)
+            record.local = try client.localAddress().description
+            if let reply = try client.receive(until: .after(seconds: timeout)) {
+                record.identity = reply.text.split(separator: "\n").first.map(String.init) ?? reply.text
+            } else {
+                record.lost = true
+            }
+            try client.close()
+        } catch {
+            record.error = error.name
+        }
+        return record
+    }
+
+    /// getaddrinfo with no flags, as Python's create_connection and most clients call it.
+    static func resolve(_ name: String, port: UInt16, transport: Transport) -> Result<[SocketAddress], Topology.Unavailable> {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = transport.socketType
+        var list: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(name, nil, &hints, &list)
+        guard status == 0 else { return .failure(.init(reason: "getaddrinfo(\(name)): \(String(cString: gai_strerror(status)))")) }
+        defer { freeaddrinfo(list) }
+        var addresses: [SocketAddress] = []
+        var entry = list
+        while let current = entry {
+            var storage = sockaddr_storage()
+            withUnsafeMutableBytes(of: &storage) { raw in
+                raw.copyMemory(from: UnsafeRawBufferPointer(start: current.pointee.ai_addr, count: Int(current.pointee.ai_addrlen)))
+            }
+            if var address = SocketAddress(storage: storage) {
+                address.port = port
+                if !addresses.contains(address) { addresses.append(address) }
+            }
+            entry = current.pointee.ai_next
+        }
+        return addresses.isEmpty ? .failure(.init(reason: "getaddrinfo(\(name)) returned no address")) : .success(addresses)
     }
 
     private func emit(_ message: AgentMessage) {

@@ -33,7 +33,7 @@ final class AgentClient {
     /// The pid together with its start time, which no later process with that pid shares.
     let identity: ProcessIdentity
     private(set) var uid: UInt32?
-    /// Peers of the connections this agent reported accepting, in order.
+    /// Peers of the connections it accepted, or datagrams it answered, as it reported them.
     private(set) var acceptedPeers: [String] = []
     private let encoder = JSONEncoder()
     private let decoder = JSONDecoder()
@@ -91,7 +91,7 @@ final class AgentClient {
             guard let message = try? decoder.decode(AgentMessage.self, from: Data(line.utf8)) else {
                 throw .agentRefused(agent: id, command: what, reason: "unreadable line: \(line)")
             }
-            if message.event == "accepted" {
+            if message.event == "accepted" || message.event == "received" {
                 acceptedPeers.append(message.peer ?? "?")
                 continue
             }

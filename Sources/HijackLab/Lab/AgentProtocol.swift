@@ -33,9 +33,11 @@ public struct AgentCommand: Codable, Sendable, Equatable {
     public var timeoutMilliseconds: Int?
     public var argv: [String]?
     public var input: String?
+    /// Whether the lab's own ranges (198.51.100.0/24, 2001:db8::/64) may be probed: netns only.
+    public var labRanges: Bool?
 
     public init(op: Operation, transport: Transport? = nil, address: String? = nil, port: UInt16? = nil, options: [String]? = nil,
-                device: String? = nil, closes: CloseOrder? = nil, count: Int? = nil, timeoutMilliseconds: Int? = nil, argv: [String]? = nil, input: String? = nil) {
+                device: String? = nil, closes: CloseOrder? = nil, count: Int? = nil, timeoutMilliseconds: Int? = nil, argv: [String]? = nil, input: String? = nil, labRanges: Bool? = nil) {
         self.op = op
         self.transport = transport
         self.address = address
@@ -47,6 +49,7 @@ public struct AgentCommand: Codable, Sendable, Equatable {
         self.timeoutMilliseconds = timeoutMilliseconds
         self.argv = argv
         self.input = input
+        self.labRanges = labRanges
     }
 }
 
@@ -74,17 +77,24 @@ public struct ProbeConnection: Codable, Sendable, Equatable {
     public var identity: String?
     /// The errno name when connect or read failed.
     public var error: String?
+    /// The address this connection or datagram went to (for a name, the one that worked).
+    public var remote: String?
+    /// UDP: no reply came back by the deadline. A lost datagram is not a failure.
+    public var lost: Bool?
 
-    public init(local: String? = nil, identity: String? = nil, error: String? = nil) {
+    public init(local: String? = nil, identity: String? = nil, error: String? = nil, remote: String? = nil, lost: Bool? = nil) {
         self.local = local
         self.identity = identity
         self.error = error
+        self.remote = remote
+        self.lost = lost
     }
 }
 
 /// A line from an agent: a reply to the last command, or an event (`event` set).
 public struct AgentMessage: Codable, Sendable, Equatable {
-    /// "ready" once at start, "accepted" per accepted connection; nil for replies.
+    /// "ready" once at start, "accepted" per accepted connection, "received" per datagram
+    /// served; nil for replies.
     public var event: String?
     public var ok: Bool?
     public var calls: [SyscallRecord]?
@@ -94,9 +104,11 @@ public struct AgentMessage: Codable, Sendable, Equatable {
     public var peer: String?
     public var pid: Int32?
     public var uid: UInt32?
+    /// A probe to a name: the addresses getaddrinfo returned, in its order.
+    public var resolved: [String]?
 
     public init(event: String? = nil, ok: Bool? = nil, calls: [SyscallRecord]? = nil, connections: [ProbeConnection]? = nil,
-                error: String? = nil, peer: String? = nil, pid: Int32? = nil, uid: UInt32? = nil) {
+                error: String? = nil, peer: String? = nil, pid: Int32? = nil, uid: UInt32? = nil, resolved: [String]? = nil) {
         self.event = event
         self.ok = ok
         self.calls = calls
@@ -105,5 +117,6 @@ public struct AgentMessage: Codable, Sendable, Equatable {
         self.peer = peer
         self.pid = pid
         self.uid = uid
+        self.resolved = resolved
     }
 }

@@ -28,7 +28,8 @@ final class LabNetwork {
             return LabNetwork(hostClient: host, peerClient: nil, placement: [])
         }
         guard let ip = Topology.ipExecutable() else { throw .setup("iproute2's `ip` was not found") }
-        let host = try AgentClient(executable: executable, id: "client-host", extraArguments: ["--netns", "new"], timeout: settings.replyTimeout)
+        // The host client resolves names with the lab host's own hosts file.
+        let host = try AgentClient(executable: executable, id: "client-host", extraArguments: ["--netns", "new", "--lab-hosts"], timeout: settings.replyTimeout)
         started(host.identity)
         let peer: AgentClient
         do throws(LabError) {

@@ -45,6 +45,7 @@ public struct SocketOutcome: Codable, Sendable, Equatable {
     public var pid: Int32?
     /// "ok", an errno name, or "not-attempted".
     public var bind: String
+    /// As bind, or "not-applicable" for UDP, which has no listen().
     public var listen: String
     public var calls: [SyscallRecord]
     public var expected: SocketExpectation
@@ -65,11 +66,19 @@ public struct ProbeOutcome: Codable, Sendable, Equatable {
     public var failed: Int
     /// Failed connections per errno name.
     public var errors: [String: Int]
+    /// UDP datagrams that got no reply in time: counted, never as failures.
+    public var lost: Int
+    /// For a probe to a name: the addresses getaddrinfo gave, in the order a client tries them.
+    public var resolved: [String]?
+    /// Connections or datagrams per destination address they went to.
+    public var reached: [String: Int]
     public var expectedReceivers: [String]
 }
 
 extension SocketOutcome {
-    var failedToServe: Bool { bind != "ok" || (listens && listen != "ok") }
+    var failedToServe: Bool { bind != "ok" || (listens && listen != "ok" && listen != "not-applicable") }
+
+    var setsReuseOption: Bool { options.contains("SO_REUSEADDR") || options.contains("SO_REUSEPORT") }
 }
 
 public enum VerdictRules {

@@ -75,13 +75,15 @@ public final class Runner {
                     id: socket.id, role: socket.role, addressSpec: socket.address.description,
                     address: try? settings.topology.resolve(socket.address).get(), port: nil,
                     options: socket.options.map(\.name), device: socket.device, user: socket.user, restarts: socket.restarts,
-                    listens: socket.listens, uid: nil, pid: nil, bind: "not-attempted", listen: "not-attempted", calls: [],
+                    listens: socket.listens, uid: nil, pid: nil, bind: "not-attempted",
+                    listen: scenario.transport == .udp ? "not-applicable" : "not-attempted", calls: [],
                     expected: scenario.expectation.sockets[socket.id]!)
             },
             probes: scenario.probes.map { probe in
                 ProbeOutcome(
                     id: probe.id, from: probe.from, toSpec: probe.to.description, to: try? settings.topology.resolve(probe.to).get(),
                     port: nil, attempts: probe.connections, closes: probe.closes, ran: false, receivedBy: [:], failed: 0, errors: [:],
+                    lost: 0, resolved: nil, reached: [:],
                     expectedReceivers: scenario.expectation.probes[probe.id]!.receivedBy)
             })
         if let reason = skipReason(scenario) {
@@ -182,6 +184,12 @@ public final class Runner {
                 let index = outcome.sockets.firstIndex { $0.id == id }!
                 guard outcome.sockets[index].bind == "ok" else { continue }
                 let agent = agents[id]!
+                // UDP has no listen(): a bound socket already receives, so the step only serves.
+                if scenario.transport == .udp {
+                    outcome.sockets[index].listen = "not-applicable"
+                    _ = try agent.request(AgentCommand(op: .serve))
+                    continue
+                }
                 let reply = try agent.request(AgentCommand(op: .listen))
                 outcome.sockets[index].calls += reply.calls ?? []
                 let result = reply.calls?.last?.result ?? "not-attempted"
@@ -189,11 +197,15 @@ public final class Runner {
                 if result == "ok" { _ = try agent.request(AgentCommand(op: .serve)) }
             case .probe(let id):
                 let index = outcome.probes.firstIndex { $0.id == id }!
-                let connections = try probe(outcome.probes[index])
+                let (connections, resolved) = try probe(outcome.probes[index], transport: scenario.transport)
                 probeConnections[id] = connections
                 outcome.probes[index].ran = true
+                outcome.probes[index].resolved = resolved
                 for connection in connections {
-                    if let identity = connection.identity {
+                    if let remote = connection.remote { outcome.probes[index].reached[remote, default: 0] += 1 }
+                    if connection.lost == true {
+                        outcome.probes[index].lost += 1
+                    } else if let identity = connection.identity {
                         let receiver = identity.split(separator: " ").first.map(String.init) ?? identity
                         outcome.probes[index].receivedBy[receiver, default: 0] += 1
                     } else {
@@ -205,7 +217,7 @@ public final class Runner {
                 let index = outcome.sockets.firstIndex { $0.id == id }!
                 let agent = agents[id]!
                 let ending = step == .exit(id)
-                let reply = try agent.request(AgentCommand(op: ending ? .exit : .close))
+                let reply = try agent.request(AgentCommand(op: ending ? .exit : .close, timeoutMilliseconds: Int(settings.connectTimeout * 1000)))
                 outcome.sockets[index].calls += reply.calls ?? []
                 if ending {
                     // Wait for the process to be gone: a restart must not race the old server's exit.
@@ -217,14 +229,15 @@ public final class Runner {
         }
     }
 
-    private func probe(_ probe: ProbeOutcome) throws(LabError) -> [ProbeConnection] {
+    private func probe(_ probe: ProbeOutcome, transport: Transport) throws(LabError) -> (connections: [ProbeConnection], resolved: [String]?) {
         guard let client = network?.client(probe.from) else { throw .setup("no \(probe.from.rawValue) client in this topology") }
-        let command = AgentCommand(op: .probe, transport: .tcp, address: probe.to, port: probe.port, closes: probe.closes, count: probe.attempts,
-                                   timeoutMilliseconds: Int(settings.connectTimeout * 1000))
+        let command = AgentCommand(op: .probe, transport: transport, address: probe.to, port: probe.port, closes: probe.closes, count: probe.attempts,
+                                   timeoutMilliseconds: Int(settings.connectTimeout * 1000), labRanges: settings.topology.kind == .netns)
         // The client may spend the connect timeout on every connection, so its reply gets that long.
         let budget = settings.replyTimeout + settings.connectTimeout * Double(probe.attempts)
         do throws(LabError) {
-            return try client.request(command, timeout: budget).connections ?? []
+            let reply = try client.request(command, timeout: budget)
+            return (reply.connections ?? [], reply.resolved)
         } catch {
             // A client that failed is in an unknown state: the next scenario gets a new network.
             network?.kill()
@@ -247,7 +260,7 @@ public final class Runner {
                 guard Int32(parts[1]) == agent.pid else {
                     throw .identityMismatch("probe \(probe.id) read pid \(parts[1]) for \(agent.id), whose agent is pid \(agent.pid)")
                 }
-                guard let local = connection.local, agent.acceptedPeers.contains(local) else {
+                guard let local = connection.local, agent.acceptedPeers.contains(where: { SocketAddress.samePeer(server: $0, client: local) }) else {
                     throw .identityMismatch("\(agent.id) did not report accepting the connection from \(connection.local ?? "?")")
                 }
             }

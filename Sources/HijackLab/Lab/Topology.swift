@@ -19,6 +19,12 @@ public struct Topology: Sendable {
 
     /// The lab network's addresses. They exist only inside namespaces the run creates.
     public enum Lab {
+        /// The lab host's /etc/hosts, as Debian ships it: `localhost` is both loopbacks.
+        public static let hostsFile = """
+            127.0.0.1\tlocalhost
+            ::1\tlocalhost ip6-localhost ip6-loopback
+
+            """
         public static let hostInterface = "lab0"
         public static let peerInterface = "peer0"
         public static let hostV4 = "198.51.100.1"
@@ -35,13 +41,21 @@ public struct Topology: Sendable {
             return .success(SocketAddress(host: text, port: 0)?.host ?? text)
         case .symbol(.wildcard4): return .success("0.0.0.0")
         case .symbol(.loopback4): return .success("127.0.0.1")
-        case .symbol(.wildcard6): return .success("::")
+        case .symbol(.wildcard6), .symbol(.wildcard6Only): return .success("::")
         case .symbol(.loopback6): return .success("::1")
-        case .symbol(.labInterface):
+        case .symbol(.v4mappedLoopback): return .success("::ffff:127.0.0.1")
+        case .symbol(let symbol) where symbol == .labInterface || symbol == .labInterface6:
             guard kind == .netns else {
-                return .failure(Unavailable(reason: "lab-interface exists only in the netns topology; this run uses \(kind.rawValue)"))
+                return .failure(Unavailable(reason: "\(symbol.rawValue) exists only in the netns topology; this run uses \(kind.rawValue)"))
             }
-            return .success(Lab.hostV4)
+            return .success(symbol == .labInterface ? Lab.hostV4 : Lab.hostV6)
+        case .symbol: return .failure(Unavailable(reason: "\(spec) has no address here"))
+        case .name(let name):
+            // Names are resolved by the client, with the lab host's own hosts file (netns only).
+            guard kind == .netns else {
+                return .failure(Unavailable(reason: "\(name) would resolve with this machine's own hosts file; the lab resolves names only on its own host (netns topology)"))
+            }
+            return .success(name)
         }
     }
 

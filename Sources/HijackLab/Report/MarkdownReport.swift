@@ -31,6 +31,7 @@ public enum MarkdownReport {
         out.append("- ✅ the kernel did what the scenario file expects; ❌ it did not, and the section says how.")
         out.append("")
         out.append(summary(report))
+        out.append(noVictimOption(report))
         if !report.invalidFiles.isEmpty {
             out.append("## Scenario files that could not be read")
             out.append("")
@@ -110,6 +111,31 @@ public enum MarkdownReport {
         return lines.joined(separator: "\n")
     }
 
+    /// Scenarios where the victim set no reuse option and still lost traffic: the ones a
+    /// service author cannot fix by leaving a flag out, only by binding every address served.
+    static func noVictimOption(_ report: LabReport) -> String {
+        var lines = ["## Which of these need no option on the victim's side", ""]
+        let found = report.scenarios.filter { scenario in
+            let victims = scenario.sockets.filter { $0.role == .victim }
+            return scenario.status == .ran && !victims.isEmpty && victims.allSatisfy { !$0.setsReuseOption }
+                && [.hijacked, .shared, .squatted].contains(scenario.verdict)
+        }
+        if found.isEmpty {
+            lines.append("In this run, every scenario in which the victim lost traffic had the victim set SO_REUSEADDR or SO_REUSEPORT.")
+        } else {
+            lines.append("In these scenarios the victim set neither SO_REUSEADDR nor SO_REUSEPORT and still lost traffic. Avoiding a flag does not help here; binding every address the service answers on does.")
+            lines.append("")
+            for scenario in found {
+                let victims = scenario.sockets.filter { $0.role == .victim }.map { "`\(displayAddress($0))` \(optionList($0))" }.joined(separator: ", ")
+                let lost = scenario.probes.filter { probe in probe.receivedBy.contains { key, count in count > 0 && scenario.sockets.first { $0.id == key }?.role == .attacker } }
+                    .map { "\($0.id) (\(endpoint($0.to ?? $0.toSpec)))" }.joined(separator: ", ")
+                lines.append("- [\(scenario.name)](#\(scenario.name)): victim on \(victims); the attacker received \(lost).")
+            }
+        }
+        lines.append("")
+        return lines.joined(separator: "\n")
+    }
+
     static func section(_ scenario: ScenarioOutcome) -> String {
         var lines = ["## \(scenario.name)", "", "**\(escape(scenario.title))**", "", escape(scenario.story), ""]
         switch scenario.status {
@@ -143,15 +169,22 @@ public enum MarkdownReport {
         }
         lines.append("")
         if !scenario.probes.isEmpty {
-            lines.append("| Probe | From → to | Connections | Received by | Failed |")
+            let unit = scenario.transport == .udp ? "Datagrams" : "Connections"
+            lines.append("| Probe | From → to | \(unit) | Received by | \(scenario.transport == .udp ? "Lost / failed" : "Failed") |")
             lines.append("|---|---|---|---|---|")
             for probe in scenario.probes where scenario.status == .error {
                 lines.append("| \(probe.id) | \(probe.from.rawValue) client → `\(endpoint(probe.to ?? probe.toSpec))` | \(probe.attempts) | \(probe.ran ? "unverified" : "not run") | — |")
             }
             for probe in scenario.probes where scenario.status != .error {
-                let failures = probe.failed == 0 ? "0" : "\(probe.failed) (" + probe.errors.sorted { $0.key < $1.key }.map { "\($0.key)" }.joined(separator: ", ") + ")"
+                var failures = probe.failed == 0 ? "0" : "\(probe.failed) (" + probe.errors.sorted { $0.key < $1.key }.map { "\($0.key)" }.joined(separator: ", ") + ")"
+                if scenario.transport == .udp { failures = "\(probe.lost) lost, \(failures) failed" }
                 let closing = probe.closes == .serverFirst ? " (server closes first)" : ""
-                lines.append("| \(probe.id) | \(probe.from.rawValue) client → `\(endpoint(probe.to ?? probe.toSpec))`\(closing) | \(probe.attempts) | \(receivers(probe)) | \(failures) |")
+                var target = "`\(endpoint(probe.to ?? probe.toSpec))`"
+                if let resolved = probe.resolved {
+                    let reached = probe.reached.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")
+                    target += ", resolved in order to " + resolved.map { "`\($0)`" }.joined(separator: ", ") + (reached.isEmpty ? "" : "; went to \(reached)")
+                }
+                lines.append("| \(probe.id) | \(probe.from.rawValue) client → \(target)\(closing) | \(probe.attempts) | \(receivers(probe)) | \(failures) |")
             }
             lines.append("")
             if scenario.status != .error { lines.append(diagram(scenario)) }

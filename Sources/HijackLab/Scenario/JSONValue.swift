@@ -2,7 +2,7 @@ import Foundation
 
 /// A JSON document as JSONDecoder reads it, kept generic so that validation can name
 /// the exact field that is wrong and reject fields nobody reads.
-enum JSONValue: Decodable, Sendable {
+enum JSONValue: Decodable, Sendable, Equatable {
     case string(String)
     case number(Double)
     case bool(Bool)

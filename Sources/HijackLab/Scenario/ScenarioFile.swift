@@ -98,7 +98,7 @@ private struct Reader {
         if base.hasSuffix(".json"), base != "\(name).json" {
             throw fail("name", "the file's own name, \"\(base.dropLast(5))\" (readers look scenarios up by name)", top["name"])
         }
-        let transport = try choice(top["transport"], "transport", as: Transport.self, among: [.tcp])
+        let transport = try choice(top["transport"], "transport", as: Transport.self, among: Transport.allCases)
         var sockets: [SocketSpec] = []
         for (index, item) in try array(top["sockets"], "sockets").enumerated() {
             sockets.append(try socket(item, "sockets[\(index)]", earlier: sockets))
@@ -122,14 +122,17 @@ private struct Reader {
             sockets: sockets,
             probes: probes,
             steps: steps,
-            expectation: try expectation(top["expect"], sockets: sockets, probes: probes),
+            expectation: try expectation(top["expect"], sockets: sockets, probes: probes, transport: transport),
             file: file
         )
     }
 
-    func address(_ value: JSONValue?, _ field: String) throws(ScenarioError) -> AddressSpec {
+    func address(_ value: JSONValue?, _ field: String, namesAllowed: Bool) throws(ScenarioError) -> AddressSpec {
         let text = try string(value, field)
         let spec = AddressSpec(parsing: text)
+        if case .name = spec, !namesAllowed {
+            throw fail(field, "an address symbol or a numeric address (a socket binds addresses; names are for probes)", value)
+        }
         if case .literal = spec, let refusal = LabAddressPolicy.refusal(for: text, labRangesAllowed: true) {
             let symbols = AddressSymbol.allCases.map(\.rawValue).joined(separator: ", ")
             throw ScenarioError(file: file, field: field, expected: "an address symbol (\(symbols)) or a numeric lab address", found: "\"\(text)\", \(refusal)")
@@ -141,13 +144,18 @@ private struct Reader {
         let members = try object(value, field, required: ["id", "role", "address"], optional: ["options", "device", "user", "listen", "restarts"])
         let id = try string(members["id"], join(field, "id"), pattern: "^[a-z][a-z0-9-]*$")
         if earlier.contains(where: { $0.id == id }) { throw fail(join(field, "id"), "an id not used by another socket", members["id"]) }
-        var options: [SocketOption] = []
+        let address = try address(members["address"], join(field, "address"), namesAllowed: false)
+        // A symbol that stands for an option (wildcard6-only) sets it first.
+        var options: [SocketOption] = if case .symbol(let symbol) = address { symbol.impliedOptions } else { [] }
         if let list = members["options"] {
             for (index, item) in try array(list, join(field, "options"), nonEmpty: false).enumerated() {
                 let optionField = "\(join(field, "options"))[\(index)]"
                 let expected = "one of " + SocketOption.namesInFiles.map { "\"\($0)\"" }.joined(separator: ", ") + " (SO_BINDTODEVICE is the field \"device\")"
                 guard case .string(let name) = item, let option = SocketOption(name: name) else { throw fail(optionField, expected, item) }
-                if options.contains(option) { throw fail(optionField, "each option at most once", item) }
+                if options.contains(option) {
+                    if case .symbol(let symbol) = address, symbol.impliedOptions.contains(option) { continue }
+                    throw fail(optionField, "each option at most once", item)
+                }
                 options.append(option)
             }
         }
@@ -167,7 +175,7 @@ private struct Reader {
         return SocketSpec(
             id: id,
             role: try choice(members["role"], join(field, "role"), as: Role.self, among: Role.allCases),
-            address: try address(members["address"], join(field, "address")),
+            address: address,
             options: options,
             device: try members["device"].map { (value) throws(ScenarioError) in try string(value, join(field, "device"), pattern: "^[A-Za-z0-9._-]{1,15}$") },
             user: try members["user"].map { (value) throws(ScenarioError) in try choice(value, join(field, "user"), as: SocketUser.self, among: [.same, .other]) } ?? .same,
@@ -178,11 +186,12 @@ private struct Reader {
 
     func probe(_ value: JSONValue, _ field: String) throws(ScenarioError) -> ProbeSpec {
         let members = try object(value, field, required: ["id", "to", "connections"], optional: ["from", "closes"])
-        let to = try address(members["to"], join(field, "to"))
+        let to = try address(members["to"], join(field, "to"), namesAllowed: true)
         let isWildcard: Bool
         switch to {
-        case .symbol(let symbol): isWildcard = [.wildcard4, .wildcard6].contains(symbol)
+        case .symbol(let symbol): isWildcard = symbol.isWildcard
         case .literal(let text): isWildcard = ["0.0.0.0", "::"].contains(SocketAddress(host: text, port: 0)?.host ?? text)
+        case .name: isWildcard = false
         }
         if isWildcard {
             throw fail(join(field, "to"), "a destination a client can connect to, not a wildcard", members["to"])
@@ -247,18 +256,25 @@ private struct Reader {
         return steps
     }
 
-    func expectation(_ value: JSONValue?, sockets: [SocketSpec], probes: [ProbeSpec]) throws(ScenarioError) -> Expectation {
+    func expectation(_ value: JSONValue?, sockets: [SocketSpec], probes: [ProbeSpec], transport: Transport) throws(ScenarioError) -> Expectation {
         let members = try object(value, "expect", required: ["verdict", "sockets", "probes"])
         let socketIDs = sockets.map(\.id)
         let socketResults = try object(members["sockets"], "expect.sockets", required: socketIDs)
         var socketExpectations: [String: SocketExpectation] = [:]
         for id in socketIDs {
             let field = "expect.sockets.\(id)"
-            let result = try object(socketResults[id], field, required: ["bind", "listen"])
-            socketExpectations[id] = SocketExpectation(
-                bind: try outcomeName(result["bind"], join(field, "bind"), allowNotAttempted: false),
-                listen: try outcomeName(result["listen"], join(field, "listen"), allowNotAttempted: true)
-            )
+            // UDP has no listen(): its "listen" is not applicable, and may be left out.
+            let result = try object(socketResults[id], field, required: transport == .tcp ? ["bind", "listen"] : ["bind"], optional: transport == .tcp ? [] : ["listen"])
+            let listen: String
+            if transport == .udp {
+                guard result["listen"] == nil || result["listen"] == .string("not-applicable") else {
+                    throw fail(join(field, "listen"), "\"not-applicable\" or nothing: UDP sockets do not listen", result["listen"])
+                }
+                listen = "not-applicable"
+            } else {
+                listen = try outcomeName(result["listen"], join(field, "listen"), allowNotAttempted: true)
+            }
+            socketExpectations[id] = SocketExpectation(bind: try outcomeName(result["bind"], join(field, "bind"), allowNotAttempted: false), listen: listen)
         }
         let probeResults = try object(members["probes"], "expect.probes", required: probes.map(\.id))
         var probeExpectations: [String: ProbeExpectation] = [:]

@@ -116,6 +116,38 @@ public final class Socket {
         return String(decoding: line, as: UTF8.self)
     }
 
+    /// Sends one datagram to `address`.
+    public func send(_ text: String, to address: SocketAddress) throws(SystemError) {
+        let bytes = Array(text.utf8)
+        let sent = try address.withSockAddr { (pointer, length) throws(SystemError) -> Int in
+            bytes.withUnsafeBytes { Glibc.sendto(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL), pointer, length) }
+        }
+        if sent == -1 { throw SystemError.last("sendto") }
+    }
+
+    /// One datagram and its sender, or nil when none arrives by the deadline.
+    public func receive(until deadline: Deadline) throws(SystemError) -> (text: String, from: SocketAddress?)? {
+        guard try waitFor(fd, events: Int16(POLLIN), until: deadline) else { return nil }
+        return try receiveNow()
+    }
+
+    /// One datagram if one is queued now (the socket is non-blocking or was polled), else nil.
+    public func receiveNow() throws(SystemError) -> (text: String, from: SocketAddress?)? {
+        var buffer = [UInt8](repeating: 0, count: 2048)
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let count = buffer.withUnsafeMutableBytes { raw in
+            withUnsafeMutablePointer(to: &storage) { pointer in
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.recvfrom(fd, raw.baseAddress, raw.count, Int32(MSG_DONTWAIT), $0, &length) }
+            }
+        }
+        if count == -1 {
+            if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { return nil }
+            throw SystemError.last("recvfrom")
+        }
+        return (String(decoding: buffer[..<count], as: UTF8.self), SocketAddress(storage: storage))
+    }
+
     /// Closes the descriptor once. A failed close is reported but never retried.
     public func close() throws(SystemError) {
         guard !isClosed else { return }

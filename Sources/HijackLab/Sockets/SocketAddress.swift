@@ -94,6 +94,30 @@ public enum SocketAddress: Equatable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// Parses "127.0.0.1:80" or "[::1]:80", the form `description` prints.
+    public init?(endpoint: String) {
+        guard let colon = endpoint.lastIndex(of: ":"), let port = UInt16(endpoint[endpoint.index(after: colon)...]) else { return nil }
+        self.init(host: String(endpoint[..<colon]), port: port)
+    }
+
+    /// The same endpoint with a v4-mapped IPv6 address (`::ffff:127.0.0.1`) written as the
+    /// IPv4 address it is: how an IPv4 client sees itself when an IPv6 socket reports it.
+    public var unmapped: SocketAddress {
+        guard case .v6 = self, host.hasPrefix("::ffff:"), host.contains("."),
+              let v4 = SocketAddress(host: String(host.dropFirst(7)), port: port) else { return self }
+        return v4
+    }
+
+    public var isWildcard: Bool { host == "0.0.0.0" || host == "::" }
+
+    /// Whether a server's view of a peer and the client's own view of itself are one endpoint.
+    /// An unconnected UDP client only knows its port (its address is the wildcard until the
+    /// kernel picks a route), so then the port alone must match.
+    public static func samePeer(server: String, client: String) -> Bool {
+        guard let seen = SocketAddress(endpoint: server)?.unmapped, let own = SocketAddress(endpoint: client)?.unmapped else { return server == client }
+        return own.isWildcard ? own.port == seen.port : own == seen
+    }
+
     public static func == (lhs: SocketAddress, rhs: SocketAddress) -> Bool {
         lhs.family == rhs.family && lhs.host == rhs.host && lhs.port == rhs.port
     }

@@ -28,6 +28,7 @@ public enum CLI {
       hijack-lab list [--scenarios DIR]  list the scenarios: name and title
       hijack-lab show NAME [--scenarios DIR]
                                          explain one scenario: sockets, steps, probes, expectation
+      hijack-lab audit [options]         find shadowed and shadowable listeners on this host, now
       hijack-lab help                    this text
 
     OPTIONS (all, run)
@@ -39,6 +40,22 @@ public enum CLI {
                         where the lab runs. Default: netns when run as root (or with CAP_SYS_ADMIN)
                         and iproute2's `ip` is installed, loopback otherwise
       --verbose         print each step as it starts
+      --audit           also run the audit while each scenario's sockets are live, into the report
+
+    AUDIT
+      Reads /proc/net/{tcp,tcp6,udp,udp6} of the current network namespace (TCP listeners, bound
+      UDP sockets) and maps each socket to its process through /proc/PID/fd; as another user you
+      see their sockets but not their processes (shown as ?): root sees more. Findings:
+        alarm    interception   a more specific socket of another uid takes a wildcard's traffic
+                                (127.0.0.1 before 0.0.0.0, or ::1 before 127.0.0.1 for "localhost")
+        warning  shadowing      the same, between different processes of one uid
+        warning  exposure       loopback or wildcard on one family only: the other is free to bind
+        info     load-balancing several sockets on one address and port (SO_REUSEPORT, UDP SO_REUSEADDR)
+      /proc does not show IPV6_V6ONLY: a lone [::] is read as dual-stack.
+      --json FILE              write the sockets and findings as JSON
+      --min-severity LEVEL     info (default), warning or alarm: what the table and list show
+      --port N                 only this port
+      Exit status 1 when an interception or shadowing finding exists (whatever is shown), 0 otherwise.
 
     TOPOLOGIES
       netns     the full lab. Each run makes two private network namespaces: the lab host (lo, and
@@ -79,6 +96,8 @@ public enum CLI {
         case "help", "--help", "-h":
             console.out(usage)
             return 0
+        case "audit":
+            return audit(rest, console: console)
         case "all", "run", "list", "show":
             do throws(UsageError) {
                 let options = try Options.parse(rest, command: command)
@@ -112,6 +131,7 @@ public enum CLI {
         var help = false
         var topology: Topology.Kind?
         var verbose = false
+        var audit = false
 
         static func parse(_ arguments: [String], command: String) throws(UsageError) -> Options {
             var options = Options()
@@ -138,6 +158,7 @@ public enum CLI {
                     guard let kind = Topology.Kind(rawValue: text) else { throw UsageError(message: "--topology expects netns or loopback, got \"\(text)\"") }
                     options.topology = kind
                 case "--verbose" where command == "all" || command == "run": options.verbose = true
+                case "--audit" where command == "all" || command == "run": options.audit = true
                 case "--help", "-h": options.help = true
                 default:
                     if argument.hasPrefix("-") { throw UsageError(message: "unknown option \(argument) for \(command)") }
@@ -258,7 +279,9 @@ public enum CLI {
             console.err("hijack-lab: \(unavailable.reason)")
             return 2
         }
-        var runner = Runner(settings: LabSettings(agentExecutable: agentExecutable, topology: topology, replyTimeout: options.timeout))
+        var settings = LabSettings(agentExecutable: agentExecutable, topology: topology, replyTimeout: options.timeout)
+        settings.auditAll = options.audit
+        var runner = Runner(settings: settings)
         do throws(LabError) {
             try runner.prepare()
         } catch {
@@ -268,7 +291,8 @@ public enum CLI {
             }
             topology = .loopback(reason: "the host's own loopback, because the private namespaces could not be set up: \(error)")
             console.err("hijack-lab: falling back to loopback: \(error)")
-            runner = Runner(settings: LabSettings(agentExecutable: agentExecutable, topology: topology, replyTimeout: options.timeout))
+            settings.topology = topology
+            runner = Runner(settings: settings)
         }
         console.out("topology: \(topology.kind.rawValue) (\(topology.reason))")
         if options.verbose { runner.onStep = { scenario, step in console.out("  \(scenario): \(step.description)") } }
@@ -296,6 +320,47 @@ public enum CLI {
         let differing = outcomes.filter { $0.status != .skipped && !$0.matchesExpectation }.map(\.name)
         if !differing.isEmpty { console.out("differed from expectation or could not finish: \(differing.joined(separator: ", "))") }
         return status
+    }
+
+    static func audit(_ arguments: [String], console: Console) -> Int32 {
+        var json: String?
+        var minimum = AuditFinding.Severity.info
+        var port: UInt16?
+        var index = 0
+        while index < arguments.count {
+            let flag = arguments[index]
+            let value = index + 1 < arguments.count ? arguments[index + 1] : nil
+            switch flag {
+            case "--help", "-h":
+                console.out(usage)
+                return 0
+            case "--json" where value != nil: json = value
+            case "--min-severity" where value != nil:
+                guard let level = AuditFinding.Severity(rawValue: value!) else {
+                    console.err("hijack-lab audit: --min-severity expects info, warning or alarm, got \"\(value!)\"")
+                    return 2
+                }
+                minimum = level
+            case "--port" where value != nil:
+                guard let number = UInt16(value!), number > 0 else {
+                    console.err("hijack-lab audit: --port expects a port from 1 to 65535, got \"\(value!)\"")
+                    return 2
+                }
+                port = number
+            default:
+                console.err("hijack-lab audit: unknown or incomplete option \(flag). Options: --json FILE, --min-severity LEVEL, --port N")
+                return 2
+            }
+            index += 2
+        }
+        let report = Audit.run(port: port)
+        console.out(AuditText.render(report, minimum: minimum))
+        if let json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            guard let data = try? encoder.encode(report), write(String(decoding: data, as: UTF8.self) + "\n", to: json, console: console) else { return 2 }
+        }
+        return report.exitStatus
     }
 
     static func write(_ text: String, to path: String, console: Console) -> Bool {

@@ -128,6 +128,10 @@ public final class Agent {
         case .sync: emit(AgentMessage(ok: true))
         case .probe: emit(probe(command))
         case .exec: emit(execute(command))
+        case .audit:
+            var reply = AgentMessage(ok: true)
+            reply.audit = Audit.run(port: command.port)
+            emit(reply)
         }
         return .carryOn
     }

@@ -16,6 +16,8 @@ public struct AgentCommand: Codable, Sendable, Equatable {
         case sync
         /// Run a tool (`argv`, with `input` on its stdin) in the agent's network namespace.
         case exec
+        /// Audit this agent's network namespace (only `port`, when given).
+        case audit
         /// Client role: connect `count` times and read each identity line. With `closes`
         /// server-first the client sends "S" and waits for the server's FIN before closing;
         /// otherwise it closes as soon as it has the identity, and the server waits for that.
@@ -106,6 +108,7 @@ public struct AgentMessage: Codable, Sendable, Equatable {
     public var uid: UInt32?
     /// A probe to a name: the addresses getaddrinfo returned, in its order.
     public var resolved: [String]?
+    public var audit: AuditReport?
 
     public init(event: String? = nil, ok: Bool? = nil, calls: [SyscallRecord]? = nil, connections: [ProbeConnection]? = nil,
                 error: String? = nil, peer: String? = nil, pid: Int32? = nil, uid: UInt32? = nil, resolved: [String]? = nil) {
@@ -118,5 +121,6 @@ public struct AgentMessage: Codable, Sendable, Equatable {
         self.pid = pid
         self.uid = uid
         self.resolved = resolved
+        audit = nil
     }
 }

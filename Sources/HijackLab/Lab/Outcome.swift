@@ -26,6 +26,8 @@ public struct ScenarioOutcome: Codable, Sendable {
     public var steps: [String]
     public var sockets: [SocketOutcome]
     public var probes: [ProbeOutcome]
+    /// What `hijack-lab audit` said in the lab host while the sockets were live, if asked.
+    public var audit: AuditReport?
 }
 
 public struct SocketOutcome: Codable, Sendable, Equatable {

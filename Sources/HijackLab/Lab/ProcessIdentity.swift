@@ -24,7 +24,7 @@ public struct ProcessIdentity: Hashable, Sendable, CustomStringConvertible {
     /// State and start time from /proc/PID/stat: the fields after "(comm)" begin with the
     /// state, and the start time is the 20th of them (field 22 of the whole line).
     static func stat(_ pid: pid_t) -> (state: String, startTime: UInt64)? {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+        guard let text = ProcNet.read("/proc/\(pid)/stat"),
               let close = text.lastIndex(of: ")") else { return nil }
         let fields = text[text.index(after: close)...].split(separator: " ")
         guard fields.count > 19, let start = UInt64(fields[19]) else { return nil }

@@ -10,6 +10,8 @@ public struct LabSettings: Sendable {
     public var replyTimeout: Double
     /// How long one probe connection may take to connect and deliver the identity line.
     public var connectTimeout: Double
+    /// Audit every scenario while its sockets are live (`run --audit`), not only those that ask.
+    public var auditAll = false
 
     public init(agentExecutable: String, topology: Topology, replyTimeout: Double = 5, connectTimeout: Double = 2) {
         self.agentExecutable = agentExecutable
@@ -58,6 +60,15 @@ public final class Runner {
     /// The pid holding the lab host's namespace, for tests that check it is gone afterwards.
     public var labHostPID: pid_t? { settings.topology.kind == .netns ? network?.hostClient.pid : nil }
 
+    /// Audits the lab host as it is now (the host's own namespace on loopback).
+    public func auditLab(port: UInt16? = nil) throws(LabError) -> AuditReport {
+        try prepare()
+        guard let audit = try network?.hostClient.request(AgentCommand(op: .audit, port: port)).audit else {
+            throw .setup("the host client returned no audit")
+        }
+        return audit
+    }
+
     /// Ends the clients, and with them the lab's namespaces.
     public func shutdown() {
         network?.finish()
@@ -85,7 +96,8 @@ public final class Runner {
                     port: nil, attempts: probe.connections, closes: probe.closes, ran: false, receivedBy: [:], failed: 0, errors: [:],
                     lost: 0, resolved: nil, reached: [:],
                     expectedReceivers: scenario.expectation.probes[probe.id]!.receivedBy)
-            })
+            },
+            audit: nil)
         if let reason = skipReason(scenario) {
             outcome.status = .skipped
             outcome.skipReason = reason
@@ -98,6 +110,10 @@ public final class Runner {
             // Each agent has written its acceptances before its identity reached a client,
             // so one `sync` per agent brings them all into the runner.
             for agent in agents.values { _ = try agent.request(AgentCommand(op: .sync)) }
+            if scenario.audit || settings.auditAll {
+                // The host client lives in the lab host, so it reads the scenario's own sockets.
+                outcome.audit = try network?.hostClient.request(AgentCommand(op: .audit, port: outcome.port)).audit
+            }
             try checkIdentities(outcome.probes, connectionsSeen: probeConnections, agents: agents, ended: endedAgents)
             for agent in agents.values { agent.finish() }
         } catch {

@@ -78,7 +78,7 @@ public struct Topology: Sendable {
     /// the ephemeral range, where no outgoing connection of any program can take it (or leave
     /// it in TIME_WAIT) between this check and the scenario's bind.
     static func freeHostPort(for transport: Transport) throws(SystemError) -> UInt16 {
-        let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))?
+        let range = ProcNet.read("/proc/sys/net/ipv4/ip_local_port_range")?
             .split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).compactMap { UInt16($0) }
         let ceiling = max(min(range?.first ?? 32_768, 32_768), 10_100)
         var lastError = SystemError(call: "bind", code: EADDRINUSE)
@@ -135,7 +135,7 @@ public struct Topology: Sendable {
 
     static func mayCreateNamespaces() -> Bool {
         if geteuid() == 0 { return true }
-        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+        guard let status = ProcNet.read("/proc/self/status"),
               let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
               let mask = UInt64(line.split(separator: "\t").last ?? "", radix: 16) else { return false }
         return mask & (1 << 21) != 0  // CAP_SYS_ADMIN

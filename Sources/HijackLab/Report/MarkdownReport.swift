@@ -189,9 +189,24 @@ public enum MarkdownReport {
             lines.append("")
             if scenario.status != .error { lines.append(diagram(scenario)) }
         }
+        if let audit = scenario.audit {
+            lines.append(liveAudit(audit, scenario: scenario))
+        }
         lines.append("**Lesson.** \(escape(scenario.lesson))")
         lines.append("")
         return lines.joined(separator: "\n")
+    }
+
+    /// The audit taken inside the lab host while the scenario's sockets were live, with each
+    /// owner named by its scenario socket id instead of a pid, so the text is the same every run.
+    static func liveAudit(_ audit: AuditReport, scenario: ScenarioOutcome) -> String {
+        let ids = Dictionary(scenario.sockets.compactMap { socket in socket.pid.map { ($0, socket.id) } }, uniquingKeysWith: { first, _ in first })
+        let text = AuditText.render(audit, name: { owner in ids[owner.pid].map { "\($0) (\(owner.command))" } ?? owner.command },
+                                    portText: { $0 == scenario.port ? "PORT" : String($0) })
+        return [
+            "**Detecting it on a live system.** While these sockets were live, `hijack-lab audit --port PORT` ran inside the lab host and reported (owners are named by scenario socket; the audit itself shows pid/command):",
+            "", "```", text, "```", "",
+        ].joined(separator: "\n")
     }
 
     /// Clients on the left, sockets on the right, an edge for each client→receiver pair.

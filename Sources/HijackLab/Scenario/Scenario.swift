@@ -11,6 +11,8 @@ public struct Scenario: Sendable {
     public var expectation: Expectation
     /// The file it came from, as given on the command line or found in the directory.
     public var file: String
+    /// Run `hijack-lab audit` while the sockets are live, and put it in the report.
+    public var audit: Bool = false
 
     public func socket(_ id: String) -> SocketSpec? { sockets.first { $0.id == id } }
     public func probe(_ id: String) -> ProbeSpec? { probes.first { $0.id == id } }

@@ -92,7 +92,7 @@ private struct Reader {
     func join(_ field: String, _ key: String) -> String { field.isEmpty ? key : "\(field).\(key)" }
 
     func scenario(_ document: JSONValue) throws(ScenarioError) -> Scenario {
-        let top = try object(document, "", required: ["name", "title", "story", "lesson", "transport", "sockets", "probes", "expect"], optional: ["steps"])
+        let top = try object(document, "", required: ["name", "title", "story", "lesson", "transport", "sockets", "probes", "expect"], optional: ["steps", "audit"])
         let name = try string(top["name"], "name", pattern: "^[a-z0-9]+(-[a-z0-9]+)*$")
         let base = (file as NSString).lastPathComponent
         if base.hasSuffix(".json"), base != "\(name).json" {
@@ -123,7 +123,11 @@ private struct Reader {
             probes: probes,
             steps: steps,
             expectation: try expectation(top["expect"], sockets: sockets, probes: probes, transport: transport),
-            file: file
+            file: file,
+            audit: try top["audit"].map { (value) throws(ScenarioError) -> Bool in
+                guard case .bool(let flag) = value else { throw fail("audit", "true or false", value) }
+                return flag
+            } ?? false
         )
     }
 

@@ -29,6 +29,7 @@ public enum CLI {
       hijack-lab show NAME [--scenarios DIR]
                                          explain one scenario: sockets, steps, probes, expectation
       hijack-lab audit [options]         find shadowed and shadowable listeners on this host, now
+      hijack-lab matrix [options]        every two-socket combination, run for real; writes MATRIX.md
       hijack-lab help                    this text
 
     OPTIONS (all, run)
@@ -56,6 +57,20 @@ public enum CLI {
       --min-severity LEVEL     info (default), warning or alarm: what the table and list show
       --port N                 only this port
       Exit status 1 when an interception or shadowing finding exists (whatever is shown), 0 otherwise.
+
+    MATRIX
+      Runs every combination of transport (tcp, udp) x first address x second address x first
+      options x second options x second user (same, other): 2 x 7 x 7 x 4 x 4 x 2 = 3,136 cases.
+      Each case: the first socket binds and listens, then the second; then clients connect to
+      127.0.0.1 and ::1 and, from the peer, to the lab interface, and the receiver names itself.
+      Addresses: 0.0.0.0, 127.0.0.1, [::], [::]v6only, ::1, ::ffff:127.0.0.1, lab-interface
+      Options:   none, SO_REUSEADDR, SO_REUSEPORT, both
+      --transport LIST  --addresses LIST  --options LIST  --users LIST (same, other)
+                        comma-separated subsets; addresses apply to both sockets
+      --report FILE     the grids (default MATRIX.md)     --json FILE   every case, for scripts
+      --workers N       parallel lanes, each with its own agents and namespaces (default: cores, at most 2)
+      Cases that need the netns topology (lab-interface) or root (another user) are skipped with the reason.
+      Exit status 0 when every case ran or was skipped, 1 when any could not finish, 2 for usage errors.
 
     TOPOLOGIES
       netns     the full lab. Each run makes two private network namespaces: the lab host (lo, and
@@ -98,6 +113,8 @@ public enum CLI {
             return 0
         case "audit":
             return audit(rest, console: console)
+        case "matrix":
+            return matrix(rest, console: console, agentExecutable: agentExecutable)
         case "all", "run", "list", "show":
             do throws(UsageError) {
                 let options = try Options.parse(rest, command: command)
@@ -320,6 +337,101 @@ public enum CLI {
         let differing = outcomes.filter { $0.status != .skipped && !$0.matchesExpectation }.map(\.name)
         if !differing.isEmpty { console.out("differed from expectation or could not finish: \(differing.joined(separator: ", "))") }
         return status
+    }
+
+    static func matrix(_ arguments: [String], console: Console, agentExecutable: String) -> Int32 {
+        var filter = MatrixFilter()
+        var report = "MATRIX.md"
+        var json: String?
+        var forced: Topology.Kind?
+        var timeout = 5.0
+        var workers: Int?
+        var index = 0
+        func fail(_ message: String) -> Int32 {
+            console.err("hijack-lab matrix: \(message)\nRun `hijack-lab help` for usage.")
+            return 2
+        }
+        while index < arguments.count {
+            let flag = arguments[index]
+            if flag == "--help" || flag == "-h" {
+                console.out(usage)
+                return 0
+            }
+            guard index + 1 < arguments.count, !arguments[index + 1].hasPrefix("--") else { return fail("\(flag) needs a value (or is not an option)") }
+            let value = arguments[index + 1]
+            switch flag {
+            case "--transport":
+                switch MatrixFilter.parseList(value, flag: flag, parse: { Transport(rawValue: $0) }, allowed: ["tcp", "udp"]) {
+                case .success(let list): filter.transports = list
+                case .failure(let problem): return fail(problem.reason)
+                }
+            case "--addresses":
+                switch MatrixFilter.parseList(value, flag: flag, parse: { name in MatrixEndpoint.standard.first { $0.label == name } },
+                                              allowed: MatrixEndpoint.standard.map(\.label)) {
+                case .success(let list): filter.addresses = list
+                case .failure(let problem): return fail(problem.reason)
+                }
+            case "--options":
+                let parse = { (name: String) -> MatrixOptions? in MatrixOptions(rawValue: name) ?? MatrixOptions.allCases.first { $0.short == name } }
+                switch MatrixFilter.parseList(value, flag: flag, parse: parse, allowed: ["none", "SO_REUSEADDR", "SO_REUSEPORT", "both"]) {
+                case .success(let list): filter.options = list
+                case .failure(let problem): return fail(problem.reason)
+                }
+            case "--users":
+                switch MatrixFilter.parseList(value, flag: flag, parse: { SocketUser(rawValue: $0) }, allowed: ["same", "other"]) {
+                case .success(let list): filter.users = list
+                case .failure(let problem): return fail(problem.reason)
+                }
+            case "--report": report = value
+            case "--json": json = value
+            case "--topology":
+                guard let kind = Topology.Kind(rawValue: value) else { return fail("--topology expects netns or loopback, got \"\(value)\"") }
+                forced = kind
+            case "--timeout":
+                guard let seconds = Double(value), seconds > 0, seconds <= 600 else { return fail("--timeout expects seconds between 0 and 600, got \"\(value)\"") }
+                timeout = seconds
+            case "--workers":
+                guard let count = Int(value), (1...16).contains(count) else { return fail("--workers expects 1 to 16, got \"\(value)\"") }
+                workers = count
+            default:
+                return fail("unknown option \(flag)")
+            }
+            index += 2
+        }
+        let topology: Topology
+        switch Topology.choose(forced: forced) {
+        case .success(let chosen): topology = chosen
+        case .failure(let unavailable): return fail(unavailable.reason)
+        }
+        InterruptGuard.install()
+        let settings = LabSettings(agentExecutable: agentExecutable, topology: topology, replyTimeout: timeout, connectTimeout: 1)
+        let runner = workers.map { MatrixRunner(settings: settings, workers: $0) } ?? MatrixRunner(settings: settings)
+        let cases = filter.cases
+        let baselines = filter.baselines
+        console.out("topology: \(topology.kind.rawValue) (\(topology.reason)); \(cases.count) cases and \(baselines.count) baselines on \(runner.workers) lanes")
+        let step = max(1, cases.count / 10)
+        runner.onProgress = { done, total in
+            if done % step == 0 || done == total { console.out("[\(String(repeating: " ", count: String(total).count - String(done).count))\(done)/\(total)] cases") }
+        }
+        let started = Deadline.now()
+        let outcomes = runner.run(cases)
+        runner.onProgress = nil
+        // Baselines use ports of their own, above the cases' ports.
+        let alone = runner.run(baselines, portBase: 40_000)
+        let elapsed = Double(Deadline.now().nanoseconds - started.nanoseconds) / 1e9
+        let result = MatrixResult(environment: .current(topology: topology), destinations: runner.destinationLabels, cases: outcomes, baselines: alone)
+        guard write(MatrixReport.render(result), to: report, console: console) else { return 2 }
+        console.out("wrote \(report) (\(result.takeovers.count) cases in which the second socket takes traffic from the first) in \(elapsed.formatted(.number.precision(.fractionLength(2)))) s")
+        if let json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            guard let data = try? encoder.encode(result), write(String(decoding: data, as: UTF8.self) + "\n", to: json, console: console) else { return 2 }
+            console.out("wrote \(json)")
+        }
+        for failure in (outcomes + alone).filter({ $0.status == .error }).prefix(5) {
+            console.err("could not finish: \(failure.matrixCase.transport.rawValue) \(failure.matrixCase.first.label) / \(failure.matrixCase.second?.label ?? "alone"): \(failure.error ?? "")")
+        }
+        return result.exitStatus
     }
 
     static func audit(_ arguments: [String], console: Console) -> Int32 {

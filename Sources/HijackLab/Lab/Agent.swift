@@ -128,6 +128,20 @@ public final class Agent {
         case .sync: emit(AgentMessage(ok: true))
         case .probe: emit(probe(command))
         case .exec: emit(execute(command))
+        case .open:
+            var reply = bind(command)
+            if command.listen == true, reply.calls?.last?.call == "bind", reply.calls?.last?.result == "ok" {
+                if transport == .tcp {
+                    let listening = listen()
+                    reply.calls = (reply.calls ?? []) + (listening.calls ?? [])
+                    if listening.calls?.last?.result == "ok" { _ = serve(command) }
+                } else {
+                    _ = serve(command)
+                }
+            }
+            emit(reply)
+        case .sysctl:
+            emit(writeSysctl(command))
         case .audit:
             var reply = AgentMessage(ok: true)
             reply.audit = Audit.run(port: command.port)
@@ -247,6 +261,19 @@ public final class Agent {
         }
     }
 
+    /// Sets a network sysctl of this agent's namespace; only /proc/sys/net is writable this way.
+    private func writeSysctl(_ command: AgentCommand) -> AgentMessage {
+        guard let path = command.address, path.hasPrefix("/proc/sys/net/"), !path.contains(".."), let value = command.input else {
+            return AgentMessage(ok: false, error: "sysctl takes a /proc/sys/net path and a value")
+        }
+        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return AgentMessage(ok: true, calls: [SyscallRecord(call: "open", arguments: path, result: SystemError.name(of: errno))]) }
+        defer { Glibc.close(fd) }
+        let bytes = Array(value.utf8)
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        return AgentMessage(ok: true, calls: [SyscallRecord(call: "write", arguments: "\(path), \(value)", result: written == bytes.count ? "ok" : SystemError.name(of: errno))])
+    }
+
     /// Runs a tool here, in this agent's namespace: children inherit the spawning thread's.
     private func execute(_ command: AgentCommand) -> AgentMessage {
         guard let argv = command.argv, let executable = argv.first else { return AgentMessage(ok: false, error: "exec needs argv") }
@@ -274,6 +301,19 @@ public final class Agent {
     /// The client role: `count` connections (TCP) or datagrams (UDP), one new socket each,
     /// so that each has its own source port as separate clients would.
     private func probe(_ command: AgentCommand) -> AgentMessage {
+        if let addresses = command.addresses, let counts = command.counts, addresses.count == counts.count {
+            var combined = AgentMessage(ok: true, connections: [])
+            for (address, count) in zip(addresses, counts) {
+                var single = command
+                single.addresses = nil
+                single.address = address
+                single.count = count
+                let reply = probe(single)
+                guard reply.ok == true else { return reply }
+                combined.connections! += reply.connections ?? []
+            }
+            return combined
+        }
         guard let target = command.address, let port = command.port else { return AgentMessage(ok: false, error: "probe needs an address and a port") }
         let transport = command.transport ?? .tcp
         let timeout = Double(command.timeoutMilliseconds ?? 2000) / 1000
@@ -322,6 +362,7 @@ public final class Agent {
                 record.identity = line
                 // Close only after the server's FIN, so the server is the side that closed first.
                 if closes == .serverFirst, try !client.readLine(until: deadline).isEmpty { throw SystemError(call: "read", code: EPROTO) }
+                if closes == .clientReset { try client.set(.linger(seconds: 0)) }
                 try client.close()
                 return record
             } catch {
@@ -334,10 +375,13 @@ public final class Agent {
     }
 
     /// One datagram from a fresh socket; the reply names the receiver. No reply is a loss.
+    /// The socket is connected, so an ICMP port unreachable comes back as ECONNREFUSED at
+    /// once instead of a wait; the lab's servers answer from the address they were sent to.
     private static func datagram(_ sequence: Int, to destination: SocketAddress, timeout: Double) -> ProbeConnection {
         var record = ProbeConnection(remote: destination.host)
         do throws(SystemError) {
             let client = try Socket(family: destination.family, transport: .udp)
+            try client.connect(to: destination, until: .after(seconds: timeout))
             try client.send("seq \(sequence)\n", to: destination)
             record.local = try client.localAddress().description
             if let reply = try client.receive(until: .after(seconds: timeout)) {

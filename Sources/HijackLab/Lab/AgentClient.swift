@@ -100,6 +100,13 @@ final class AgentClient {
         }
     }
 
+    /// The peers reported since the last call, and forgets them: a long-lived matrix agent
+    /// would otherwise collect every connection of every case.
+    func takeAcceptedPeers() -> [String] {
+        defer { acceptedPeers.removeAll(keepingCapacity: true) }
+        return acceptedPeers
+    }
+
     /// Lets the agent exit on its own (stdin closed), killing it at the deadline.
     func finish() {
         process.finish(until: .after(seconds: timeout))

@@ -18,6 +18,10 @@ public struct AgentCommand: Codable, Sendable, Equatable {
         case exec
         /// Audit this agent's network namespace (only `port`, when given).
         case audit
+        /// bind, then (with `listen`) listen and serve: one round trip per socket, for the matrix.
+        case open
+        /// Write `input` to the /proc/sys/net file `address` in this agent's namespace.
+        case sysctl
         /// Client role: connect `count` times and read each identity line. With `closes`
         /// server-first the client sends "S" and waits for the server's FIN before closing;
         /// otherwise it closes as soon as it has the identity, and the server waits for that.
@@ -37,6 +41,11 @@ public struct AgentCommand: Codable, Sendable, Equatable {
     public var input: String?
     /// Whether the lab's own ranges (198.51.100.0/24, 2001:db8::/64) may be probed: netns only.
     public var labRanges: Bool?
+    /// probe: several destinations in one request, `counts[i]` connections to `addresses[i]`.
+    public var addresses: [String]?
+    public var counts: [Int]?
+    /// open: also listen (TCP) and serve.
+    public var listen: Bool?
 
     public init(op: Operation, transport: Transport? = nil, address: String? = nil, port: UInt16? = nil, options: [String]? = nil,
                 device: String? = nil, closes: CloseOrder? = nil, count: Int? = nil, timeoutMilliseconds: Int? = nil, argv: [String]? = nil, input: String? = nil, labRanges: Bool? = nil) {
@@ -52,6 +61,21 @@ public struct AgentCommand: Codable, Sendable, Equatable {
         self.argv = argv
         self.input = input
         self.labRanges = labRanges
+    }
+
+    /// The matrix's one-round-trip commands.
+    public static func open(transport: Transport, address: String, port: UInt16, options: [String], listen: Bool) -> AgentCommand {
+        var command = AgentCommand(op: .open, transport: transport, address: address, port: port, options: options)
+        command.listen = listen
+        return command
+    }
+
+    public static func probe(transport: Transport, port: UInt16, destinations: [(address: String, count: Int)], closes: CloseOrder,
+                             timeoutMilliseconds: Int, labRanges: Bool) -> AgentCommand {
+        var command = AgentCommand(op: .probe, transport: transport, port: port, closes: closes, timeoutMilliseconds: timeoutMilliseconds, labRanges: labRanges)
+        command.addresses = destinations.map(\.address)
+        command.counts = destinations.map(\.count)
+        return command
     }
 }
 

@@ -23,6 +23,8 @@ public enum MarkdownReport {
         out.append("- Date: \(report.environment.date)")
         out.append("")
         out.append(topology(report.environment.topology))
+        out.append("Every two-socket combination (transport, both addresses, both sockets' options, same or other user) is in [MATRIX.md](MATRIX.md), from `hijack-lab matrix`.")
+        out.append("")
         out.append("## How to read this")
         out.append("")
         out.append("- **victim**: the service whose traffic is at stake; **attacker**: the process that tries to take it; **defender**: a service that binds each address itself; **server**: one instance in a restart story.")

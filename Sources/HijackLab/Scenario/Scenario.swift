@@ -40,6 +40,8 @@ public enum SocketUser: String, Codable, Sendable {
 public enum CloseOrder: String, Codable, Sendable {
     case clientFirst = "client-first"
     case serverFirst = "server-first"
+    /// The client closes with SO_LINGER 0: a RST, and no TIME_WAIT on either side.
+    case clientReset = "client-reset"
 }
 
 public struct SocketSpec: Sendable {

@@ -209,7 +209,7 @@ private struct Reader {
             to: to,
             connections: Int(count),
             closes: try members["closes"].map { (value) throws(ScenarioError) in
-                try choice(value, join(field, "closes"), as: CloseOrder.self, among: [.clientFirst, .serverFirst])
+                try choice(value, join(field, "closes"), as: CloseOrder.self, among: [.clientFirst, .serverFirst, .clientReset])
             } ?? .clientFirst
         )
     }

@@ -1,0 +1,259 @@
+import Dispatch
+import Foundation
+import Glibc
+
+/// One lane of the matrix: its own lab network and three long-lived socket agents (the first
+/// socket, the second as the same user, the second as uid 65534). Cases run one after the
+/// other; every case closes both sockets before the next begins, and its clients close with
+/// a RST, so no TIME_WAIT is left on any port.
+final class MatrixWorker {
+    let settings: LabSettings
+    private let network: LabNetwork
+    private let first: AgentClient
+    private let secondSame: AgentClient
+    private let secondOther: AgentClient?
+    private(set) var started: [ProcessIdentity] = []
+
+    init(settings: LabSettings) throws(LabError) {
+        self.settings = settings
+        var started: [ProcessIdentity] = []
+        network = try LabNetwork.make(settings) { started.append($0) }
+        var agents: [AgentClient] = []
+        do throws(LabError) {
+            let placement = network.placement
+            first = try AgentClient(executable: settings.agentExecutable, id: "first", extraArguments: placement, timeout: settings.replyTimeout)
+            agents.append(first)
+            secondSame = try AgentClient(executable: settings.agentExecutable, id: "second", extraArguments: placement, timeout: settings.replyTimeout)
+            agents.append(secondSame)
+            if geteuid() == 0 {
+                let other = try AgentClient(executable: settings.agentExecutable, id: "second", extraArguments: placement + ["--user", "other"], timeout: settings.replyTimeout)
+                agents.append(other)
+                secondOther = other
+            } else {
+                secondOther = nil
+            }
+            for agent in agents {
+                try agent.awaitReady()
+                started.append(agent.identity)
+            }
+            if settings.topology.kind == .netns {
+                // Port-unreachable replies are rate-limited, per peer and globally (50 at a burst,
+                // 1,000 a second). In the lab's own namespace only, exempt them (an empty ratemask),
+                // so "nobody is bound there" comes back as ECONNREFUSED instead of a lost datagram.
+                for path in ["/proc/sys/net/ipv4/icmp_ratemask", "/proc/sys/net/ipv4/icmp_ratelimit"] {
+                    let reply = try network.hostClient.request(AgentCommand(op: .sysctl, address: path, input: "0"))
+                    guard reply.calls?.last?.result == "ok" else { throw .setup("could not set \(path) in the lab namespace: \(reply.calls?.last?.result ?? "?")") }
+                }
+            }
+        } catch {
+            agents.forEach { $0.kill() }
+            network.kill()
+            throw error
+        }
+        self.started = started
+    }
+
+    func finish() {
+        for agent in [first, secondSame] + (secondOther.map { [$0] } ?? []) { agent.finish() }
+        network.finish()
+    }
+
+    func kill() {
+        for agent in [first, secondSame] + (secondOther.map { [$0] } ?? []) { agent.kill() }
+        network.kill()
+    }
+
+    /// The destinations a case's probes go to: both loopbacks from the host, and the lab
+    /// interface from the peer where there is one.
+    var destinations: [(label: String, address: String, from: ProbeClient)] {
+        var list: [(String, String, ProbeClient)] = [("127.0.0.1", "127.0.0.1", .host), ("::1", "::1", .host)]
+        if settings.topology.kind == .netns { list.append(("lab-interface", Topology.Lab.hostV4, .peer)) }
+        return list
+    }
+
+    func host(_ endpoint: MatrixEndpoint) -> String {
+        endpoint.host == "lab-interface" ? Topology.Lab.hostV4 : endpoint.host
+    }
+
+    func run(_ matrixCase: MatrixCase, port: UInt16) throws(LabError) -> MatrixCaseOutcome {
+        var outcome = MatrixCaseOutcome(matrixCase: matrixCase, status: .ran)
+        outcome.port = port
+        let transport = matrixCase.transport
+        let second = matrixCase.secondUser == .other ? secondOther : secondSame
+        guard matrixCase.second == nil || second != nil else { throw .setup("no agent for uid 65534 (not root)") }
+        defer {
+            // Close both sockets whatever happened, so the next case starts clean.
+            _ = try? first.request(AgentCommand(op: .close, timeoutMilliseconds: 100))
+            if matrixCase.second != nil { _ = try? second?.request(AgentCommand(op: .close, timeoutMilliseconds: 100)) }
+        }
+        let firstOptions = (matrixCase.first.v6only ? ["IPV6_V6ONLY"] : []) + matrixCase.firstOptions.names
+        let opened = try first.request(.open(transport: transport, address: host(matrixCase.first), port: port, options: firstOptions, listen: matrixCase.listens))
+        (outcome.firstBind, outcome.firstListen) = Self.results(opened.calls ?? [], transport: transport, fallback: outcome.firstListen)
+        var bothServe = false
+        if let secondEndpoint = matrixCase.second, let second {
+            let options = (secondEndpoint.v6only ? ["IPV6_V6ONLY"] : []) + matrixCase.secondOptions.names
+            let reply = try second.request(.open(transport: transport, address: host(secondEndpoint), port: port, options: options, listen: matrixCase.listens))
+            (outcome.secondBind, outcome.secondListen) = Self.results(reply.calls ?? [], transport: transport, fallback: outcome.secondListen)
+            bothServe = MatrixCaseOutcome.served(bind: outcome.firstBind, listen: outcome.firstListen)
+                && MatrixCaseOutcome.served(bind: outcome.secondBind, listen: outcome.secondListen)
+        }
+        guard matrixCase.probes && matrixCase.listens else { return outcome }
+
+        // With one socket serving, one connection per destination says who gets it. With two,
+        // the kernel may split by hash: 16 make a missed 50/50 split a 1-in-32,768 event.
+        let count = bothServe ? 16 : 1
+        var connections: [(label: String, ProbeConnection)] = []
+        for from in [ProbeClient.host, .peer] {
+            let targets = destinations.filter { $0.from == from }
+            guard !targets.isEmpty, let client = network.client(from) else { continue }
+            let reply = try client.request(.probe(transport: transport, port: port, destinations: targets.map { ($0.address, count) }, closes: .clientReset,
+                                                 timeoutMilliseconds: Int(settings.connectTimeout * 1000), labRanges: settings.topology.kind == .netns),
+                                           timeout: settings.replyTimeout + settings.connectTimeout * Double(count * targets.count))
+            let received = reply.connections ?? []
+            for (index, target) in targets.enumerated() {
+                connections += received.dropFirst(index * count).prefix(count).map { (target.label, $0) }
+            }
+        }
+        // Cross-check identities with the agents' own acceptance reports, before the close.
+        _ = try first.request(AgentCommand(op: .sync))
+        _ = try second?.request(AgentCommand(op: .sync))
+        let firstPeers = Set(first.takeAcceptedPeers().compactMap { SocketAddress(endpoint: $0)?.unmapped.description })
+        let secondPeers = Set((second?.takeAcceptedPeers() ?? []).compactMap { SocketAddress(endpoint: $0)?.unmapped.description })
+        for destination in destinations {
+            var delivery = MatrixDelivery(destination: destination.label, sent: 0, first: 0, second: 0, nobody: 0, lost: 0)
+            for (label, connection) in connections where label == destination.label {
+                delivery.sent += 1
+                if connection.lost == true {
+                    delivery.lost += 1
+                    continue
+                }
+                guard let identity = connection.identity else {
+                    delivery.nobody += 1
+                    continue
+                }
+                let parts = identity.split(separator: " ")
+                let local = connection.local.flatMap { SocketAddress(endpoint: $0)?.unmapped.description } ?? "?"
+                if parts.first == "first", parts.count == 3, Int32(parts[1]) == first.pid, firstPeers.contains(local) {
+                    delivery.first += 1
+                } else if parts.first == "second", parts.count == 3, let second, Int32(parts[1]) == second.pid, secondPeers.contains(local) {
+                    delivery.second += 1
+                } else {
+                    throw .identityMismatch("a client read \"\(identity)\" from \(local), which no agent of this case reported accepting")
+                }
+            }
+            outcome.deliveries.append(delivery)
+        }
+        return outcome
+    }
+
+    /// bind and listen results from an `open` reply's calls.
+    static func results(_ calls: [SyscallRecord], transport: Transport, fallback: String) -> (bind: String, listen: String) {
+        let bind = calls.last { $0.call == "bind" }?.result ?? (calls.last?.result ?? "not-attempted")
+        let listen = calls.last { $0.call == "listen" }?.result ?? (transport == .udp ? "not-applicable" : (bind == "ok" ? fallback : "not-attempted"))
+        return (bind, transport == .udp ? "not-applicable" : listen)
+    }
+}
+
+/// Runs many cases over a few workers in parallel, with a process launch per worker, never per case.
+public final class MatrixRunner: @unchecked Sendable {
+    public let settings: LabSettings
+    public let workers: Int
+    /// Called from worker threads after each case: (cases done, total).
+    public var onProgress: (@Sendable (Int, Int) -> Void)?
+    private var lock = pthread_mutex_t()
+    public private(set) var startedProcesses: [ProcessIdentity] = []
+
+    public init(settings: LabSettings, workers: Int = max(1, min(2, sysconf(Int32(_SC_NPROCESSORS_ONLN))))) {
+        self.settings = settings
+        self.workers = workers
+        pthread_mutex_init(&lock, nil)
+        signal(SIGPIPE, SIG_IGN)
+    }
+
+    /// What each delivery's destination is called, in order.
+    public var destinationLabels: [String] {
+        settings.topology.kind == .netns ? ["127.0.0.1", "::1", "lab-interface"] : ["127.0.0.1", "::1"]
+    }
+
+    /// Why the topology or this user cannot run a case, if so.
+    public func skipReason(_ matrixCase: MatrixCase) -> String? {
+        let endpoints = [matrixCase.first] + (matrixCase.second.map { [$0] } ?? [])
+        if settings.topology.kind != .netns && endpoints.contains(where: { $0.host == "lab-interface" }) {
+            return "lab-interface exists only in the netns topology"
+        }
+        if matrixCase.second != nil && matrixCase.secondUser == .other && geteuid() != 0 {
+            return "a second user (uid 65534) needs root"
+        }
+        return nil
+    }
+
+    /// Runs the cases; the outcomes come back in the order of `cases`. `portBase` spaces the
+    /// ports so that every case in the netns topology has a port of its own.
+    public func run(_ cases: [MatrixCase], portBase: UInt16 = 10_000) -> [MatrixCaseOutcome] {
+        let results = Results(count: cases.count)
+        let lanes = max(1, min(workers, cases.count))
+        let total = cases.count
+        DispatchQueue.concurrentPerform(iterations: lanes) { lane in
+            var worker: MatrixWorker?
+            for index in stride(from: lane, to: cases.count, by: lanes) {
+                let matrixCase = cases[index]
+                if let reason = skipReason(matrixCase) {
+                    results.set(index, MatrixCaseOutcome(matrixCase: matrixCase, status: .skipped, skipReason: reason), progress: onProgress, total: total)
+                    continue
+                }
+                var outcome = MatrixCaseOutcome(matrixCase: matrixCase, status: .error)
+                do throws(LabError) {
+                    if worker == nil {
+                        let made = try MatrixWorker(settings: settings)
+                        record(made.started)
+                        worker = made
+                    }
+                    let port: UInt16
+                    do throws(SystemError) {
+                        port = settings.topology.kind == .netns ? portBase + UInt16(index % 20_000) : try Topology.freeHostPort(for: matrixCase.transport)
+                    } catch {
+                        throw .setup("no free port: \(error)")
+                    }
+                    outcome = try worker!.run(matrixCase, port: port)
+                } catch {
+                    outcome.error = error.description
+                    // A worker that failed is in an unknown state: the next case gets a new one.
+                    worker?.kill()
+                    worker = nil
+                }
+                results.set(index, outcome, progress: onProgress, total: total)
+            }
+            worker?.finish()
+        }
+        return results.all
+    }
+
+    private func record(_ identities: [ProcessIdentity]) {
+        pthread_mutex_lock(&lock)
+        startedProcesses += identities
+        pthread_mutex_unlock(&lock)
+    }
+
+    /// Outcomes written by several worker threads, each to its own slots.
+    private final class Results: @unchecked Sendable {
+        private var lock = pthread_mutex_t()
+        private var outcomes: [MatrixCaseOutcome?]
+        private var done = 0
+
+        init(count: Int) {
+            outcomes = Array(repeating: nil, count: count)
+            pthread_mutex_init(&lock, nil)
+        }
+
+        func set(_ index: Int, _ outcome: MatrixCaseOutcome, progress: (@Sendable (Int, Int) -> Void)?, total: Int) {
+            pthread_mutex_lock(&lock)
+            outcomes[index] = outcome
+            done += 1
+            let finished = done
+            pthread_mutex_unlock(&lock)
+            progress?(finished, total)
+        }
+
+        var all: [MatrixCaseOutcome] { outcomes.map { $0! } }
+    }
+}

@@ -63,20 +63,7 @@ public enum ProcNet {
             withUnsafeBytes(of: word) { bytes += $0 }
             index = next
         }
-        if bytes.count == 4 {
-            var address = in_addr()
-            withUnsafeMutableBytes(of: &address) { $0.copyBytes(from: bytes) }
-            var sockaddr = sockaddr_in()
-            sockaddr.sin_family = sa_family_t(AF_INET)
-            sockaddr.sin_addr = address
-            return (SocketAddress.v4(sockaddr).host, port)
-        }
-        var address = in6_addr()
-        withUnsafeMutableBytes(of: &address) { $0.copyBytes(from: bytes) }
-        var sockaddr = sockaddr_in6()
-        sockaddr.sin6_family = sa_family_t(AF_INET6)
-        sockaddr.sin6_addr = address
-        return (SocketAddress.v6(sockaddr).host, port)
+        return SocketAddress(networkOrder: bytes, port: port).map { ($0.host, port) }
     }
 
     /// The whole text of a /proc file. /proc files report size 0 and are generated a page

@@ -26,6 +26,26 @@ public enum SocketAddress: Equatable, Sendable, CustomStringConvertible {
         return nil
     }
 
+    /// An address from its bytes in network order: 4 for IPv4, 16 for IPv6.
+    public init?(networkOrder bytes: [UInt8], port: UInt16) {
+        switch bytes.count {
+        case 4:
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = port.bigEndian
+            withUnsafeMutableBytes(of: &address.sin_addr) { $0.copyBytes(from: bytes) }
+            self = .v4(address)
+        case 16:
+            var address = sockaddr_in6()
+            address.sin6_family = sa_family_t(AF_INET6)
+            address.sin6_port = port.bigEndian
+            withUnsafeMutableBytes(of: &address.sin6_addr) { $0.copyBytes(from: bytes) }
+            self = .v6(address)
+        default:
+            return nil
+        }
+    }
+
     /// Reads an address the kernel filled in (accept, getsockname).
     init?(storage: sockaddr_storage) {
         var storage = storage

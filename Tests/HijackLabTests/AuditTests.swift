@@ -68,15 +68,14 @@ struct AuditTests {
                     owners: pid.map { [SocketOwner(pid: $0, command: "p\($0)")] } ?? [])
     }
 
-    static func kinds(_ sockets: [AuditSocket], related: @escaping (Int32) -> [Int32] = { _ in [1] }) -> [String] {
-        Audit.findings(sockets, related: related, unprivilegedPortStart: 1024).map { "\($0.severity.rawValue) \($0.kind.rawValue)" }.sorted()
+    static func kinds(_ sockets: [AuditSocket], context: Audit.Context = Audit.Context()) -> [String] {
+        Audit.findings(sockets, context: context).map { "\($0.severity.rawValue) \($0.kind.rawValue)" }.sorted()
     }
 
     @Test("Findings follow the rules: who takes what, from whom")
     func rules() {
         // Another uid in front of a wildcard: interception; the specific socket takes.
-        let findings = Audit.findings([Self.socket("0.0.0.0", uid: 0, pid: 1, inode: 1), Self.socket("127.0.0.1", uid: 65534, pid: 2, inode: 2)],
-                                      related: { _ in [] }, unprivilegedPortStart: 1024)
+        let findings = Audit.findings([Self.socket("0.0.0.0", uid: 0, pid: 1, inode: 1), Self.socket("127.0.0.1", uid: 65534, pid: 2, inode: 2)])
         #expect(findings.map(\.kind) == [.interception, .exposure])
         #expect(findings[0].inodes == [2, 1])
         #expect(findings[0].destinations == ["127.0.0.1"])
@@ -95,23 +94,82 @@ struct AuditTests {
         #expect(Self.kinds([Self.socket("::", pid: 1, inode: 1)]) == [])
     }
 
+    static func v6only(_ socket: AuditSocket, _ flag: Bool?) -> AuditSocket {
+        var socket = socket
+        socket.v6only = flag
+        return socket
+    }
+
+    @Test("No false alarms: multicast, a resolver on 127.0.0.53, one daemon on both families, sibling workers, UDP client ports")
+    func noFalseAlarms() {
+        // Group addresses deliver to every member: nothing is taken from 0.0.0.0.
+        #expect(Self.kinds([Self.socket("0.0.0.0", port: 1900, uid: 0, pid: 1, inode: 1, transport: .udp),
+                            Self.socket("239.255.255.250", port: 1900, uid: 65534, pid: 2, inode: 2, transport: .udp)], context: .init(ipv6: false)) == [])
+        // 127.0.0.53 is not what "localhost" means: no localhost split between the two owners.
+        // (::1:53 alone does leave 127.0.0.1:53 free: below 1024, an info-level exposure.)
+        #expect(Self.kinds([Self.socket("127.0.0.53", port: 53, uid: 100, pid: 1, inode: 1, transport: .udp),
+                            Self.socket("::1", port: 53, uid: 0, pid: 2, inode: 2, transport: .udp)]) == ["info exposure"])
+        // Siblings are not one service for shadowing: two programs started by one shell.
+        #expect(Self.kinds([Self.socket("0.0.0.0", pid: 1, inode: 1), Self.socket("127.0.0.1", pid: 2, inode: 2)],
+                           context: .init(ipv6: false, related: { _, _ in true })) == ["warning shadowing"])
+        // sshd: 0.0.0.0 and a V6ONLY [::] in one process.
+        #expect(Self.kinds([Self.socket("0.0.0.0", port: 22, uid: 0, pid: 7, inode: 1), Self.v6only(Self.socket("::", port: 22, uid: 0, pid: 7, inode: 2), true)]) == [])
+        // A V6ONLY [::] does not take IPv4: 127.0.0.1 of another uid beside it takes nothing from it.
+        #expect(!Self.kinds([Self.v6only(Self.socket("::", uid: 0, pid: 1, inode: 1), true), Self.socket("127.0.0.1", uid: 65534, pid: 2, inode: 2)])
+            .contains("alarm interception"))
+        // nginx workers: siblings under one master are one service.
+        let workers = [Self.socket("0.0.0.0", pid: 11, inode: 1), Self.socket("0.0.0.0", pid: 12, inode: 2)]
+        let siblings = Audit.findings(workers, context: .init(ipv6: false, related: { _, _ in true }))
+        #expect(siblings.map(\.kind) == [.loadBalancing])
+        #expect(!siblings[0].explanation.contains("unrelated"))
+        // A bound UDP socket on an ephemeral port is a client, not a service.
+        #expect(Self.kinds([Self.socket("0.0.0.0", port: 45_000, pid: 1, inode: 1, transport: .udp)]) == [])
+        // Without IPv6 on the host nobody can bind ::1.
+        #expect(Self.kinds([Self.socket("127.0.0.1", pid: 1, inode: 1)], context: .init(ipv6: false)) == [])
+    }
+
+    @Test("Hijacks the catalog shows are found: family split, UDP SO_REUSEADDR across uids, a bound device, a connected UDP socket")
+    func catalogHijacks() {
+        // v6only-leaves-ipv4-open: [::] V6ONLY (root) and 0.0.0.0 (uid 65534).
+        let split = Audit.findings([Self.v6only(Self.socket("::", uid: 0, pid: 1, inode: 1), true), Self.socket("0.0.0.0", uid: 65534, pid: 2, inode: 2)])
+        #expect(split.map(\.kind) == [.interception])
+        #expect(split[0].inodes == [2, 1])
+        // udp-reuseaddr-same-address across uids: only SO_REUSEADDR allows it, and the newest gets all.
+        let shared = Audit.findings([Self.socket("0.0.0.0", uid: 0, pid: 1, inode: 1, transport: .udp), Self.socket("0.0.0.0", uid: 65534, pid: 2, inode: 2, transport: .udp)],
+                                    context: .init(ipv6: false))
+        #expect(shared.map(\.kind) == [.interception])
+        #expect(shared[0].explanation.contains("most recently bound"))
+        // bindtodevice-shadow: 0.0.0.0%lo beside 0.0.0.0, same uid, other process.
+        var bound = Self.socket("0.0.0.0", pid: 2, inode: 2)
+        bound.device = "lo"
+        #expect(Self.kinds([Self.socket("0.0.0.0", pid: 1, inode: 1), bound], context: .init(ipv6: false)) == ["warning shadowing"])
+        // A connected UDP socket of another uid takes its peer's datagrams.
+        var connected = Self.socket("0.0.0.0", port: 5000, uid: 65534, pid: 2, inode: 2, transport: .udp)
+        connected.remote = "127.0.0.1:40000"
+        let stolen = Audit.findings([Self.socket("0.0.0.0", port: 5000, uid: 0, pid: 1, inode: 1, transport: .udp), connected], context: .init(ipv6: false))
+        #expect(stolen.map(\.kind) == [.interception])
+        #expect(stolen[0].explanation.contains("connected to 127.0.0.1:40000"))
+        // A V6ONLY [::] alone leaves IPv4 free.
+        #expect(Self.kinds([Self.v6only(Self.socket("::", pid: 1, inode: 1), true)]) == ["warning exposure"])
+    }
+
     @Test("Load balancing: noted always, with different uids and unrelated processes called out")
     func loadBalancing() {
         let workers = [Self.socket("0.0.0.0", pid: 10, inode: 1), Self.socket("0.0.0.0", pid: 11, inode: 2), Self.socket("::", pid: 10, inode: 3)]
-        let related = Audit.findings(workers, related: { $0 == 11 ? [10, 1] : [1] }, unprivilegedPortStart: 1024)
+        let related = Audit.findings(workers, context: .init(related: { _, _ in true }))
         #expect(related.map(\.kind) == [.loadBalancing])
         #expect(!related[0].explanation.contains("unrelated"))
-        let strangers = Audit.findings(workers, related: { _ in [1] }, unprivilegedPortStart: 1024)
+        let strangers = Audit.findings(workers, context: .init(related: { _, _ in false }))
         #expect(strangers[0].explanation.contains("unrelated"))
         var mixed = workers
         mixed[1].uid = 65534
-        #expect(Audit.findings(mixed, related: { _ in [1] }, unprivilegedPortStart: 1024)[0].explanation.contains("different uids (1000, 65534)"))
+        #expect(Audit.findings(mixed)[0].explanation.contains("different uids (1000, 65534)"))
     }
 
     @Test("The exit status is 1 only for interception or shadowing")
     func exitStatus() {
         func status(_ sockets: [AuditSocket]) -> Int32 {
-            AuditReport(namespace: "", sockets: sockets, findings: Audit.findings(sockets, related: { _ in [] }), ownersComplete: true, skippedRows: 0).exitStatus
+            AuditReport(namespace: "", sockets: sockets, findings: Audit.findings(sockets), ownersComplete: true, skippedRows: 0).exitStatus
         }
         #expect(status([Self.socket("127.0.0.1", inode: 1)]) == 0)
         #expect(status([Self.socket("0.0.0.0", pid: 1, inode: 1), Self.socket("127.0.0.1", pid: 2, inode: 2)]) == 1)
@@ -178,6 +236,18 @@ struct LiveAuditTests {
         #expect(intruder.address == "::1")
         #expect(intruder.uid == 65534)
         #expect(intruder.owners.map(\.pid) == [split.sockets.first { $0.id == "attacker" }!.pid!])
+
+        // What sock_diag adds: IPV6_V6ONLY, and the device of SO_BINDTODEVICE.
+        let family = runner.run(try TestLab.scenario("v6only-leaves-ipv4-open"))
+        let familyAudit = try #require(family.audit)
+        #expect(familyAudit.socketDetails)
+        #expect(familyAudit.sockets.first { $0.address == "::" }?.v6only == true)
+        #expect(familyAudit.findings.map(\.kind) == [.interception])
+        #expect(familyAudit.sockets.first { $0.inode == familyAudit.findings[0].inodes[0] }?.uid == 65534)
+        let device = runner.run(try TestLab.scenario("bindtodevice-shadow"))
+        let deviceAudit = try #require(device.audit)
+        #expect(deviceAudit.sockets.compactMap(\.device) == ["lo"])
+        #expect(deviceAudit.findings.contains { $0.kind == .shadowing && $0.explanation.contains("arrives on lo") })
 
         // The fix leaves no exposure and no interception. The lab runs one process per socket,
         // so its defender is four processes of one uid: the audit, which cannot know they are

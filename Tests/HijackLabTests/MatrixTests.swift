@@ -123,15 +123,17 @@ struct MatrixRunTests {
         for process in runner.startedProcesses { #expect(TestLab.isGone(process)) }
     }
 
-    @Test("Isolation: a case run alone and after its neighbours gives the same result", arguments: [Transport.tcp, .udp])
-    func isolation(transport: Transport) {
+    @Test("Isolation: a case run alone and after its neighbours, on the very same port, gives the same result", arguments: [Transport.tcp, .udp])
+    func isolation(transport: Transport) throws {
+        try #require(Self.settings.topology.kind == .netns, "one fixed port for every case needs the private namespace")
         var filter = MatrixFilter()
         filter.transports = [transport]
         filter.addresses = MatrixEndpoint.standard.filter { ["0.0.0.0", "127.0.0.1", "[::]"].contains($0.label) }
         filter.users = [.same]
         let neighbours = filter.cases
-        // One lane, so every case follows its neighbours on the same agents and ports nearby.
-        let together = MatrixRunner(settings: Self.settings, workers: 1).run(neighbours)
+        // One lane and one port for all: whatever a case left on the port, its successor would meet.
+        let together = MatrixRunner(settings: Self.settings, workers: 1).run(neighbours, portBase: 12_345, portStride: 0)
+        #expect(Set(together.compactMap(\.port)) == [12_345])
         for index in stride(from: 0, to: neighbours.count, by: 13) {
             let alone = MatrixRunner(settings: Self.settings, workers: 1).run([neighbours[index]], portBase: 50_000)[0]
             #expect(alone.cell == together[index].cell, "\(neighbours[index])")

@@ -17,7 +17,9 @@ public enum AuditText {
             let involved = byInode[socket.inode] ?? []
             let finding = involved.isEmpty ? "-" : involved.map { role(of: socket, in: $0) }.joined(separator: ", ")
             let owners = socket.owners.isEmpty ? "?" : socket.owners.map(name).joined(separator: ",")
-            rows.append([socket.transport.rawValue, socket.address, portText(socket.port), "\(socket.uid)/\(socket.user)", owners, finding])
+            let address = socket.address + (socket.device.map { "%\($0)" } ?? "") + (socket.v6only == true ? " v6only" : "")
+                + (socket.remote.map { " -> \($0)" } ?? "")
+            rows.append([socket.transport.rawValue, address, portText(socket.port), "\(socket.uid)/\(socket.user)", owners, finding])
         }
         let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
         for row in [header] + rows {
@@ -45,6 +47,9 @@ public enum AuditText {
             lines.append("Some owners are shown as ?: their processes belong to other users. Root sees more.")
         } else if report.sockets.contains(where: { $0.owners.isEmpty }) {
             lines.append("Some owners are shown as ?: no process visible here holds them (one in another PID namespace, or one that just closed them).")
+        }
+        if !report.socketDetails {
+            lines.append("This kernel gave no sock_diag answer: IPV6_V6ONLY and bound devices are unknown, and a lone [::] is read as dual-stack.")
         }
         if report.skippedRows > 0 { lines.append("\(report.skippedRows) rows of /proc/net could not be read and were skipped.") }
         return lines.joined(separator: "\n")

@@ -128,8 +128,7 @@ public enum SocketOwners {
         return (owners, complete)
     }
 
-    /// The pids from `pid` up to init, for telling related processes (a master and its
-    /// workers) from unrelated ones.
+    /// The pids from `pid` up to init.
     public static func ancestors(of pid: Int32) -> [Int32] {
         var chain: [Int32] = []
         var current = pid
@@ -141,5 +140,20 @@ public enum SocketOwners {
             current = parent
         }
         return chain
+    }
+
+    /// Whether one of the two processes started the other (directly or further up).
+    public static func lineage(_ one: Int32, _ other: Int32) -> Bool {
+        ancestors(of: one).contains(other) || ancestors(of: other).contains(one)
+    }
+
+    /// Whether two processes belong to one service: one started the other, or one parent
+    /// (other than init) started both, as a master starts its workers.
+    public static func related(_ one: Int32, _ other: Int32) -> Bool {
+        let first = ancestors(of: one)
+        let second = ancestors(of: other)
+        if first.contains(other) || second.contains(one) { return true }
+        guard let parent = first.first, parent > 1 else { return false }
+        return second.first == parent
     }
 }

@@ -261,10 +261,13 @@ public final class Agent {
         }
     }
 
-    /// Sets a network sysctl of this agent's namespace; only /proc/sys/net is writable this way.
+    /// The only settings an agent may change: ICMP rate limits, and only inside a namespace the run made.
+    static let writableSysctls: Set<String> = ["/proc/sys/net/ipv4/icmp_ratemask", "/proc/sys/net/ipv4/icmp_ratelimit"]
+
     private func writeSysctl(_ command: AgentCommand) -> AgentMessage {
-        guard let path = command.address, path.hasPrefix("/proc/sys/net/"), !path.contains(".."), let value = command.input else {
-            return AgentMessage(ok: false, error: "sysctl takes a /proc/sys/net path and a value")
+        guard netns != nil else { return AgentMessage(ok: false, error: "sysctl is refused outside a lab namespace") }
+        guard let path = command.address, Self.writableSysctls.contains(path), let value = command.input else {
+            return AgentMessage(ok: false, error: "sysctl may set only " + Self.writableSysctls.sorted().joined(separator: ", "))
         }
         let fd = open(path, O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else { return AgentMessage(ok: true, calls: [SyscallRecord(call: "open", arguments: path, result: SystemError.name(of: errno))]) }

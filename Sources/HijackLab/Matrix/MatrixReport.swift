@@ -42,9 +42,12 @@ public enum MatrixReport {
         let ran = result.cases.filter { $0.status == .ran }.count
         let skipped = result.cases.filter { $0.status == .skipped }.count
         let failed = result.cases.filter { $0.status == .error }.count
-        out.append("- Cases: \(result.cases.count) (\(ran) ran" + (skipped > 0 ? ", \(skipped) skipped" : "") + (failed > 0 ? ", \(failed) could not finish" : "") + "), plus \(result.baselines.count) baselines of the first socket alone.")
+        let baselinesFailed = result.baselines.filter { $0.status == .error }.count
+        out.append("- Cases: \(result.cases.count) (\(ran) ran" + (skipped > 0 ? ", \(skipped) skipped" : "") + (failed > 0 ? ", \(failed) could not finish" : "") + "), plus \(result.baselines.count) baselines of the first socket alone"
+            + (baselinesFailed > 0 ? " (\(baselinesFailed) could not finish: takeovers from those first sockets are unknown and not listed)" : "") + ".")
         out.append("")
-        out.append("**Legend.** " + legend + " Each cell has one letter per destination, in this order: " + result.destinations.map { "`\($0)`" }.joined(separator: ", ") + (result.destinations.contains("lab-interface") ? " (the lab interface, from the external peer)" : "") + ".")
+        out.append("**Legend.** " + legend + " Each cell has one letter per destination, in this order: " + result.destinations.map { "`\($0)`" }.joined(separator: ", ")
+            + (result.destinations.contains("lab-interface") ? " (the lab interface's IPv4 address, \(Topology.Lab.hostV4), from the external peer; its IPv6 address is not probed, so a `[::]v6only` socket shows `-` there)" : "") + ".")
         out.append("")
         out.append("**How each case runs.** The first socket binds and listens (TCP) on a port of its own, then the second. Probes come from the lab host to 127.0.0.1 and ::1, and from the peer to the lab interface. Each probe is one connection or datagram when only one socket serves (the result is then fixed), and 16 when both do, so that a split by the kernel's reuseport hash shows as `S`. Clients close with a RST (SO_LINGER 0), so no TIME_WAIT is left behind, and each case closes its sockets before the next begins.")
         out.append("")
@@ -95,7 +98,9 @@ public enum MatrixReport {
         var lines = ["## Where the second socket takes traffic from the first", ""]
         let found = result.takeovers
         guard !found.isEmpty else {
-            lines.append("In no case did the second socket receive traffic that the first receives alone.")
+            let unknown = result.baselines.contains { $0.status != .ran }
+            lines.append(unknown ? "No takeover was seen among the first sockets whose baseline ran; see the count of failed baselines above."
+                                 : "In no case did the second socket receive traffic that the first receives alone.")
             lines.append("")
             return lines.joined(separator: "\n")
         }

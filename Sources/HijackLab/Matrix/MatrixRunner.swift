@@ -13,6 +13,8 @@ final class MatrixWorker {
     private let secondSame: AgentClient
     private let secondOther: AgentClient?
     private(set) var started: [ProcessIdentity] = []
+    /// False once a close failed: the next case would not start clean, so the lane rebuilds.
+    private(set) var healthy = true
 
     init(settings: LabSettings) throws(LabError) {
         self.settings = settings
@@ -83,8 +85,8 @@ final class MatrixWorker {
         guard matrixCase.second == nil || second != nil else { throw .setup("no agent for uid 65534 (not root)") }
         defer {
             // Close both sockets whatever happened, so the next case starts clean.
-            _ = try? first.request(AgentCommand(op: .close, timeoutMilliseconds: 100))
-            if matrixCase.second != nil { _ = try? second?.request(AgentCommand(op: .close, timeoutMilliseconds: 100)) }
+            if (try? first.request(AgentCommand(op: .close, timeoutMilliseconds: 100))) == nil { healthy = false }
+            if matrixCase.second != nil, let second, (try? second.request(AgentCommand(op: .close, timeoutMilliseconds: 100))) == nil { healthy = false }
         }
         let firstOptions = (matrixCase.first.v6only ? ["IPV6_V6ONLY"] : []) + matrixCase.firstOptions.names
         let opened = try first.request(.open(transport: transport, address: host(matrixCase.first), port: port, options: firstOptions, listen: matrixCase.listens))
@@ -189,12 +191,18 @@ public final class MatrixRunner: @unchecked Sendable {
 
     /// Runs the cases; the outcomes come back in the order of `cases`. `portBase` spaces the
     /// ports so that every case in the netns topology has a port of its own.
-    public func run(_ cases: [MatrixCase], portBase: UInt16 = 10_000) -> [MatrixCaseOutcome] {
+    /// `portStride` 0 puts every case of a lane on one port: the isolation test's way of
+    /// showing that a case leaves nothing on its port for the next.
+    public func run(_ cases: [MatrixCase], portBase: UInt16 = 10_000, portStride: UInt16 = 1) -> [MatrixCaseOutcome] {
         let results = Results(count: cases.count)
         let lanes = max(1, min(workers, cases.count))
         let total = cases.count
         DispatchQueue.concurrentPerform(iterations: lanes) { lane in
             var worker: MatrixWorker?
+            // A lab that cannot be set up twice in a row will not be the third time: stop
+            // rebuilding it for every remaining case, and say why on each.
+            var setupFailures = 0
+            var setupProblem = ""
             for index in stride(from: lane, to: cases.count, by: lanes) {
                 let matrixCase = cases[index]
                 if let reason = skipReason(matrixCase) {
@@ -202,19 +210,35 @@ public final class MatrixRunner: @unchecked Sendable {
                     continue
                 }
                 var outcome = MatrixCaseOutcome(matrixCase: matrixCase, status: .error)
+                if setupFailures >= 2 {
+                    outcome.error = "not run: this lane's lab could not be set up twice in a row (\(setupProblem))"
+                    results.set(index, outcome, progress: onProgress, total: total)
+                    continue
+                }
                 do throws(LabError) {
                     if worker == nil {
-                        let made = try MatrixWorker(settings: settings)
-                        record(made.started)
-                        worker = made
+                        do throws(LabError) {
+                            let made = try MatrixWorker(settings: settings)
+                            record(made.started)
+                            worker = made
+                            setupFailures = 0
+                        } catch {
+                            setupFailures += 1
+                            setupProblem = error.description
+                            throw error
+                        }
                     }
                     let port: UInt16
                     do throws(SystemError) {
-                        port = settings.topology.kind == .netns ? portBase + UInt16(index % 20_000) : try Topology.freeHostPort(for: matrixCase.transport)
+                        port = settings.topology.kind == .netns ? portBase &+ UInt16(index % 20_000) &* portStride : try Topology.freeHostPort(for: matrixCase.transport)
                     } catch {
                         throw .setup("no free port: \(error)")
                     }
                     outcome = try worker!.run(matrixCase, port: port)
+                    if !worker!.healthy {
+                        worker?.kill()
+                        worker = nil
+                    }
                 } catch {
                     outcome.error = error.description
                     // A worker that failed is in an unknown state: the next case gets a new one.

@@ -125,7 +125,7 @@ public enum MarkdownReport {
         if found.isEmpty {
             lines.append("In this run, every scenario in which the victim lost traffic had the victim set SO_REUSEADDR or SO_REUSEPORT.")
         } else {
-            lines.append("In these scenarios the victim set neither SO_REUSEADDR nor SO_REUSEPORT and still lost traffic. Avoiding a flag does not help here; binding every address the service answers on does.")
+            lines.append("In these scenarios the victim set neither SO_REUSEADDR nor SO_REUSEPORT, and an attacker still received clients of its port: clients of the name `localhost`, or clients of the address family the victim left unbound. Leaving the reuse flags out does not protect such a service; binding every address its clients use, on both families, does.")
             lines.append("")
             for scenario in found {
                 let victims = scenario.sockets.filter { $0.role == .victim }.map { "`\(displayAddress($0))` \(optionList($0))" }.joined(separator: ", ")

@@ -129,6 +129,21 @@ struct RunnerTests {
         for process in runner.startedProcesses { #expect(TestLab.isGone(process), "\(process) is still there") }
     }
 
+    @Test("An identity is confirmed only with the started pid and the agent's own report of that client")
+    func identityConfirmation() throws {
+        let agent = try AgentClient(executable: TestLab.agentExecutable, id: "victim", timeout: 5)
+        defer { agent.kill() }
+        try agent.awaitReady()
+        // The agent has served nobody: even its true pid is not enough.
+        let honest = ProbeConnection(local: "127.0.0.1:40000", identity: "victim \(agent.pid) 0")
+        #expect(throws: LabError.self) { try agent.confirm(honest, in: "local") }
+        let forged = ProbeConnection(local: "127.0.0.1:40000", identity: "victim \(agent.pid + 1) 0")
+        let error = #expect(throws: LabError.self) { try agent.confirm(forged, in: "local") }
+        #expect(error?.description.contains("whose agent is pid \(agent.pid)") == true)
+        let renamed = ProbeConnection(local: "127.0.0.1:40000", identity: "attacker \(agent.pid) 0")
+        #expect(throws: LabError.self) { try agent.confirm(renamed, in: "local") }
+    }
+
     @Test("A close step closes the listener: later connections are refused")
     func closeStep() throws {
         let text = """

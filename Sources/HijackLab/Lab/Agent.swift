@@ -120,7 +120,7 @@ public final class Agent {
         switch command.op {
         case .bind: emit(bind(command))
         case .listen: emit(listen())
-        case .serve: emit(serve(command))
+        case .serve: emit(serve())
         case .close: emit(AgentMessage(ok: true, calls: closeAll(waiting: command.timeoutMilliseconds)))
         case .exit:
             emit(AgentMessage(ok: true, calls: closeAll(waiting: command.timeoutMilliseconds)))
@@ -134,9 +134,9 @@ public final class Agent {
                 if transport == .tcp {
                     let listening = listen()
                     reply.calls = (reply.calls ?? []) + (listening.calls ?? [])
-                    if listening.calls?.last?.result == "ok" { _ = serve(command) }
+                    if listening.calls?.last?.result == "ok" { _ = serve() }
                 } else {
-                    _ = serve(command)
+                    _ = serve()
                 }
             }
             emit(reply)
@@ -202,7 +202,7 @@ public final class Agent {
         }
     }
 
-    private func serve(_ command: AgentCommand) -> AgentMessage {
+    private func serve() -> AgentMessage {
         guard let socket else { return AgentMessage(ok: false, error: "serve before a socket exists") }
         // Non-blocking, so one readiness report lets us drain every queued connection.
         _ = fcntl(socket.fd, F_SETFL, fcntl(socket.fd, F_GETFL) | O_NONBLOCK)

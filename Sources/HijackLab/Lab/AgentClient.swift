@@ -34,7 +34,7 @@ final class AgentClient {
     let identity: ProcessIdentity
     private(set) var uid: UInt32?
     /// Peers of the connections it accepted, or datagrams it answered, as it reported them.
-    private(set) var acceptedPeers: [String] = []
+    private var acceptedPeers: [String] = []
     private let encoder = JSONEncoder()
     private let decoder = JSONDecoder()
 
@@ -100,11 +100,23 @@ final class AgentClient {
         }
     }
 
-    /// The peers reported since the last call, and forgets them: a long-lived matrix agent
-    /// would otherwise collect every connection of every case.
-    func takeAcceptedPeers() -> [String] {
-        defer { acceptedPeers.removeAll(keepingCapacity: true) }
-        return acceptedPeers
+    /// Checks that this agent wrote the identity a client read on `connection`: the pid is the
+    /// one the runner started, and the agent itself reported serving that very client. Call it
+    /// after a `sync`, which brings in every report written before the identity.
+    func confirm(_ connection: ProbeConnection, in probe: String) throws(LabError) {
+        let parts = (connection.identity ?? "").split(separator: " ")
+        guard parts.count == 3, parts[0] == id, Int32(parts[1]) == pid else {
+            throw .identityMismatch("probe \(probe) read \"\(connection.identity ?? "")\" for \(id), whose agent is pid \(pid)")
+        }
+        guard let local = connection.local, acceptedPeers.contains(where: { SocketAddress.samePeer(server: $0, client: local) }) else {
+            throw .identityMismatch("\(id) did not report serving the client \(connection.local ?? "?") of probe \(probe)")
+        }
+    }
+
+    /// Forgets the reports so far: a long-lived matrix agent would otherwise keep every
+    /// connection of every case.
+    func forgetAcceptedPeers() {
+        acceptedPeers.removeAll(keepingCapacity: true)
     }
 
     /// Lets the agent exit on its own (stdin closed), killing it at the deadline.

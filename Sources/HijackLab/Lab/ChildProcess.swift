@@ -23,8 +23,6 @@ public final class ChildRegistry: @unchecked Sendable {
     /// Called only while the child is still unreaped, so its pid cannot have been reused.
     func remove(_ pid: pid_t) { locked { groups.remove(pid) } }
 
-    public var live: Set<pid_t> { locked { groups } }
-
     /// SIGKILL to every child's process group (each child leads its own), and from now on
     /// to any child started later. The kills happen under the lock, so no group is removed,
     /// reaped and reused in between.

@@ -104,9 +104,11 @@ public final class Runner {
             return outcome
         }
         var agents: [String: AgentClient] = [:]
+        // Agents that exited mid-scenario (a restart): their reports still vouch for identities.
+        var ended: [String: AgentClient] = [:]
         defer { agents.values.forEach { $0.kill() } }
         do throws(LabError) {
-            try carryOut(scenario, into: &outcome, agents: &agents)
+            let seen = try carryOut(scenario, into: &outcome, agents: &agents, ended: &ended)
             // Each agent has written its acceptances before its identity reached a client,
             // so one `sync` per agent brings them all into the runner.
             for agent in agents.values { _ = try agent.request(AgentCommand(op: .sync)) }
@@ -114,7 +116,13 @@ public final class Runner {
                 // The host client lives in the lab host, so it reads the scenario's own sockets.
                 outcome.audit = try network?.hostClient.request(AgentCommand(op: .audit, port: outcome.port)).audit
             }
-            try checkIdentities(outcome.probes, connectionsSeen: probeConnections, agents: agents, ended: endedAgents)
+            for (probe, connection) in seen where connection.identity != nil {
+                let id = String(connection.identity!.split(separator: " ").first ?? "")
+                guard let agent = agents[id] ?? ended[id] else {
+                    throw LabError.identityMismatch("probe \(probe) read \"\(connection.identity!)\", which names no socket of this scenario")
+                }
+                try agent.confirm(connection, in: probe)
+            }
             for agent in agents.values { agent.finish() }
         } catch {
             outcome.status = .error
@@ -149,13 +157,10 @@ public final class Runner {
         return nil
     }
 
-    // Per-scenario state used while the steps run.
-    private var probeConnections: [String: [ProbeConnection]] = [:]
-    private var endedAgents: [String: AgentClient] = [:]
-
-    private func carryOut(_ scenario: Scenario, into outcome: inout ScenarioOutcome, agents: inout [String: AgentClient]) throws(LabError) {
-        probeConnections = [:]
-        endedAgents = [:]
+    /// Carries out the steps; returns every connection the probes made, by probe id.
+    private func carryOut(_ scenario: Scenario, into outcome: inout ScenarioOutcome, agents: inout [String: AgentClient],
+                          ended: inout [String: AgentClient]) throws(LabError) -> [(probe: String, connection: ProbeConnection)] {
+        var seen: [(probe: String, connection: ProbeConnection)] = []
         try prepare()
         let placement = network!.placement
         let port: UInt16
@@ -214,7 +219,7 @@ public final class Runner {
             case .probe(let id):
                 let index = outcome.probes.firstIndex { $0.id == id }!
                 let (connections, resolved) = try probe(outcome.probes[index], transport: scenario.transport)
-                probeConnections[id] = connections
+                seen += connections.map { (id, $0) }
                 outcome.probes[index].ran = true
                 outcome.probes[index].resolved = resolved
                 for connection in connections {
@@ -239,10 +244,11 @@ public final class Runner {
                     // Wait for the process to be gone: a restart must not race the old server's exit.
                     agent.finish()
                     agents[id] = nil
-                    endedAgents[id] = agent
+                    ended[id] = agent
                 }
             }
         }
+        return seen
     }
 
     private func probe(_ probe: ProbeOutcome, transport: Transport) throws(LabError) -> (connections: [ProbeConnection], resolved: [String]?) {
@@ -262,24 +268,4 @@ public final class Runner {
         }
     }
 
-    /// Each identity a client read must name an agent that reported accepting that very
-    /// client connection, from the pid the runner started.
-    private func checkIdentities(_ probes: [ProbeOutcome], connectionsSeen: [String: [ProbeConnection]], agents: [String: AgentClient],
-                                 ended: [String: AgentClient]) throws(LabError) {
-        for probe in probes {
-            for connection in connectionsSeen[probe.id] ?? [] {
-                guard let identity = connection.identity else { continue }
-                let parts = identity.split(separator: " ").map(String.init)
-                guard parts.count == 3, let agent = agents[parts[0]] ?? ended[parts[0]] else {
-                    throw .identityMismatch("probe \(probe.id) read \"\(identity)\", which names no socket of this scenario")
-                }
-                guard Int32(parts[1]) == agent.pid else {
-                    throw .identityMismatch("probe \(probe.id) read pid \(parts[1]) for \(agent.id), whose agent is pid \(agent.pid)")
-                }
-                guard let local = connection.local, agent.acceptedPeers.contains(where: { SocketAddress.samePeer(server: $0, client: local) }) else {
-                    throw .identityMismatch("\(agent.id) did not report accepting the connection from \(connection.local ?? "?")")
-                }
-            }
-        }
-    }
 }

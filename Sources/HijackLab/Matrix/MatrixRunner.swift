@@ -119,8 +119,10 @@ final class MatrixWorker {
         // Cross-check identities with the agents' own acceptance reports, before the close.
         _ = try first.request(AgentCommand(op: .sync))
         _ = try second?.request(AgentCommand(op: .sync))
-        let firstPeers = Set(first.takeAcceptedPeers().compactMap { SocketAddress(endpoint: $0)?.unmapped.description })
-        let secondPeers = Set((second?.takeAcceptedPeers() ?? []).compactMap { SocketAddress(endpoint: $0)?.unmapped.description })
+        defer {
+            first.forgetAcceptedPeers()
+            second?.forgetAcceptedPeers()
+        }
         for destination in destinations {
             var delivery = MatrixDelivery(destination: destination.label, sent: 0, first: 0, second: 0, nobody: 0, lost: 0)
             for (label, connection) in connections where label == destination.label {
@@ -133,14 +135,14 @@ final class MatrixWorker {
                     delivery.nobody += 1
                     continue
                 }
-                let parts = identity.split(separator: " ")
-                let local = connection.local.flatMap { SocketAddress(endpoint: $0)?.unmapped.description } ?? "?"
-                if parts.first == "first", parts.count == 3, Int32(parts[1]) == first.pid, firstPeers.contains(local) {
+                if identity.hasPrefix("first ") {
+                    try first.confirm(connection, in: destination.label)
                     delivery.first += 1
-                } else if parts.first == "second", parts.count == 3, let second, Int32(parts[1]) == second.pid, secondPeers.contains(local) {
+                } else if let second, identity.hasPrefix("second ") {
+                    try second.confirm(connection, in: destination.label)
                     delivery.second += 1
                 } else {
-                    throw .identityMismatch("a client read \"\(identity)\" from \(local), which no agent of this case reported accepting")
+                    throw .identityMismatch("a client of \(destination.label) read \"\(identity)\", which names no socket of this case")
                 }
             }
             outcome.deliveries.append(delivery)

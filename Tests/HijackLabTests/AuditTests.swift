@@ -166,6 +166,20 @@ struct AuditTests {
         #expect(Audit.findings(mixed)[0].explanation.contains("different uids (1000, 65534)"))
     }
 
+    @Test("The table's order does not depend on inodes, which change every run")
+    func stableOrder() {
+        func table(_ victimInode: UInt64, _ attackerInode: UInt64) -> String {
+            var bound = Self.socket("0.0.0.0", pid: 2, inode: attackerInode)
+            bound.device = "lo"
+            let sockets = [Self.socket("0.0.0.0", pid: 1, inode: victimInode), bound,
+                           Self.socket("0.0.0.0", port: 9, pid: 3, inode: victimInode + 7), Self.socket("0.0.0.0", port: 9, pid: 4, inode: attackerInode + 7)]
+            let report = AuditReport(namespace: "", sockets: sockets, findings: Audit.findings(sockets, context: .init(ipv6: false)), ownersComplete: true, skippedRows: 0)
+            return AuditText.render(report, name: { "agent\($0.pid)" })
+        }
+        #expect(table(10, 20) == table(20, 10))
+        #expect(table(10, 20).contains("agent1"))
+    }
+
     @Test("The exit status is 1 only for interception or shadowing")
     func exitStatus() {
         func status(_ sockets: [AuditSocket]) -> Int32 {

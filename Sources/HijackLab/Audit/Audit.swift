@@ -38,6 +38,13 @@ public struct AuditSocket: Codable, Sendable, Equatable {
     /// Whether a [::] socket also takes IPv4: dual-stack unless sock_diag says IPV6_V6ONLY.
     var takesIPv4: Bool { isWildcard4 || (isWildcard6 && v6only != true) }
 
+    /// The audit's one order: by port and address, an unbound socket before a device-bound
+    /// one, then by uid; the inode, which changes every run, decides only what nothing else does.
+    static func inOrder(_ lhs: AuditSocket, _ rhs: AuditSocket) -> Bool {
+        (lhs.transport.rawValue, lhs.port, lhs.address, lhs.device ?? "", lhs.uid, lhs.inode)
+            < (rhs.transport.rawValue, rhs.port, rhs.address, rhs.device ?? "", rhs.uid, rhs.inode)
+    }
+
     var endpoint: String { isIPv6 ? "[\(address)]:\(port)" : "\(address):\(port)" }
     var label: String { endpoint + (device.map { "%\($0)" } ?? "") + (v6only == true ? " (v6only)" : "") }
     var ownerText: String { owners.isEmpty ? "?" : owners.map { "\($0.pid)/\($0.command)" }.joined(separator: ",") }
@@ -183,7 +190,7 @@ public enum Audit {
         var findings: [AuditFinding] = []
         let groups = Dictionary(grouping: sockets) { "\($0.transport.rawValue)/\($0.port)" }
         for key in groups.keys.sorted() {
-            let all = groups[key]!.sorted { ($0.address, $0.inode) < ($1.address, $1.inode) }
+            let all = groups[key]!.sorted(by: AuditSocket.inOrder)
             let group = all.filter { $0.remote == nil }
             let transport = all[0].transport
             let port = all[0].port
@@ -243,7 +250,9 @@ public enum Audit {
     static func sharing(_ members: [AuditSocket], address: String, transport: Transport, port: UInt16, context: Context) -> AuditFinding {
         let uids = Set(members.map(\.uid))
         let endpoint = members[0].endpoint
-        let who = members.map(\.who).joined(separator: "; ")
+        // The table names each member's process; here the owners, in an order no run changes.
+        let who = "held by " + Dictionary(members.map { ($0.uid, $0.user) }, uniquingKeysWith: { first, _ in first })
+            .sorted { $0.key < $1.key }.map { "uid \($0.key) (\($0.value))" }.joined(separator: " and ")
         if transport == .udp && uids.count > 1 {
             // SO_REUSEPORT needs one uid, so different uids can only share through SO_REUSEADDR.
             return AuditFinding(kind: .interception, severity: .alarm, transport: transport, port: port, destinations: [address], inodes: members.map(\.inode),
@@ -300,7 +309,8 @@ public enum Audit {
         let who = privileged ? "a process with privileges (the port is below \(context.unprivilegedPortStart))" : "any local user"
         let severity: AuditFinding.Severity = privileged ? .info : .warning
         var findings: [AuditFinding] = []
-        if context.ipv6, !v6Held, let v4 = group.first(where: { ($0.isLocalhost4 || $0.isWildcard4) && !$0.isIPv6 }) {
+        // The service's own socket is the unbound one; a device-bound one answers one device only.
+        if context.ipv6, !v6Held, let v4 = group.first(where: { ($0.isLocalhost4 || $0.isWildcard4) && !$0.isIPv6 && $0.device == nil }) {
             findings.append(AuditFinding(kind: .exposure, severity: severity, transport: transport, port: port, destinations: ["::1"], inodes: [v4.inode],
                                          explanation: "\(v4.label) (\(v4.who)) has no IPv6 counterpart: ::1 on port \(port) is free, so \(who) could bind it and take the clients of \"localhost\", which try ::1 before 127.0.0.1."))
         }

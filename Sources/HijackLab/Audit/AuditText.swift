@@ -13,7 +13,17 @@ public enum AuditText {
         var byInode: [UInt64: [AuditFinding]] = [:]
         for finding in shown { for inode in finding.inodes { byInode[inode, default: []].append(finding) } }
         let socketByInode = Dictionary(report.sockets.map { ($0.inode, $0) }, uniquingKeysWith: { first, _ in first })
-        for socket in report.sockets.sorted(by: { ($0.transport.rawValue, $0.port, $0.address, $0.inode) < ($1.transport.rawValue, $1.port, $1.address, $1.inode) }) {
+        // Ties in the audit's order are broken by the owner's name as shown, not by the inode,
+        // so a table that names owners stably (the report's socket ids) reads the same every run.
+        var ownerNames: [UInt64: String] = [:]
+        for socket in report.sockets { ownerNames[socket.inode] = socket.owners.map(name).joined(separator: ",") }
+        let shownOwners = { (socket: AuditSocket) -> String in ownerNames[socket.inode] ?? "" }
+        let ordered = report.sockets.sorted { lhs, rhs in
+            let left = (lhs.transport.rawValue, lhs.port, lhs.address, lhs.device ?? "", lhs.uid)
+            let right = (rhs.transport.rawValue, rhs.port, rhs.address, rhs.device ?? "", rhs.uid)
+            return left != right ? AuditSocket.inOrder(lhs, rhs) : (shownOwners(lhs), lhs.inode) < (shownOwners(rhs), rhs.inode)
+        }
+        for socket in ordered {
             let involved = byInode[socket.inode] ?? []
             let finding = involved.isEmpty ? "-" : involved.map { role(of: socket, in: $0) }.joined(separator: ", ")
             let owners = socket.owners.isEmpty ? "?" : socket.owners.map(name).joined(separator: ",")

@@ -323,6 +323,9 @@ public enum CLI {
         }
         runner.shutdown()
 
+        // An interrupted run's last scenario "failed" only because its agents were killed:
+        // write no report about it; the signal handler is ending the process with 128+signal.
+        if let signal = ChildRegistry.shared.interruption { return 128 + signal }
         let report = LabReport(environment: .current(topology: topology), scenarios: outcomes, invalidFiles: invalid.map(LabReport.InvalidFile.init))
         let reportPath = options.report ?? (all ? "REPORT.md" : nil)
         if let reportPath {
@@ -419,6 +422,7 @@ public enum CLI {
         // Baselines use ports of their own, above the cases' ports.
         let alone = runner.run(baselines, portBase: 40_000)
         let elapsed = Double(Deadline.now().nanoseconds - started.nanoseconds) / 1e9
+        if let signal = ChildRegistry.shared.interruption { return 128 + signal }
         let result = MatrixResult(environment: .current(topology: topology), destinations: runner.destinationLabels, cases: outcomes, baselines: alone)
         guard write(MatrixReport.render(result), to: report, console: console) else { return 2 }
         console.out("wrote \(report) (\(result.takeovers.count) cases in which the second socket takes traffic from the first) in \(elapsed.formatted(.number.precision(.fractionLength(2)))) s")
@@ -511,7 +515,7 @@ enum InterruptGuard {
             signal(signalNumber, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
             source.setEventHandler {
-                ChildRegistry.shared.closeAndKillAll()
+                ChildRegistry.shared.closeAndKillAll(signal: signalNumber)
                 let message = "hijack-lab: interrupted by \(signalNumber == SIGINT ? "SIGINT" : "SIGTERM"); every agent was killed\n"
                 _ = message.withCString { write(2, $0, strlen($0)) }
                 // _exit: no atexit handlers or stdio flushing racing the main thread.

@@ -10,6 +10,7 @@ public final class ChildRegistry: @unchecked Sendable {
     private var groups: Set<pid_t> = []
     /// Set once the process is going down: a child started after that is killed at once.
     private var closed = false
+    private var signal: Int32?
 
     private init() { pthread_mutex_init(&lock, nil) }
 
@@ -20,15 +21,20 @@ public final class ChildRegistry: @unchecked Sendable {
         }
     }
 
+    /// The signal that is taking the process down, if one is. It is set before any child is
+    /// killed, so a thread that saw a child die because of it will find it here.
+    public var interruption: Int32? { locked { signal } }
+
     /// Called only while the child is still unreaped, so its pid cannot have been reused.
     func remove(_ pid: pid_t) { locked { groups.remove(pid) } }
 
     /// SIGKILL to every child's process group (each child leads its own), and from now on
     /// to any child started later. The kills happen under the lock, so no group is removed,
     /// reaped and reused in between.
-    public func closeAndKillAll() {
+    public func closeAndKillAll(signal received: Int32? = nil) {
         locked {
             closed = true
+            if signal == nil { signal = received }
             for group in groups { kill(-group, SIGKILL) }
         }
     }

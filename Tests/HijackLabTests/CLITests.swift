@@ -1,4 +1,6 @@
+import CHijackLab
 import Foundation
+import Glibc
 import Testing
 @testable import HijackLab
 
@@ -6,6 +8,14 @@ import Testing
 struct CLITests {
     func temporaryPath(_ name: String) -> String {
         FileManager.default.temporaryDirectory.appendingPathComponent("hijack-lab-\(UUID().uuidString)-\(name)").path
+    }
+
+    /// A fresh folder, removed with everything in it when `body` returns.
+    func withFolder<T>(_ body: (String) throws -> T) throws -> T {
+        let folder = temporaryPath("folder")
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        return try body(folder)
     }
 
     @Test("all with a malformed file: runs the others, lists the bad file in the report, exits 2")
@@ -18,8 +28,10 @@ struct CLITests {
                              console: captured.console, agentExecutable: TestLab.agentExecutable)
         #expect(status == 2)
         #expect(captured.err.contains("broken-one.json: field `sockets[1].options[0]`: expected one of \"SO_REUSEADDR\""))
-        #expect(captured.out.contains("good-one"))
-        #expect(captured.out.contains("as expected"))
+        #expect(captured.err.contains("good-one"))
+        #expect(captured.err.contains("as expected"))
+        #expect(captured.err.contains("1 ran: 1 as expected, 0 differ; 0 skipped; 1 file could not be read"))
+        #expect(captured.out.isEmpty, "stdout carries only data that was asked for")
         let text = try String(contentsOfFile: report, encoding: .utf8)
         #expect(text.contains("## Scenario files that could not be read"))
         #expect(text.contains("broken-one.json"))
@@ -33,55 +45,233 @@ struct CLITests {
         let status = CLI.run(["run", "wrong-expectation", "--scenarios", TestLab.fixtures + "/wrong"],
                              console: captured.console, agentExecutable: TestLab.agentExecutable)
         #expect(status == 1)
-        #expect(captured.out.contains("DIFFERS: "))
-        #expect(captured.out.contains("verdict expected hijacked, got blocked"))
-        #expect(captured.out.contains("differed from expectation or could not finish: wrong-expectation"))
+        #expect(captured.err.contains("DIFFERS: "))
+        #expect(captured.err.contains("verdict expected hijacked, got blocked"))
+        #expect(captured.err.contains("differed from expectation or could not finish: wrong-expectation"))
+        #expect(captured.err.contains("1 ran: 0 as expected, 1 differ; 0 skipped"))
     }
 
-    @Test("run exits 0 when every scenario matched")
-    func matchExitsZero() {
+    @Test("run exits 0 when every scenario matched, and writes no report unless asked")
+    func matchExitsZero() throws {
         let captured = TestLab.Captured()
+        let before = try String(contentsOfFile: TestLab.packageRoot.appendingPathComponent("REPORT.md").path, encoding: .utf8)
         let status = CLI.run(["run", "per-interface-fix", "--scenarios", TestLab.scenariosDirectory],
                              console: captured.console, agentExecutable: TestLab.agentExecutable)
-        #expect(status == 0, "\(captured.out)\(captured.err)")
-        #expect(captured.out.contains("per-interface-fix"))
-        #expect(captured.out.contains("blocked"))
+        #expect(status == 0, "\(captured.err)")
+        #expect(captured.err.contains("per-interface-fix"))
+        #expect(captured.err.contains("blocked"))
+        #expect(!captured.err.contains("wrote "))
+        #expect(try String(contentsOfFile: TestLab.packageRoot.appendingPathComponent("REPORT.md").path, encoding: .utf8) == before)
     }
 
     @Test("Usage errors exit 2 with a message", arguments: [
         (["frobnicate"], "unknown command"),
+        (["lst"], "did you mean list?"),
+        (["help", "matrx"], "did you mean matrix?"),
         (["run"], "run needs at least one scenario name"),
         (["run", "no-such-scenario"], "no scenario \"no-such-scenario\""),
+        (["run", "per-interface-fx"], "did you mean per-interface-fix?"),
+        (["show", "per-interface-fx"], "did you mean per-interface-fix?"),
         (["all", "--timeout", "soon"], "--timeout expects seconds"),
+        (["all", "--timeout", "0x10"], "--timeout expects seconds, a decimal number"),
+        (["all", "--timeout", "1e1"], "--timeout expects seconds, a decimal number"),
+        (["all", "--deadline", "0"], "--deadline expects seconds"),
         (["all", "--bogus"], "unknown option --bogus"),
+        (["all", "--verbos"], "did you mean --verbose?"),
+        (["all", "--json"], "--json needs a value"),
+        (["all", "--json", "a", "--json", "b"], "--json is given twice"),
+        (["all", "--json", "-", "--report", "-"], "--report and --json both name stdout"),
+        (["all", "--topology", "netnss"], "did you mean netns?"),
+        (["audit", "--port", "0x50"], "--port expects a whole number from 1 to 65535"),
+        (["audit", "--min-severity", "alarms"], "did you mean alarm?"),
+        (["matrix", "--workers", "0"], "--workers expects a whole number from 1 to 16"),
         (["show"], "show takes exactly one scenario name"),
+        (["check"], "check needs at least one scenario file"),
         ([], "USAGE"),
     ])
     func usageErrors(arguments: [String], message: String) {
         let captured = TestLab.Captured()
-        let status = CLI.run(arguments + (arguments.first == "run" ? ["--scenarios", TestLab.scenariosDirectory] : []),
-                             console: captured.console, agentExecutable: TestLab.agentExecutable)
+        // A bad command line must be refused before any agent starts: this agent does not exist.
+        let status = CLI.run(arguments + (["run", "show"].contains(arguments.first) ? ["--scenarios", TestLab.scenariosDirectory] : []),
+                             console: captured.console, agentExecutable: "/nonexistent/agent")
         #expect(status == 2)
         #expect(captured.err.contains(message), "\(captured.err)")
+        #expect(captured.out.isEmpty)
     }
 
-    @Test("list and show explain the catalog")
-    func listAndShow() {
+    @Test("A bad output path is exit 2 before any agent starts", arguments: [
+        ("/nonexistent-folder/REPORT.md", "the folder /nonexistent-folder does not exist"),
+        ("/", "is a folder"),
+        ("/proc/version", "cannot create a file in /proc"),
+    ])
+    func badOutputPath(path: String, message: String) {
+        let captured = TestLab.Captured()
+        let status = CLI.run(["run", "per-interface-fix", "--scenarios", TestLab.scenariosDirectory, "--json", path],
+                             console: captured.console, agentExecutable: "/nonexistent/agent")
+        #expect(status == 2)
+        #expect(captured.err.contains(message), "\(captured.err)")
+        #expect(!captured.err.contains("could not start agent"))
+    }
+
+    @Test("A write that fails late: the other output is still written, and the status and message name the failure")
+    func failedWriteKeepsTheOthers() throws {
+        try withFolder { folder in
+            let captured = TestLab.Captured()
+            let json = folder + "/out.json"
+            let status = CLI.run(["run", "per-interface-fix", "--scenarios", TestLab.scenariosDirectory, "--report", "/dev/full", "--json", json],
+                                 console: captured.console, agentExecutable: TestLab.agentExecutable)
+            #expect(status == 2)
+            #expect(captured.err.contains("cannot write /dev/full (--report): write: ENOSPC"), "\(captured.err)")
+            let report = try JSONDecoder().decode(LabReport.self, from: Data(contentsOf: URL(fileURLWithPath: json)))
+            #expect(report.scenarios.map(\.name) == ["per-interface-fix"])
+            // Written by rename: nothing but the output itself is left in the folder.
+            #expect(try FileManager.default.contentsOfDirectory(atPath: folder) == ["out.json"])
+        }
+    }
+
+    @Test("--json - writes the JSON, and only the JSON, to stdout")
+    func jsonToStdout() throws {
+        let captured = TestLab.Captured()
+        let status = CLI.run(["run", "per-interface-fix", "--scenarios", TestLab.scenariosDirectory, "--json", "-"],
+                             console: captured.console, agentExecutable: TestLab.agentExecutable)
+        #expect(status == 0)
+        let report = try JSONDecoder().decode(LabReport.self, from: Data(captured.out.utf8))
+        #expect(report.scenarios.first?.name == "per-interface-fix")
+        #expect(captured.err.contains("1 ran: 1 as expected"))
+        #expect(!FileManager.default.fileExists(atPath: "-"))
+    }
+
+    @Test("Output to a closed pipe (| head -1, >&-): the run finishes and writes complete files")
+    func closedOutput() throws {
+        try withFolder { folder in
+            let report = folder + "/REPORT.md"
+            let json = folder + "/out.json"
+            // stdout and stderr both go into a pipe whose reader is already gone, as after `| head -1`.
+            let status = try Self.runWithClosedOutput(["run", "per-interface-fix", "wildcard-then-loopback-reuseport",
+                                                        "--scenarios", TestLab.scenariosDirectory, "--report", report, "--json", json])
+            #expect(status == 0, "exit status \(status)")
+            let decoded = try JSONDecoder().decode(LabReport.self, from: Data(contentsOf: URL(fileURLWithPath: json)))
+            #expect(decoded.scenarios.map(\.name) == ["per-interface-fix", "wildcard-then-loopback-reuseport"])
+            let text = try String(contentsOfFile: report, encoding: .utf8)
+            #expect(text.contains("## wildcard-then-loopback-reuseport"))
+        }
+    }
+
+    /// Starts the real binary with fds 1 and 2 on a pipe whose read end is closed, and returns
+    /// its exit code; a bounded wait on a pidfd, never a blocking waitpid.
+    static func runWithClosedOutput(_ arguments: [String]) throws -> Int32 {
+        var fds: [Int32] = [-1, -1]
+        try #require(hl_pipe_cloexec(&fds) == 0)
+        Glibc.close(fds[0])
+        defer { Glibc.close(fds[1]) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
+        let argv = ([TestLab.agentExecutable] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        try #require(posix_spawn(&pid, TestLab.agentExecutable, &actions, nil, argv, environ) == 0)
+        let handle = hl_pidfd_open(pid)
+        defer { if handle >= 0 { Glibc.close(handle) } }
+        let ended = handle >= 0 && (try? waitFor(handle, events: Int16(POLLIN), until: .after(seconds: 60))) == true
+        if !ended { kill(pid, SIGKILL) }
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        try #require(ended, "the run did not end within 60 s")
+        return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    }
+
+    @Test("A filtered matrix does not replace MATRIX.md unless --report names it")
+    func filteredMatrixKeepsMatrixFile() throws {
+        let matrixPath = TestLab.packageRoot.appendingPathComponent("MATRIX.md").path
+        let before = try String(contentsOfFile: matrixPath, encoding: .utf8)
+        let captured = TestLab.Captured()
+        let status = CLI.run(["matrix", "--transport", "tcp", "--addresses", "127.0.0.1", "--options", "none", "--users", "same", "--topology", "loopback"],
+                             console: captured.console, agentExecutable: TestLab.agentExecutable)
+        #expect(status == 0, "\(captured.err)")
+        #expect(captured.err.contains("a filtered matrix writes no MATRIX.md"))
+        #expect(try String(contentsOfFile: matrixPath, encoding: .utf8) == before)
+    }
+
+    @Test("list and show explain the catalog; check validates without running")
+    func listShowCheck() throws {
+        let files = try FileManager.default.contentsOfDirectory(atPath: TestLab.scenariosDirectory).filter { $0.hasSuffix(".json") }
         let listed = TestLab.Captured()
         #expect(CLI.run(["list", "--scenarios", TestLab.scenariosDirectory], console: listed.console) == 0)
-        #expect(listed.out.split(separator: "\n").count == 29)
+        #expect(listed.out.split(separator: "\n").count == files.count)
         let shown = TestLab.Captured()
         #expect(CLI.run(["show", "wildcard-then-loopback-reuseport", "--scenarios", TestLab.scenariosDirectory], console: shown.console) == 0)
         #expect(shown.out.contains("attacker (attacker) binds loopback4 = 127.0.0.1 with setsockopt(SO_REUSEPORT, 1)"))
         #expect(shown.out.contains("Expected on Linux: hijacked"))
+        let checked = TestLab.Captured()
+        #expect(CLI.run(["check", TestLab.scenariosDirectory], console: checked.console, agentExecutable: "/nonexistent/agent") == 0)
+        #expect(checked.out.split(separator: "\n").count == files.count)
+        let mixed = TestLab.Captured()
+        #expect(CLI.run(["check", TestLab.fixtures + "/mixed/good-one.json", TestLab.fixtures + "/mixed/broken-one.json"],
+                        console: mixed.console, agentExecutable: "/nonexistent/agent") == 2)
+        #expect(mixed.out.contains("good-one"))
+        #expect(mixed.err.contains("broken-one.json: field `sockets[1].options[0]`"))
     }
 
-    @Test("help teaches the commands and the exit codes")
-    func help() {
+    @Test("list shows a title with control characters escaped")
+    func listEscapesTitles() throws {
+        try withFolder { folder in
+            let source = try String(contentsOfFile: TestLab.fixtures + "/mixed/good-one.json", encoding: .utf8)
+            let hostile = source.replacingOccurrences(of: "\"title\": \"", with: "\"title\": \"\\u001b[2J\\u001b[31mX\\nforged line ")
+            try hostile.write(toFile: folder + "/good-one.json", atomically: true, encoding: .utf8)
+            let listed = TestLab.Captured()
+            #expect(CLI.run(["list", "--scenarios", folder], console: listed.console) == 0)
+            #expect(!listed.out.utf8.contains(0x1b))
+            #expect(listed.out.contains("\\x1b[2J"))
+            #expect(listed.out.split(separator: "\n").count == 1)
+        }
+    }
+
+    @Test("--version, and help for one command only")
+    func versionAndHelp() {
+        let version = TestLab.Captured()
+        #expect(CLI.run(["--version"], console: version.console) == 0)
+        #expect(version.out == "hijack-lab \(CLI.version)\n")
+        for arguments in [["audit", "--help"], ["help", "audit"], ["audit", "-h"]] {
+            let captured = TestLab.Captured()
+            #expect(CLI.run(arguments, console: captured.console) == 0)
+            #expect(captured.out.hasPrefix("hijack-lab audit: "))
+            #expect(captured.out.contains("--min-severity LEVEL"))
+            #expect(!captured.out.contains("--workers"), "audit's help shows only audit")
+        }
+        let matrix = TestLab.Captured()
+        #expect(CLI.run(["matrix", "-h"], console: matrix.console) == 0)
+        #expect(matrix.out.contains("--workers N") && !matrix.out.contains("--min-severity"))
+    }
+
+    @Test("help teaches the commands and the exit codes, and the README agrees")
+    func help() throws {
         let captured = TestLab.Captured()
         #expect(CLI.run(["--help"], console: captured.console) == 0)
-        for word in ["all", "run NAME", "list", "show NAME", "--json FILE", "--report FILE", "EXIT STATUS"] {
+        for word in ["all", "run", "list", "show", "check", "audit", "matrix", "help COMMAND", "--version", "EXIT STATUS"] {
             #expect(captured.out.contains(word), "help lacks \(word)")
         }
+        let readme = try String(contentsOfFile: TestLab.packageRoot.appendingPathComponent("README.md").path, encoding: .utf8)
+        for status in [ExitStatus.success, .differs, .usage, .interrupted(signal: SIGINT), .interrupted(signal: SIGTERM)] {
+            #expect(captured.out.contains("  \(status.code)  ") || captured.out.contains(", \(status.code) by"), "help lacks exit status \(status.code)")
+            #expect(readme.contains("| \(status.code) |"), "README lacks exit status \(status.code)")
+        }
+    }
+
+    @Test("Arguments: --name=value, --, and decimal-only numbers")
+    func argumentReader() throws {
+        let options = [OptionSpec("--json", "FILE", ""), OptionSpec("--timeout", "SECONDS", ""), OptionSpec("--verbose", nil, "")]
+        let parsed = try Arguments(["--json=out.json", "--verbose", "--", "-name"], command: "test", options: options)
+        #expect(parsed.value("--json") == "out.json")
+        #expect(parsed.flag("--verbose"))
+        #expect(parsed.operands == ["-name"])
+        for text in ["0x10", "1e3", "inf", "nan", "-1", ".5", "5.", "1_000", " 5"] {
+            #expect(Arguments.decimal(text) == nil, "\(text)")
+        }
+        #expect(Arguments.decimal("0.25") == 0.25)
+        #expect(Suggestion.closest(to: "lsit", among: ["list", "show"]) == "list")
+        #expect(Suggestion.closest(to: "zzzz", among: ["list", "show"]) == nil)
     }
 }

@@ -36,7 +36,7 @@ struct MatrixModelTests {
         #expect(captured.err.contains("--addresses: \"1.2.3.4\" is not one of 0.0.0.0, 127.0.0.1, [::], [::]v6only, ::1, ::ffff:127.0.0.1, lab-interface"))
         let workers = TestLab.Captured()
         #expect(CLI.run(["matrix", "--workers", "0"], console: workers.console, agentExecutable: TestLab.agentExecutable) == 2)
-        #expect(workers.err.contains("--workers expects 1 to 16"))
+        #expect(workers.err.contains("--workers expects a whole number from 1 to 16"))
     }
 
     static func outcome(_ first: String, _ second: String, cell letters: String, secondBind: String = "ok") -> MatrixCaseOutcome {

@@ -89,8 +89,14 @@ struct NetworkTests {
           arguments: [SIGINT, SIGTERM])
     func interruptedRun(signal: Int32) throws {
         let linksBefore = Self.rootNamespaceLinks()
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("hijack-lab-interrupted-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        // Progress goes to stderr, which this pipe carries too.
         let run = try ChildProcess(executable: TestLab.agentExecutable,
-                                   arguments: ["run", "slow-probe", "--scenarios", TestLab.fixtures + "/slow", "--verbose", "--topology", "netns"])
+                                   arguments: ["run", "slow-probe", "--scenarios", TestLab.fixtures + "/slow", "--verbose", "--topology", "netns",
+                                               "--report", folder + "/REPORT.md", "--json", folder + "/out.json"],
+                                   mergeStandardError: true)
         defer { run.killAndReap() }
         // Wait until the run is inside the scenario: its sockets are up and the probe has begun.
         let deadline = Deadline.after(seconds: 10)
@@ -121,6 +127,8 @@ struct NetworkTests {
         }
         for namespace in namespaces { #expect(Self.processes(in: namespace).isEmpty, "\(namespace) still has processes") }
         #expect(Self.rootNamespaceLinks() == linksBefore)
+        // Nothing is published about an interrupted run: no report, no JSON, no temp file.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder).isEmpty)
     }
 
     @Test("Run as uid 65534, the loopback fallback runs what it can and gives a reason for each skip",
@@ -133,7 +141,7 @@ struct NetworkTests {
         let json = directory + "/out.json"
         let run = try ChildProcess(executable: "/usr/bin/setpriv", arguments: [
             "--reuid=65534", "--regid=65534", "--clear-groups", TestLab.agentExecutable,
-            "all", "--scenarios", TestLab.scenariosDirectory, "--report", "/dev/null", "--json", json])
+            "all", "--scenarios", TestLab.scenariosDirectory, "--report", "/dev/null", "--json", json], mergeStandardError: true)
         let output = run.readAll(until: .after(seconds: 60)) ?? ""
         let status = run.finish(until: .after(seconds: 5))
         #expect(status == 0, "\(output)")

@@ -1,6 +1,8 @@
 #ifndef CHIJACKLAB_H
 #define CHIJACKLAB_H
 
+#include "hl_interrupt.h"
+
 /// The symbolic name of an errno value ("EADDRINUSE"), or NULL when glibc has none.
 const char *hl_errno_name(int code);
 

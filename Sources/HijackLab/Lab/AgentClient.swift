@@ -9,6 +9,8 @@ public enum LabError: Error, Sendable, CustomStringConvertible {
     case agentRefused(agent: String, command: String, reason: String)
     case identityMismatch(String)
     case setup(String)
+    /// The whole scenario ran past its deadline (`--deadline`).
+    case deadline(seconds: Double)
 
     public var description: String {
         switch self {
@@ -19,6 +21,8 @@ public enum LabError: Error, Sendable, CustomStringConvertible {
         case .agentRefused(let agent, let command, let reason): "agent \(agent) refused \(command): \(reason)"
         case .identityMismatch(let detail): "identity check failed: \(detail)"
         case .setup(let detail): detail
+        case .deadline(let seconds):
+            "the scenario ran past its deadline of \(seconds.formatted(.number.precision(.fractionLength(0...3)))) s (--deadline); its agents were killed"
         }
     }
 }
@@ -51,8 +55,8 @@ final class AgentClient {
         identity = ProcessIdentity(of: process.pid)
     }
 
-    func awaitReady() throws(LabError) {
-        let ready = try nextMessage(waitingFor: "its start-up", seconds: timeout, acceptEvents: true)
+    func awaitReady(timeout override: Double? = nil) throws(LabError) {
+        let ready = try nextMessage(waitingFor: "its start-up", seconds: override ?? timeout, acceptEvents: true)
         guard ready.event == "ready" else { throw .agentRefused(agent: id, command: "start", reason: "its first line was not \"ready\"") }
         if ready.ok == false { throw .agentRefused(agent: id, command: "start", reason: ready.error ?? "no reason given") }
         if let reported = ready.pid, reported != pid {

@@ -2,51 +2,6 @@ import CHijackLab
 import Foundation
 import Glibc
 
-/// Every child the lab has started and not yet reaped, so that a signal or a failure
-/// anywhere can still kill them all. The lock keeps it safe from the signal queue.
-public final class ChildRegistry: @unchecked Sendable {
-    public static let shared = ChildRegistry()
-    private var lock = pthread_mutex_t()
-    private var groups: Set<pid_t> = []
-    /// Set once the process is going down: a child started after that is killed at once.
-    private var closed = false
-    private var signal: Int32?
-
-    private init() { pthread_mutex_init(&lock, nil) }
-
-    func add(_ pid: pid_t) {
-        locked {
-            groups.insert(pid)
-            if closed { kill(-pid, SIGKILL) }
-        }
-    }
-
-    /// The signal that is taking the process down, if one is. It is set before any child is
-    /// killed, so a thread that saw a child die because of it will find it here.
-    public var interruption: Int32? { locked { signal } }
-
-    /// Called only while the child is still unreaped, so its pid cannot have been reused.
-    func remove(_ pid: pid_t) { locked { groups.remove(pid) } }
-
-    /// SIGKILL to every child's process group (each child leads its own), and from now on
-    /// to any child started later. The kills happen under the lock, so no group is removed,
-    /// reaped and reused in between.
-    public func closeAndKillAll(signal received: Int32? = nil) {
-        locked {
-            closed = true
-            if signal == nil { signal = received }
-            for group in groups { kill(-group, SIGKILL) }
-        }
-    }
-
-    @discardableResult
-    private func locked<T>(_ body: () -> T) -> T {
-        pthread_mutex_lock(&lock)
-        defer { pthread_mutex_unlock(&lock) }
-        return body()
-    }
-}
-
 /// A child process with a pipe to its stdin and one from its stdout, read line by line
 /// with deadlines. Its stderr is the runner's, so a crash message reaches the user.
 final class ChildProcess {

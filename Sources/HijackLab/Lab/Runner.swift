@@ -12,6 +12,9 @@ public struct LabSettings: Sendable {
     public var connectTimeout: Double
     /// Audit every scenario while its sockets are live (`run --audit`), not only those that ask.
     public var auditAll = false
+    /// How long one whole scenario may take, start-up and probes included. Past it the
+    /// scenario's agents are killed and it is reported as not finished.
+    public var scenarioDeadline: Double = 60
 
     public init(agentExecutable: String, topology: Topology, replyTimeout: Double = 5, connectTimeout: Double = 2) {
         self.agentExecutable = agentExecutable
@@ -107,14 +110,15 @@ public final class Runner {
         // Agents that exited mid-scenario (a restart): their reports still vouch for identities.
         var ended: [String: AgentClient] = [:]
         defer { agents.values.forEach { $0.kill() } }
+        let clock = ScenarioClock(seconds: settings.scenarioDeadline)
         do throws(LabError) {
-            let seen = try carryOut(scenario, into: &outcome, agents: &agents, ended: &ended)
+            let seen = try carryOut(scenario, into: &outcome, agents: &agents, ended: &ended, clock: clock)
             // Each agent has written its acceptances before its identity reached a client,
             // so one `sync` per agent brings them all into the runner.
-            for agent in agents.values { _ = try agent.request(AgentCommand(op: .sync)) }
-            if scenario.audit || settings.auditAll {
+            for agent in agents.values { _ = try clock.request(agent, AgentCommand(op: .sync), wanting: settings.replyTimeout) }
+            if scenario.audit || settings.auditAll, let host = network?.hostClient {
                 // The host client lives in the lab host, so it reads the scenario's own sockets.
-                outcome.audit = try network?.hostClient.request(AgentCommand(op: .audit, port: outcome.port)).audit
+                outcome.audit = try clock.request(host, AgentCommand(op: .audit, port: outcome.port), wanting: settings.replyTimeout).audit
             }
             for (probe, connection) in seen where connection.identity != nil {
                 let id = String(connection.identity!.split(separator: " ").first ?? "")
@@ -159,7 +163,7 @@ public final class Runner {
 
     /// Carries out the steps; returns every connection the probes made, by probe id.
     private func carryOut(_ scenario: Scenario, into outcome: inout ScenarioOutcome, agents: inout [String: AgentClient],
-                          ended: inout [String: AgentClient]) throws(LabError) -> [(probe: String, connection: ProbeConnection)] {
+                          ended: inout [String: AgentClient], clock: ScenarioClock) throws(LabError) -> [(probe: String, connection: ProbeConnection)] {
         var seen: [(probe: String, connection: ProbeConnection)] = []
         try prepare()
         let placement = network!.placement
@@ -183,7 +187,7 @@ public final class Runner {
         }
         for socket in scenario.sockets {
             let agent = agents[socket.id]!
-            try agent.awaitReady()
+            try agent.awaitReady(timeout: try clock.budget(settings.replyTimeout))
             let index = outcome.sockets.firstIndex { $0.id == socket.id }!
             outcome.sockets[index].pid = agent.pid
             outcome.sockets[index].uid = agent.uid
@@ -195,9 +199,9 @@ public final class Runner {
             case .bind(let id):
                 let socket = scenario.socket(id)!
                 let index = outcome.sockets.firstIndex { $0.id == id }!
-                let reply = try agents[id]!.request(AgentCommand(
+                let reply = try clock.request(agents[id]!, AgentCommand(
                     op: .bind, transport: scenario.transport, address: outcome.sockets[index].address, port: port,
-                    options: socket.options.map(\.name), device: socket.device))
+                    options: socket.options.map(\.name), device: socket.device), wanting: settings.replyTimeout)
                 let calls = reply.calls ?? []
                 outcome.sockets[index].calls += calls
                 outcome.sockets[index].bind = calls.last { $0.call == "bind" }?.result ?? "not-attempted"
@@ -208,17 +212,17 @@ public final class Runner {
                 // UDP has no listen(): a bound socket already receives, so the step only serves.
                 if scenario.transport == .udp {
                     outcome.sockets[index].listen = "not-applicable"
-                    _ = try agent.request(AgentCommand(op: .serve))
+                    _ = try clock.request(agent, AgentCommand(op: .serve), wanting: settings.replyTimeout)
                     continue
                 }
-                let reply = try agent.request(AgentCommand(op: .listen))
+                let reply = try clock.request(agent, AgentCommand(op: .listen), wanting: settings.replyTimeout)
                 outcome.sockets[index].calls += reply.calls ?? []
                 let result = reply.calls?.last?.result ?? "not-attempted"
                 outcome.sockets[index].listen = result
-                if result == "ok" { _ = try agent.request(AgentCommand(op: .serve)) }
+                if result == "ok" { _ = try clock.request(agent, AgentCommand(op: .serve), wanting: settings.replyTimeout) }
             case .probe(let id):
                 let index = outcome.probes.firstIndex { $0.id == id }!
-                let (connections, resolved) = try probe(outcome.probes[index], transport: scenario.transport)
+                let (connections, resolved) = try probe(outcome.probes[index], transport: scenario.transport, clock: clock)
                 seen += connections.map { (id, $0) }
                 outcome.probes[index].ran = true
                 outcome.probes[index].resolved = resolved
@@ -238,7 +242,8 @@ public final class Runner {
                 let index = outcome.sockets.firstIndex { $0.id == id }!
                 let agent = agents[id]!
                 let ending = step == .exit(id)
-                let reply = try agent.request(AgentCommand(op: ending ? .exit : .close, timeoutMilliseconds: Int(settings.connectTimeout * 1000)))
+                let reply = try clock.request(agent, AgentCommand(op: ending ? .exit : .close, timeoutMilliseconds: Int(settings.connectTimeout * 1000)),
+                                              wanting: settings.replyTimeout)
                 outcome.sockets[index].calls += reply.calls ?? []
                 if ending {
                     // Wait for the process to be gone: a restart must not race the old server's exit.
@@ -251,14 +256,14 @@ public final class Runner {
         return seen
     }
 
-    private func probe(_ probe: ProbeOutcome, transport: Transport) throws(LabError) -> (connections: [ProbeConnection], resolved: [String]?) {
+    private func probe(_ probe: ProbeOutcome, transport: Transport, clock: ScenarioClock) throws(LabError) -> (connections: [ProbeConnection], resolved: [String]?) {
         guard let client = network?.client(probe.from) else { throw .setup("no \(probe.from.rawValue) client in this topology") }
         let command = AgentCommand(op: .probe, transport: transport, address: probe.to, port: probe.port, closes: probe.closes, count: probe.attempts,
                                    timeoutMilliseconds: Int(settings.connectTimeout * 1000), labRanges: settings.topology.kind == .netns)
         // The client may spend the connect timeout on every connection, so its reply gets that long.
         let budget = settings.replyTimeout + settings.connectTimeout * Double(probe.attempts)
         do throws(LabError) {
-            let reply = try client.request(command, timeout: budget)
+            let reply = try clock.request(client, command, wanting: budget)
             return (reply.connections ?? [], reply.resolved)
         } catch {
             // A client that failed is in an unknown state: the next scenario gets a new network.
@@ -267,5 +272,35 @@ public final class Runner {
             throw error
         }
     }
+}
 
+/// One scenario's deadline. Every wait takes the smaller of its own timeout and the time
+/// left, so no scenario can run past `--deadline`, however many connections it asks for.
+struct ScenarioClock {
+    let seconds: Double
+    let deadline: Deadline
+
+    init(seconds: Double) {
+        self.seconds = seconds
+        deadline = .after(seconds: seconds)
+    }
+
+    /// How long the next wait may take; throws once the deadline has passed.
+    func budget(_ wanted: Double) throws(LabError) -> Double {
+        let left = (Double(deadline.nanoseconds) - Double(Deadline.now().nanoseconds)) / 1e9
+        guard left > 0 else { throw .deadline(seconds: seconds) }
+        return min(wanted, left)
+    }
+
+    /// A request whose wait is cut at the deadline; a timeout that the deadline caused is
+    /// reported as the deadline, not as a slow agent.
+    func request(_ agent: AgentClient, _ command: AgentCommand, wanting wanted: Double) throws(LabError) -> AgentMessage {
+        let allowed = try budget(wanted)
+        do throws(LabError) {
+            return try agent.request(command, timeout: allowed)
+        } catch {
+            if case .timeout = error, allowed < wanted { throw .deadline(seconds: seconds) }
+            throw error
+        }
+    }
 }

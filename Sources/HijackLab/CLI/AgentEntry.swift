@@ -1,0 +1,31 @@
+/// The hidden role the runner starts: `agent --id ID [--netns new|PATH] [--user other] [--lab-hosts]`.
+enum AgentEntry {
+    static func run(_ arguments: [String], console: Console) -> ExitStatus {
+        var id: String?
+        var netns: String?
+        var runAsOther = false
+        var labHosts = false
+        var index = 0
+        while index < arguments.count {
+            if arguments[index] == "--lab-hosts" {
+                labHosts = true
+                index += 1
+                continue
+            }
+            switch (arguments[index], index + 1 < arguments.count ? arguments[index + 1] : nil) {
+            case ("--id", let value?): id = value
+            case ("--netns", let value?): netns = value
+            case ("--user", "other"): runAsOther = true
+            default:
+                console.err("hijack-lab agent is started by the runner itself: agent --id ID [--netns new|PATH] [--user other] [--lab-hosts]")
+                return .usage
+            }
+            index += 2
+        }
+        guard let id else {
+            console.err("hijack-lab agent needs --id")
+            return .usage
+        }
+        return ExitStatus(code: Agent(id: id, netns: netns, runAsOther: runAsOther, labHosts: labHosts).run())
+    }
+}

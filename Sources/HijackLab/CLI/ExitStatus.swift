@@ -1,0 +1,56 @@
+/// What the process exit status tells a script. The numbers are a public interface: the
+/// help text and the README list them, and a test holds them to it.
+public enum ExitStatus: Equatable, Sendable {
+    /// Everything that ran matched its expectation (or, for audit, no interception or shadowing).
+    case success
+    /// The kernel did something else than a scenario expected, a run could not finish,
+    /// or (audit) an interception or shadowing finding exists.
+    case differs
+    /// A usage error, an unreadable scenario file, or an output that could not be written.
+    case usage
+    /// Ended by SIGINT or SIGTERM, after every agent was killed: 128 + the signal.
+    case interrupted(signal: Int32)
+    /// Any other status, as a child role (the agent) returns it.
+    case other(Int32)
+
+    public var code: Int32 {
+        switch self {
+        case .success: 0
+        case .differs: 1
+        case .usage: 2
+        case .interrupted(let signal): 128 + signal
+        case .other(let code): code
+        }
+    }
+
+    init(code: Int32) {
+        switch code {
+        case 0: self = .success
+        case 1: self = .differs
+        case 2: self = .usage
+        case 129...159: self = .interrupted(signal: code - 128)
+        default: self = .other(code)
+        }
+    }
+
+    /// The stronger of two: usage over differs over success.
+    func worst(_ other: ExitStatus) -> ExitStatus {
+        switch (self, other) {
+        case (.interrupted, _): self
+        case (_, .interrupted): other
+        case (.usage, _), (_, .usage), (.other, _), (_, .other): .usage
+        case (.differs, _), (_, .differs): .differs
+        default: .success
+        }
+    }
+
+    static let helpText = """
+        EXIT STATUS
+          0    every scenario that ran matched its expectation (audit: no interception or shadowing)
+          1    some scenario differed from its expectation or could not finish (audit: an interception
+               or shadowing finding exists; matrix: some case could not finish)
+          2    usage error, a scenario file that could not be read, or an output that could not be written
+          130  interrupted by SIGINT, 143 by SIGTERM (128 + the signal); every agent was killed first,
+               and no report was published
+        """
+}

@@ -18,21 +18,16 @@ struct ScenarioFileTests {
         try ScenarioFile.parse(Data(text.utf8), file: "dir/fixture.json")
     }
 
-    @Test("Every catalog file parses, and its name is its file name")
+    /// The catalog is whatever scenarios/ holds: no count is pinned, so adding a scenario
+    /// needs no test change.
+    @Test("Every catalog file parses, its name is its file name, and names are unique")
     func catalogParses() throws {
         let loaded = try ScenarioFile.loadDirectory(TestLab.scenariosDirectory)
         #expect(loaded.errors.isEmpty, "\(loaded.errors)")
-        #expect(loaded.scenarios.count == 29)
-        for name in ["restart-after-server-close", "restart-with-reuseaddr", "restart-reuseaddr-only-new", "restart-after-client-close",
-                     "wildcard-then-loopback-plain", "wildcard-then-loopback-reuseaddr", "reuseaddr-bind-both-then-listen",
-                     "wildcard-then-loopback-reuseport", "loopback-then-wildcard-reuseport", "reuseport-same-address",
-                     "per-interface-fix", "per-interface-fix-with-reuseport", "interface-hijack-external", "per-interface-fix-full",
-                     "reuseport-other-user", "reuseaddr-other-user", "bindtodevice-shadow", "bindtodevice-plain",
-                     "dualstack-then-loopback4-reuseport", "v6only-leaves-ipv4-open", "ipv4-only-leaves-ipv6-loopback-open", "dualstack-blocks-ipv4",
-                     "v4mapped-loopback-reuseport", "udp-plain", "udp-reuseaddr-other-user", "udp-reuseaddr-same-address", "udp-reuseport-same-user",
-                     "udp-reuseport-other-user", "per-interface-fix-dualstack"] {
-            #expect(loaded.scenarios.contains { $0.name == name }, "missing \(name)")
-        }
+        let files = try FileManager.default.contentsOfDirectory(atPath: TestLab.scenariosDirectory).filter { $0.hasSuffix(".json") }
+        #expect(!files.isEmpty)
+        #expect(loaded.scenarios.map { "\($0.name).json" }.sorted() == files.sorted())
+        #expect(Set(loaded.scenarios.map(\.name)).count == loaded.scenarios.count)
         for scenario in loaded.scenarios {
             #expect(scenario.probes.allSatisfy { $0.connections >= 8 }, "\(scenario.name) has a probe under 8 connections")
         }
@@ -119,11 +114,13 @@ struct ScenarioFileTests {
         #expect(!SocketAddress.samePeer(server: "127.0.0.2:4000", client: "127.0.0.1:4000"))
     }
 
-    @Test("Invalid JSON is reported as such, with the parser's reason")
+    @Test("Invalid JSON is reported with its line and column and what was expected there")
     func invalidJSON() {
         let error = #expect(throws: ScenarioError.self) { try parse("{\"name\": \"fixture\",") }
-        #expect(error?.expected == "valid JSON")
-        #expect(error?.found?.isEmpty == false)
+        #expect(error?.line == 1)
+        #expect(error?.column == 20)
+        #expect(error?.expected == "a member name in double quotes after ','")
+        #expect(error?.found == "the end of the file")
     }
 
     @Test("Steps are checked: known ids, bind before listen, every probe once")
@@ -145,7 +142,7 @@ struct ScenarioFileTests {
             #expect(error?.field == field, "for \(steps): \(String(describing: error))")
         }
         let numeric = #expect(throws: ScenarioError.self) { try parse(withSteps("[{\"do\": 5}]")) }
-        #expect(numeric?.found == "a number (5)")
+        #expect(numeric?.found == "5")
     }
 
     @Test("A listen step on a socket that says \"listen\": false is refused")
@@ -166,7 +163,7 @@ struct ScenarioFileTests {
     func hugeNumbers() {
         let error = #expect(throws: ScenarioError.self) { try parse(Self.minimal.replacingOccurrences(of: "\"connections\": 8", with: "\"connections\": 1e300")) }
         #expect(error?.field == "probes[0].connections")
-        #expect(error?.found == "a number (1e+300)")
+        #expect(error?.found == "1e300")
     }
 
     @Test("A bad file in a directory does not stop the good ones")

@@ -1,22 +1,101 @@
 import Foundation
+import Glibc
+
+/// The largest scenario the lab accepts. A scenario is a page of data that a person wrote
+/// and reads; these bounds keep a hostile or mistaken file from costing the host memory,
+/// processes or stack (a 10,000-socket file would start 10,000 agents). The CLI's help and
+/// the README quote these values.
+public enum ScenarioLimits {
+    /// Checked with fstat before reading, and again while reading (the file may grow).
+    public static let fileBytes = 1 << 20
+    /// Each socket is an agent process.
+    public static let sockets = 64
+    public static let probes = 64
+    public static let connectionsPerProbe = 1000
+    /// Arrays and objects inside one another; a scenario needs five.
+    public static let nestingDepth = 64
+
+    /// One line per limit, for help text and documentation.
+    public static let summary: [String] = [
+        "a scenario file is at most 1 MiB (\(fileBytes) bytes), a regular file",
+        "at most \(sockets) sockets and \(probes) probes per scenario",
+        "at most \(connectionsPerProbe) connections per probe, written as a whole number in digits",
+        "JSON nested at most \(nestingDepth) arrays and objects deep; each key once per object",
+    ]
+}
 
 /// Reads scenario files into validated `Scenario` values.
 public enum ScenarioFile {
     public static func load(path: String) throws(ScenarioError) -> Scenario {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ScenarioError(file: path, field: "", expected: "a readable file", found: "nothing (missing or unreadable)")
-        }
-        return try parse(data, file: path)
+        try parse(bytes: try read(path: path), file: path)
     }
 
     public static func parse(_ data: Data, file: String) throws(ScenarioError) -> Scenario {
+        try parse(bytes: [UInt8](data), file: file)
+    }
+
+    static func parse(bytes: [UInt8], file: String) throws(ScenarioError) -> Scenario {
+        guard bytes.count <= ScenarioLimits.fileBytes else { throw tooLarge(file, found: "\(bytes.count) bytes") }
         let document: JSONValue
-        do {
-            document = try JSONDecoder().decode(JSONValue.self, from: data)
+        do throws(JSONParseError) {
+            document = try JSONParser.parse(bytes)
         } catch {
-            throw ScenarioError(file: file, field: "", expected: "valid JSON", found: syntaxProblem(error))
+            throw ScenarioError(file: file, field: error.field, expected: error.expected, found: error.found, line: error.line, column: error.column)
         }
         return try Reader(file: file).scenario(document)
+    }
+
+    /// The file's bytes, refusing anything that is not a regular file of at most
+    /// `ScenarioLimits.fileBytes` before reading more than that.
+    static func read(path: String) throws(ScenarioError) -> [UInt8] {
+        func failure(_ expected: String, _ found: String) -> ScenarioError {
+            ScenarioError(file: path, field: "", expected: expected, found: found)
+        }
+        // stat before open: opening a FIFO waits for a writer, and opening a device can act on it.
+        var status = stat()
+        guard stat(path, &status) == 0 else { throw failure("a readable file", "stat: \(SystemError.name(of: errno))") }
+        if let kind = nonRegularKind(status.st_mode) { throw failure("a regular file", kind) }
+        let descriptor: Int32
+        do throws(SystemError) {
+            // O_NONBLOCK: should the path become a FIFO after the stat, open still returns.
+            descriptor = try retryingOnInterrupt("open") { open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK) }
+        } catch {
+            throw failure("a readable file", "\(error.call): \(error.name)")
+        }
+        defer { close(descriptor) }
+        guard fstat(descriptor, &status) == 0 else { throw failure("a readable file", "fstat: \(SystemError.name(of: errno))") }
+        if let kind = nonRegularKind(status.st_mode) { throw failure("a regular file", kind) }
+        if status.st_size > ScenarioLimits.fileBytes { throw tooLarge(path, found: "\(status.st_size) bytes") }
+        // One byte more than the limit tells a file at the limit from one that grew past it.
+        var buffer = [UInt8](repeating: 0, count: ScenarioLimits.fileBytes + 1)
+        var count = 0
+        while count < buffer.count {
+            let received = buffer.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress! + count, $0.count - count) }
+            if received == 0 { break }
+            if received < 0 {
+                if errno == EINTR { continue }
+                throw failure("a readable file", "read: \(SystemError.name(of: errno))")
+            }
+            count += received
+        }
+        if count > ScenarioLimits.fileBytes { throw tooLarge(path, found: "more than \(ScenarioLimits.fileBytes) bytes") }
+        return Array(buffer[..<count])
+    }
+
+    private static func tooLarge(_ file: String, found: String) -> ScenarioError {
+        ScenarioError(file: file, field: "", expected: "a scenario file of at most 1 MiB (\(ScenarioLimits.fileBytes) bytes)", found: found)
+    }
+
+    private static func nonRegularKind(_ mode: mode_t) -> String? {
+        switch mode & S_IFMT {
+        case S_IFREG: nil
+        case S_IFDIR: "a directory"
+        case S_IFIFO: "a FIFO"
+        case S_IFCHR: "a character device"
+        case S_IFBLK: "a block device"
+        case S_IFSOCK: "a socket"
+        default: "a file that is not a regular file"
+        }
     }
 
     /// Loads every `*.json` in a directory, sorted by file name. Bad files do not stop the good ones.
@@ -38,14 +117,6 @@ public enum ScenarioFile {
         }
         return (scenarios, errors)
     }
-
-    private static func syntaxProblem(_ error: any Error) -> String {
-        if case DecodingError.dataCorrupted(let context) = error {
-            let underlying = (context.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String
-            return underlying ?? context.debugDescription
-        }
-        return "\(error)"
-    }
 }
 
 /// Walks the JSON tree, keeping the path so each error names its field.
@@ -56,10 +127,10 @@ private struct Reader {
         ScenarioError(file: file, field: field, expected: expected, found: found?.summary ?? "nothing (the field is missing)")
     }
 
-    func object(_ value: JSONValue?, _ field: String, required: [String], optional: [String] = []) throws(ScenarioError) -> [String: JSONValue] {
+    func object(_ value: JSONValue?, _ field: String, required: [String], optional: [String] = []) throws(ScenarioError) -> JSONObject {
         guard case .object(let members)? = value else { throw fail(field, "an object", value) }
         let known = required + optional
-        for key in members.keys.sorted() where !known.contains(key) {
+        for key in members.keys where !known.contains(key) {
             throw ScenarioError(file: file, field: join(field, key), expected: "only the fields \(known.joined(separator: ", "))", found: "an unknown field")
         }
         for key in required where members[key] == nil {
@@ -96,15 +167,24 @@ private struct Reader {
         let name = try string(top["name"], "name", pattern: "^[a-z0-9]+(-[a-z0-9]+)*$")
         let base = (file as NSString).lastPathComponent
         if base.hasSuffix(".json"), base != "\(name).json" {
-            throw fail("name", "the file's own name, \"\(base.dropLast(5))\" (readers look scenarios up by name)", top["name"])
+            throw fail("name", "the file's own name, \"\(UntrustedText.terminal(String(base.dropLast(5))))\" (readers look scenarios up by name)", top["name"])
         }
         let transport = try choice(top["transport"], "transport", as: Transport.self, among: Transport.allCases)
         var sockets: [SocketSpec] = []
-        for (index, item) in try array(top["sockets"], "sockets").enumerated() {
+        let socketItems = try array(top["sockets"], "sockets")
+        // Counted before any is read: each socket becomes an agent process.
+        guard socketItems.count <= ScenarioLimits.sockets else {
+            throw ScenarioError(file: file, field: "sockets", expected: "at most \(ScenarioLimits.sockets) sockets (each one is an agent process)", found: "\(socketItems.count) sockets")
+        }
+        for (index, item) in socketItems.enumerated() {
             sockets.append(try socket(item, "sockets[\(index)]", earlier: sockets))
         }
         var probes: [ProbeSpec] = []
-        for (index, item) in try array(top["probes"], "probes").enumerated() {
+        let probeItems = try array(top["probes"], "probes")
+        guard probeItems.count <= ScenarioLimits.probes else {
+            throw ScenarioError(file: file, field: "probes", expected: "at most \(ScenarioLimits.probes) probes", found: "\(probeItems.count) probes")
+        }
+        for (index, item) in probeItems.enumerated() {
             let probe = try probe(item, "probes[\(index)]")
             guard !probes.contains(where: { $0.id == probe.id }), sockets.allSatisfy({ $0.id != probe.id }) else {
                 throw fail("probes[\(index)].id", "an id not used by another socket or probe", .string(probe.id))
@@ -200,14 +280,15 @@ private struct Reader {
         if isWildcard {
             throw fail(join(field, "to"), "a destination a client can connect to, not a wildcard", members["to"])
         }
-        guard case .number(let count)? = members["connections"], count == count.rounded(), (1...1000).contains(count) else {
-            throw fail(join(field, "connections"), "a whole number from 1 to 1000", members["connections"])
+        let limit = ScenarioLimits.connectionsPerProbe
+        guard case .number(let number)? = members["connections"], let count = number.wholeNumber(in: 1...limit) else {
+            throw fail(join(field, "connections"), "a whole number from 1 to \(limit), in digits", members["connections"])
         }
         return ProbeSpec(
             id: try string(members["id"], join(field, "id"), pattern: "^[a-z][a-z0-9-]*$"),
             from: try members["from"].map { (value) throws(ScenarioError) in try choice(value, join(field, "from"), as: ProbeClient.self, among: [.host, .peer]) } ?? .host,
             to: to,
-            connections: Int(count),
+            connections: count,
             closes: try members["closes"].map { (value) throws(ScenarioError) in
                 try choice(value, join(field, "closes"), as: CloseOrder.self, among: [.clientFirst, .serverFirst, .clientReset])
             } ?? .clientFirst

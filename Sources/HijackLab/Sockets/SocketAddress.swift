@@ -46,6 +46,15 @@ public enum SocketAddress: Equatable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The address's bytes in network order: 4 for IPv4, 16 for IPv6. Ranges are checked
+    /// on these, since one address has many spellings (`2001:db8:0:0:1::`, `2001:db8::1:0:0:0`).
+    public var networkOrderBytes: [UInt8] {
+        switch self {
+        case .v4(var a): withUnsafeBytes(of: &a.sin_addr) { Array($0) }
+        case .v6(var a): withUnsafeBytes(of: &a.sin6_addr) { Array($0) }
+        }
+    }
+
     /// Reads an address the kernel filled in (accept, getsockname).
     init?(storage: sockaddr_storage) {
         var storage = storage

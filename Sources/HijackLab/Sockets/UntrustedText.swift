@@ -47,12 +47,14 @@ public enum UntrustedText {
     /// For Markdown running text, in a paragraph, a list item or a table cell: nothing in it
     /// can open a heading, a list, a quote, a fence or code span, a link or image, HTML, an
     /// entity, emphasis, math, or end a table cell. Line breaks become spaces, so the text
-    /// stays in the one block it was put in; other controls are shown as by `terminal`.
+    /// stays in the one block it was put in; other controls, and backslashes, are shown as by
+    /// `terminal` (a backslash reads doubled, so a story that spells `\x1b` is told from ESC).
     ///
     /// What cannot do harm is left as it is, so ordinary prose reads the same in the file as
     /// on GitHub: an underscore inside a word (`SO_REUSEADDR`; CommonMark never reads one
     /// between two letters or digits as emphasis), and brackets that cannot form a link
-    /// (`[::]`; a link needs `](`, `][` or, for a reference definition, `]:`). Markdown the
+    /// (`[::]`; a link needs `](` or `][`, a reference definition a `[` that starts its
+    /// paragraph, and nothing here defines a shortcut `[x]`). Markdown the
     /// text holds on purpose, such as a code span, is shown as its characters, not rendered.
     public static func markdown(_ text: String) -> String {
         let flat = Array(terminal(text.replacingOccurrences(of: "\r\n", with: " ")
@@ -68,8 +70,8 @@ public enum UntrustedText {
                 escaped += "\\\(character)"
             case "_" where !(isWordCharacter(index - 1) && isWordCharacter(index + 1)):
                 escaped += "\\_"
-            // The text's end counts as a following "(" or ":": the report may write anything after it.
-            case "]" where index + 1 == flat.count || "([:".contains(flat[index + 1]):
+            // The text's end counts as a following "(": the report may write anything after it.
+            case "]" where index + 1 == flat.count || "([".contains(flat[index + 1]):
                 escaped += "\\]"
             case "<": escaped += "&lt;"
             case ">": escaped += "&gt;"
@@ -95,8 +97,7 @@ public enum UntrustedText {
     /// cell, nor a backtick without a longer delimiter, so text with either is written as
     /// escaped running text (`markdown`) instead: it reads the same, only not in code font.
     public static func markdownCode(_ text: String) -> String {
-        let line = terminal(text.replacingOccurrences(of: "\r\n", with: " ")
-            .replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "\r", with: " "))
+        let line = terminal(text)
         guard !line.isEmpty, !line.contains("`"), !line.contains("|"), line.first != " ", line.last != " " else { return markdown(text) }
         return "`\(line)`"
     }

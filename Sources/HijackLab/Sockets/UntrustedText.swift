@@ -54,7 +54,8 @@ public enum UntrustedText {
     /// on GitHub: an underscore inside a word (`SO_REUSEADDR`; CommonMark never reads one
     /// between two letters or digits as emphasis), and brackets that cannot form a link
     /// (`[::]`; a link needs `](` or `][`, a reference definition a `[` that starts its
-    /// paragraph, and nothing here defines a shortcut `[x]`). Markdown the
+    /// paragraph, and nothing here defines a shortcut `[x]`). A bare URL may still be shown
+    /// as a link by GitHub; it leads where its text says. Markdown the
     /// text holds on purpose, such as a code span, is shown as its characters, not rendered.
     public static func markdown(_ text: String) -> String {
         let flat = Array(terminal(text.replacingOccurrences(of: "\r\n", with: " ")

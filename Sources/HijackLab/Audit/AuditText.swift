@@ -2,6 +2,11 @@
 public enum AuditText {
     /// `name(for:)` may replace a pid by a name (the report uses scenario socket ids);
     /// `portText` replaces port numbers (the report writes PORT).
+    ///
+    /// Process, user and device names come from /proc and the password database, and any
+    /// local user can choose them: each cell and each finding line is escaped for the
+    /// terminal here, after every substitution, so that `name` returns raw text and no
+    /// caller can forget it. The report's findings keep the raw names, for the JSON.
     public static func render(_ report: AuditReport, minimum: AuditFinding.Severity = .info,
                               name: (SocketOwner) -> String = { "\($0.pid)/\($0.command)" },
                               portText: (UInt16) -> String = { String($0) }) -> String {
@@ -29,7 +34,8 @@ public enum AuditText {
             let owners = socket.owners.isEmpty ? "?" : socket.owners.map(name).joined(separator: ",")
             let address = socket.address + (socket.device.map { "%\($0)" } ?? "") + (socket.v6only == true ? " v6only" : "")
                 + (socket.remote.map { " -> \($0)" } ?? "")
-            rows.append([socket.transport.rawValue, address, portText(socket.port), "\(socket.uid)/\(socket.user)", owners, finding])
+            rows.append([socket.transport.rawValue, address, portText(socket.port), "\(socket.uid)/\(socket.user)", owners, finding]
+                .map(UntrustedText.terminal))
         }
         let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
         for row in [header] + rows {
@@ -51,7 +57,7 @@ public enum AuditText {
             for owner in finding.inodes.compactMap({ socketByInode[$0] }).flatMap(\.owners) {
                 text = text.replacingOccurrences(of: "pid \(owner.pid)/\(owner.command)", with: name(owner))
             }
-            lines.append("[\(finding.severity.rawValue)] \(finding.kind.rawValue) \(finding.transport.rawValue)/\(portText(finding.port)): \(text)")
+            lines.append("[\(finding.severity.rawValue)] \(finding.kind.rawValue) \(finding.transport.rawValue)/\(portText(finding.port)): \(UntrustedText.terminal(text))")
         }
         if !report.ownersComplete {
             lines.append("Some owners are shown as ?: their processes belong to other users. Root sees more.")

@@ -118,7 +118,7 @@ public enum SocketOwners {
                 let target = String(decoding: link[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
                 guard target.hasPrefix("socket:["), let inode = UInt64(target.dropFirst(8).dropLast()), inodes.contains(inode) else { continue }
                 if command == nil {
-                    command = ProcNet.read("/proc/\(pid)/comm")?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+                    command = ProcNet.read("/proc/\(pid)/comm").map(commandName) ?? "?"
                 }
                 let owner = SocketOwner(pid: pid, command: command!)
                 if owners[inode]?.contains(owner) != true { owners[inode, default: []].append(owner) }
@@ -126,6 +126,15 @@ public enum SocketOwners {
             closedir(fds)
         }
         return (owners, complete)
+    }
+
+    /// A process's name as /proc/PID/comm holds it, less the one newline the kernel appends.
+    /// Nothing else is trimmed: any user can name a process " sshd" or "sshd\n", and the
+    /// audit shows (escaped) what is there, not a cleaner name it could be mistaken for.
+    static func commandName(_ comm: String) -> String {
+        var scalars = comm.unicodeScalars
+        if scalars.last == "\n" { scalars.removeLast() }
+        return String(scalars)
     }
 
     /// The pids from `pid` up to init.

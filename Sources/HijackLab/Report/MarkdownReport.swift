@@ -6,6 +6,13 @@ import Foundation
 /// are written as PORT, pids are left to the JSON, and where a probe's connections were
 /// spread over several sockets by the kernel's reuseport hash (seeded at random per
 /// boot), the report names the receivers and leaves the exact split to the JSON.
+///
+/// Text that a scenario file, /proc or the environment supplies reaches the file only
+/// through UntrustedText: running text and table cells through `markdown`, code spans
+/// through `markdownCode`, the live audit through `markdownFence`. So a story cannot add a
+/// heading, open a fence or a table row, or carry HTML. Names and ids are validated against
+/// patterns when a scenario file is read (`^[a-z][a-z0-9-]*$` and the like) and are used
+/// as they are in headings, anchors and Mermaid node names.
 public enum MarkdownReport {
     public static func render(_ report: LabReport) -> String {
         var out: [String] = []
@@ -17,9 +24,9 @@ public enum MarkdownReport {
         out.append("")
         out.append("## Environment")
         out.append("")
-        out.append("- Kernel: `\(report.environment.kernel)`")
+        out.append("- Kernel: \(UntrustedText.markdownCode(report.environment.kernel))")
         out.append("- Run as uid: \(report.environment.uid)")
-        out.append("- Topology: **\(report.environment.topology.rawValue)**, \(report.environment.topologyReason)")
+        out.append("- Topology: **\(report.environment.topology.rawValue)**, \(UntrustedText.markdown(report.environment.topologyReason))")
         out.append("- Date: \(report.environment.date)")
         out.append("")
         out.append(topology(report.environment.topology))
@@ -37,7 +44,7 @@ public enum MarkdownReport {
         if !report.invalidFiles.isEmpty {
             out.append("## Scenario files that could not be read")
             out.append("")
-            for invalid in report.invalidFiles { out.append("- \(escape(invalid.message))") }
+            for invalid in report.invalidFiles { out.append("- " + invalidFile(invalid)) }
             out.append("")
         }
         for scenario in report.scenarios { out.append(section(scenario)) }
@@ -90,7 +97,7 @@ public enum MarkdownReport {
         lines.append("| Scenario | Sockets and options | bind / listen | Received | Verdict | Matches |")
         lines.append("|---|---|---|---|---|---|")
         for scenario in report.scenarios {
-            let sockets = scenario.sockets.map { "\($0.id) `\(displayAddress($0))` \(optionList($0))" + ($0.user == .other ? " as uid 65534" : "") }.joined(separator: "<br>")
+            let sockets = scenario.sockets.map { "\($0.id) \(UntrustedText.markdownCode(displayAddress($0))) \(optionList($0))" + ($0.user == .other ? " as uid 65534" : "") }.joined(separator: "<br>")
             let results = scenario.sockets.map { "\($0.id): \($0.bind) / \($0.listen)" }.joined(separator: "<br>")
             // Counts from a scenario that did not finish were never cross-checked: not evidence.
             let received = scenario.status == .error ? "—" : scenario.probes.map { "\($0.id) → \(receivers($0))" }.joined(separator: "<br>")
@@ -128,7 +135,7 @@ public enum MarkdownReport {
             lines.append("In these scenarios the victim set neither SO_REUSEADDR nor SO_REUSEPORT, and an attacker still received clients of its port: clients of the name `localhost`, or clients of the address family the victim left unbound. Leaving the reuse flags out does not protect such a service; binding every address its clients use, on both families, does.")
             lines.append("")
             for scenario in found {
-                let victims = scenario.sockets.filter { $0.role == .victim }.map { "`\(displayAddress($0))` \(optionList($0))" }.joined(separator: ", ")
+                let victims = scenario.sockets.filter { $0.role == .victim }.map { "\(UntrustedText.markdownCode(displayAddress($0))) \(optionList($0))" }.joined(separator: ", ")
                 let lost = scenario.probes.filter { probe in probe.receivedBy.contains { key, count in count > 0 && scenario.sockets.first { $0.id == key }?.role == .attacker } }
                     .map { "\($0.id) (\(endpoint($0.to ?? $0.toSpec)))" }.joined(separator: ", ")
                 lines.append("- [\(scenario.name)](#\(scenario.name)): victim on \(victims); the attacker received \(lost).")
@@ -139,16 +146,16 @@ public enum MarkdownReport {
     }
 
     static func section(_ scenario: ScenarioOutcome) -> String {
-        var lines = ["## \(scenario.name)", "", "**\(escape(scenario.title))**", "", escape(scenario.story), ""]
+        var lines = ["## \(scenario.name)", "", "**\(UntrustedText.markdown(scenario.title))**", "", UntrustedText.markdown(scenario.story), ""]
         switch scenario.status {
         case .skipped:
-            lines.append("**Skipped:** \(escape(scenario.skipReason ?? "no reason given"))")
+            lines.append("**Skipped:** \(UntrustedText.markdown(scenario.skipReason ?? "no reason given"))")
             lines.append("")
-            lines.append("**Lesson.** \(escape(scenario.lesson))")
+            lines.append("**Lesson.** \(UntrustedText.markdown(scenario.lesson))")
             lines.append("")
             return lines.joined(separator: "\n")
         case .error:
-            lines.append("**Could not finish:** \(escape(scenario.error ?? "unknown error")). No verdict is given for a scenario that did not run to its end.")
+            lines.append("**Could not finish:** \(UntrustedText.markdown(scenario.error ?? "unknown error")). No verdict is given for a scenario that did not run to its end.")
             lines.append("")
         case .ran:
             let verdict = scenario.verdict?.rawValue ?? "?"
@@ -157,16 +164,16 @@ public enum MarkdownReport {
             } else {
                 lines.append("**Verdict: \(verdict)** ❌ the scenario expected **\(scenario.expectedVerdict.rawValue)**. Differences from the expectation:")
                 lines.append("")
-                for difference in scenario.differences { lines.append("- \(escape(difference))") }
+                for difference in scenario.differences { lines.append("- \(UntrustedText.markdown(difference))") }
             }
             lines.append("")
         }
-        lines.append("Steps: " + scenario.steps.map { "`\($0)`" }.joined(separator: " → "))
+        lines.append("Steps: " + scenario.steps.map(UntrustedText.markdownCode).joined(separator: " → "))
         lines.append("")
         lines.append("| Process | Role | uid | System calls, in order |")
         lines.append("|---|---|---|---|")
         for socket in scenario.sockets {
-            let calls = socket.calls.isEmpty ? "(none)" : socket.calls.map { "`\(portless($0.description, port: scenario.port))`" }.joined(separator: "; ")
+            let calls = socket.calls.isEmpty ? "(none)" : socket.calls.map { UntrustedText.markdownCode(portless($0.description, port: scenario.port)) }.joined(separator: "; ")
             lines.append("| \(socket.id) | \(socket.role.rawValue) | \(socket.uid.map(String.init) ?? "?") | \(calls) |")
         }
         lines.append("")
@@ -175,16 +182,16 @@ public enum MarkdownReport {
             lines.append("| Probe | From → to | \(unit) | Received by | \(scenario.transport == .udp ? "Lost / failed" : "Failed") |")
             lines.append("|---|---|---|---|---|")
             for probe in scenario.probes where scenario.status == .error {
-                lines.append("| \(probe.id) | \(probe.from.rawValue) client → `\(endpoint(probe.to ?? probe.toSpec))` | \(probe.attempts) | \(probe.ran ? "unverified" : "not run") | — |")
+                lines.append("| \(probe.id) | \(probe.from.rawValue) client → \(UntrustedText.markdownCode(endpoint(probe.to ?? probe.toSpec))) | \(probe.attempts) | \(probe.ran ? "unverified" : "not run") | — |")
             }
             for probe in scenario.probes where scenario.status != .error {
                 var failures = probe.failed == 0 ? "0" : "\(probe.failed) (" + probe.errors.sorted { $0.key < $1.key }.map { "\($0.key)" }.joined(separator: ", ") + ")"
                 if scenario.transport == .udp { failures = "\(probe.lost) lost, \(failures) failed" }
                 let closing = probe.closes == .serverFirst ? " (server closes first)" : ""
-                var target = "`\(endpoint(probe.to ?? probe.toSpec))`"
+                var target = UntrustedText.markdownCode(endpoint(probe.to ?? probe.toSpec))
                 if let resolved = probe.resolved {
                     let reached = probe.reached.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")
-                    target += ", resolved in order to " + resolved.map { "`\($0)`" }.joined(separator: ", ") + (reached.isEmpty ? "" : "; went to \(reached)")
+                    target += ", resolved in order to " + resolved.map(UntrustedText.markdownCode).joined(separator: ", ") + (reached.isEmpty ? "" : "; went to \(reached)")
                 }
                 lines.append("| \(probe.id) | \(probe.from.rawValue) client → \(target)\(closing) | \(probe.attempts) | \(receivers(probe)) | \(failures) |")
             }
@@ -194,20 +201,29 @@ public enum MarkdownReport {
         if let audit = scenario.audit {
             lines.append(liveAudit(audit, scenario: scenario))
         }
-        lines.append("**Lesson.** \(escape(scenario.lesson))")
+        lines.append("**Lesson.** \(UntrustedText.markdown(scenario.lesson))")
         lines.append("")
         return lines.joined(separator: "\n")
     }
 
+    /// A scenario file that could not be read, from its parts: the field path in code font,
+    /// the rest as running text. Each part is the file's own text (a path, a key, a value).
+    static func invalidFile(_ invalid: LabReport.InvalidFile) -> String {
+        (invalid.field.isEmpty ? UntrustedText.markdown(invalid.file) : "\(UntrustedText.markdown(invalid.file)): field \(UntrustedText.markdownCode(invalid.field))")
+            + ": expected \(UntrustedText.markdown(invalid.expected))" + (invalid.found.map { "; found \(UntrustedText.markdown($0))" } ?? "")
+    }
+
     /// The audit taken inside the lab host while the scenario's sockets were live, with each
     /// owner named by its scenario socket id instead of a pid, so the text is the same every run.
+    /// AuditText escapes process, user and device names for the terminal; the fence around
+    /// them is longer than any backtick run they hold, so none of them can close it.
     static func liveAudit(_ audit: AuditReport, scenario: ScenarioOutcome) -> String {
         let ids = Dictionary(scenario.sockets.compactMap { socket in socket.pid.map { ($0, socket.id) } }, uniquingKeysWith: { first, _ in first })
         let text = AuditText.render(audit, name: { owner in ids[owner.pid].map { "\($0) (\(owner.command))" } ?? owner.command },
                                     portText: { $0 == scenario.port ? "PORT" : String($0) })
         return [
             "**Detecting it on a live system.** While these sockets were live, `hijack-lab audit --port PORT` ran inside the lab host and reported (owners are named by scenario socket; the audit itself shows pid/command):",
-            "", "```", text, "```", "",
+            "", UntrustedText.markdownFence(text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)), "",
         ].joined(separator: "\n")
     }
 
@@ -267,9 +283,5 @@ public enum MarkdownReport {
 
     static func node(_ id: String) -> String {
         id.replacingOccurrences(of: "-", with: "_")
-    }
-
-    static func escape(_ text: String) -> String {
-        text.replacingOccurrences(of: "|", with: "\\|")
     }
 }

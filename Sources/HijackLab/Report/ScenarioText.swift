@@ -1,22 +1,27 @@
 /// Short texts for the terminal: progress lines and `show`.
+///
+/// A scenario file is untrusted: whatever its patterns do not constrain (title, story,
+/// lesson) and whatever a run reports in words (a skip reason, an error, which may quote an
+/// agent or a file) is escaped for the terminal. Names, ids, addresses and option names are
+/// validated against patterns or fixed lists when the file is read, and are shown as they are.
 public enum ScenarioText {
     public static func progressLine(_ outcome: ScenarioOutcome, index: Int, of total: Int, milliseconds: UInt64) -> String {
         let counter = "[\(String(repeating: " ", count: String(total).count - String(index).count))\(index)/\(total)]"
-        let name = outcome.name.padding(toLength: 38, withPad: " ", startingAt: 0)
+        let name = UntrustedText.terminal(outcome.name).padding(toLength: 38, withPad: " ", startingAt: 0)
         switch outcome.status {
         case .skipped:
-            return "\(counter) \(name) skipped: \(outcome.skipReason ?? "")"
+            return "\(counter) \(name) skipped: \(UntrustedText.terminal(outcome.skipReason ?? ""))"
         case .error:
-            return "\(counter) \(name) FAILED TO FINISH: \(outcome.error ?? "")"
+            return "\(counter) \(name) FAILED TO FINISH: \(UntrustedText.terminal(outcome.error ?? ""))"
         case .ran:
             let verdict = (outcome.verdict?.rawValue ?? "?").padding(toLength: 15, withPad: " ", startingAt: 0)
-            let match = outcome.matchesExpectation ? "as expected" : "DIFFERS: " + outcome.differences.joined(separator: "; ")
+            let match = outcome.matchesExpectation ? "as expected" : "DIFFERS: " + outcome.differences.map(UntrustedText.terminal).joined(separator: "; ")
             return "\(counter) \(name) \(verdict) \(match) (\(milliseconds) ms)"
         }
     }
 
     public static func explain(_ scenario: Scenario) -> String {
-        var lines = ["\(scenario.name): \(scenario.title)", "", scenario.story, "", "Transport: \(scenario.transport.rawValue)", "", "Sockets (one process each):"]
+        var lines = ["\(scenario.name): \(UntrustedText.terminal(scenario.title))", "", UntrustedText.terminal(scenario.story), "", "Transport: \(scenario.transport.rawValue)", "", "Sockets (one process each):"]
         for socket in scenario.sockets {
             var parts = ["  \(socket.id) (\(socket.role.rawValue)) binds \(socket.address)"]
             if case .symbol(let symbol) = socket.address { parts.append("= \(symbol.meaning)") }
@@ -45,7 +50,7 @@ public enum ScenarioText {
             lines.append("  \(probe.id): received by \(receivers.isEmpty ? "nobody (every connection fails)" : receivers.joined(separator: " and "))")
         }
         lines.append("")
-        lines.append("Lesson: \(scenario.lesson)")
+        lines.append("Lesson: \(UntrustedText.terminal(scenario.lesson))")
         return lines.joined(separator: "\n")
     }
 }

@@ -56,6 +56,17 @@ enum TestLab {
         scenario.sockets.contains { $0.user == .other }
     }
 
+    /// Whether another user may run `path`: it and every folder above it let "others" in.
+    static func reachableByOthers(_ path: String) -> Bool {
+        var current = URL(fileURLWithPath: path)
+        while true {
+            var status = stat()
+            guard stat(current.path, &status) == 0, status.st_mode & S_IXOTH != 0 else { return false }
+            if current.path == "/" { return true }
+            current = current.deletingLastPathComponent()
+        }
+    }
+
     /// A collecting console for CLI tests.
     final class Captured: @unchecked Sendable {
         private let lock = NSLock()

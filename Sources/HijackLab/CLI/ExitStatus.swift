@@ -6,7 +6,8 @@ public enum ExitStatus: Equatable, Sendable {
     /// The kernel did something else than a scenario expected, a run could not finish,
     /// or (audit) an interception or shadowing finding exists.
     case differs
-    /// A usage error, an unreadable scenario file, or an output that could not be written.
+    /// A usage error, an unreadable scenario file, an output that could not be written, or a
+    /// lab that could not be set up at all.
     case usage
     /// Ended by SIGINT or SIGTERM, after every agent was killed: 128 + the signal.
     case interrupted(signal: Int32)
@@ -49,7 +50,8 @@ public enum ExitStatus: Equatable, Sendable {
           0    every scenario that ran matched its expectation (audit: no interception or shadowing)
           1    some scenario differed from its expectation or could not finish (audit: an interception
                or shadowing finding exists; matrix: some case could not finish)
-          2    usage error, a scenario file that could not be read, or an output that could not be written
+          2    usage error, a scenario file that could not be read, an output that could not be written,
+               or a lab that could not be set up (forced --topology, no processes left)
           130  interrupted by SIGINT, 143 by SIGTERM (128 + the signal); every agent was killed first,
                and no report was published
         """

@@ -13,12 +13,9 @@ enum LabOptions {
         OptionSpec("--verbose", nil, "print each step as it starts (on stderr)"),
         OptionSpec("--audit", nil, "also audit the lab while each scenario's sockets are live, into the report"),
     ]
-    static let limits = """
-        LIMITS
-          A scenario file may hold at most \(ScenarioLimits.fileBytes / 1024) KiB, \(ScenarioLimits.sockets) sockets, \(ScenarioLimits.probes) probes and \(ScenarioLimits.connectionsPerProbe) connections
-          per probe; a scenario that runs past --deadline is stopped, its agents killed, and reported
-          as not finished.
-        """
+    static let limits = "LIMITS\n" + (ScenarioLimits.summary + [
+        "a scenario that runs past --deadline is stopped, its agents killed, and reported as not finished",
+    ]).map { "  " + $0 }.joined(separator: "\n")
 }
 
 struct AllCommand: Command {

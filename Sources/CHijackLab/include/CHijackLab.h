@@ -1,6 +1,9 @@
 #ifndef CHIJACKLAB_H
 #define CHIJACKLAB_H
 
+#include <spawn.h>
+#include <stdint.h>
+
 #include "hl_interrupt.h"
 
 /// The symbolic name of an errno value ("EADDRINUSE"), or NULL when glibc has none.
@@ -21,8 +24,29 @@ int hl_pipe_cloexec(int fds[2]);
 /// pidfd_open(2): a descriptor that polls readable once process `pid` has exited.
 int hl_pidfd_open(int pid);
 
-/// Gives the calling thread a private mount namespace in which `content_path` is bind-mounted
-/// over /etc/hosts: the lab host's own hosts file. Returns 0 or -1 with errno.
-int hl_private_hosts_file(const char *content_path);
+/// posix_spawn_file_actions_addclosefrom_np (glibc 2.34+, hidden behind _GNU_SOURCE): the
+/// child closes every descriptor from `from` up, whatever the parent left without O_CLOEXEC.
+int hl_spawn_close_from(posix_spawn_file_actions_t *actions, int from);
+
+/// The calling thread's capability sets, as 64-bit masks (bit n is capability n). 0 or -1 with errno.
+int hl_capget(uint64_t *effective, uint64_t *permitted, uint64_t *inheritable);
+
+/// Sets the calling thread's capability sets. 0 or -1 with errno.
+int hl_capset(uint64_t effective, uint64_t permitted, uint64_t inheritable);
+
+/// 1 if `capability` is in the bounding set, 0 if not, -1 with errno (EINVAL past the last one).
+int hl_capbset_read(int capability);
+
+/// Removes `capability` from the bounding set (needs CAP_SETPCAP). 0 or -1 with errno.
+int hl_capbset_drop(int capability);
+
+/// Empties the ambient set. 0 or -1 with errno.
+int hl_cap_ambient_clear_all(void);
+
+/// Adds `capability` (permitted and inheritable already) to the ambient set. 0 or -1 with errno.
+int hl_cap_ambient_raise(int capability);
+
+/// PR_SET_NO_NEW_PRIVS: no later execve can grant privileges (setuid bits, file capabilities). 0 or -1 with errno.
+int hl_set_no_new_privs(void);
 
 #endif

@@ -98,8 +98,18 @@ public struct AuditReport: Codable, Sendable, Equatable {
 }
 
 public enum Audit {
+    /// Where uids get their names.
+    public enum UserNames: Sendable {
+        /// The C library's lookup (NSS): LDAP and other directories too, through nscd where it runs.
+        case system
+        /// /etc/passwd read directly: no nscd, no directory server. The lab's own audit uses it,
+        /// since nothing a lab agent looks up may leave the lab.
+        case passwdFile
+    }
+
     /// Audits the current network namespace, optionally only one port.
-    public static func run(port: UInt16? = nil) -> AuditReport {
+    public static func run(port: UInt16? = nil, userNames: UserNames = .system) -> AuditReport {
+        let fileNames = userNames == .passwdFile ? passwdNames() : [:]
         var entries: [ProcNetEntry] = []
         var skipped = 0
         for file in ProcNet.files {
@@ -125,7 +135,11 @@ public enum Audit {
                 devices[index] ?? { let name = SockDiag.deviceName(index); devices[index] = name; return name }()
             }
             return AuditSocket(transport: entry.transport, address: entry.local, port: entry.port, uid: entry.uid,
-                               user: names[entry.uid] ?? { let name = userName(entry.uid); names[entry.uid] = name; return name }(),
+                               user: names[entry.uid] ?? {
+                                   let name = userNames == .passwdFile ? fileNames[entry.uid] ?? String(entry.uid) : userName(entry.uid)
+                                   names[entry.uid] = name
+                                   return name
+                               }(),
                                inode: entry.inode, owners: owners[entry.inode] ?? [],
                                v6only: entry.local.contains(":") ? details?.v6only : nil, device: device,
                                remote: entry.isReceiving ? nil : (entry.remote.contains(":") ? "[\(entry.remote)]:\(entry.remotePort)" : "\(entry.remote):\(entry.remotePort)"))
@@ -135,6 +149,18 @@ public enum Audit {
                               related: SocketOwners.related, lineage: SocketOwners.lineage)
         return AuditReport(namespace: namespace, sockets: sockets, findings: findings(sockets, context: context),
                            ownersComplete: complete, skippedRows: skipped, socketDetails: tcpDetails != nil && udpDetails != nil)
+    }
+
+    /// uid → name from /etc/passwd (`name:password:uid:…`), the first entry for a uid winning
+    /// as it does for getpwuid.
+    static func passwdNames(_ text: String? = ProcNet.read("/etc/passwd")) -> [UInt32: String] {
+        var names: [UInt32: String] = [:]
+        for line in (text ?? "").split(separator: "\n") {
+            let fields = line.split(separator: ":", omittingEmptySubsequences: false)
+            guard fields.count >= 3, let uid = UInt32(fields[2]), names[uid] == nil, !fields[0].isEmpty else { continue }
+            names[uid] = String(fields[0])
+        }
+        return names
     }
 
     static func userName(_ uid: UInt32) -> String {

@@ -1,14 +1,14 @@
-/// The hidden role the runner starts: `agent --id ID [--netns new|PATH] [--user other] [--lab-hosts]`.
+/// The hidden role the runner starts: `agent --id ID [--netns new|PATH] [--user other] [--host-client]`.
 enum AgentEntry {
     static func run(_ arguments: [String], console: Console) -> ExitStatus {
         var id: String?
         var netns: String?
         var runAsOther = false
-        var labHosts = false
+        var hostClient = false
         var index = 0
         while index < arguments.count {
-            if arguments[index] == "--lab-hosts" {
-                labHosts = true
+            if arguments[index] == "--host-client" {
+                hostClient = true
                 index += 1
                 continue
             }
@@ -17,7 +17,7 @@ enum AgentEntry {
             case ("--netns", let value?): netns = value
             case ("--user", "other"): runAsOther = true
             default:
-                console.err("hijack-lab agent is started by the runner itself: agent --id ID [--netns new|PATH] [--user other] [--lab-hosts]")
+                console.err("hijack-lab agent is started by the runner itself: agent --id ID [--netns new|PATH] [--user other] [--host-client]")
                 return .usage
             }
             index += 2
@@ -26,6 +26,6 @@ enum AgentEntry {
             console.err("hijack-lab agent needs --id")
             return .usage
         }
-        return ExitStatus(code: Agent(id: id, netns: netns, runAsOther: runAsOther, labHosts: labHosts).run())
+        return ExitStatus(code: Agent(id: id, netns: netns, runAsOther: runAsOther, hostClient: hostClient).run())
     }
 }

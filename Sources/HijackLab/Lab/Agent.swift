@@ -12,8 +12,9 @@ public final class Agent {
     let netns: String?
     /// Drop to uid and gid 65534 with no supplementary groups, after entering the namespace.
     let runAsOther: Bool
-    /// Resolve names with the lab host's own /etc/hosts (a private mount namespace).
-    let labHosts: Bool
+    /// The lab host's own client: it audits the lab host, so it keeps what reading other
+    /// processes' descriptors takes (`AgentPrivileges`).
+    let hostClient: Bool
     private var socket: Socket?
     private var transport: Transport = .tcp
     private var serving = false
@@ -21,43 +22,51 @@ public final class Agent {
     private let encoder = JSONEncoder()
     private let decoder = JSONDecoder()
 
-    public init(id: String, netns: String? = nil, runAsOther: Bool = false, labHosts: Bool = false) {
+    public init(id: String, netns: String? = nil, runAsOther: Bool = false, hostClient: Bool = false) {
         self.id = id
         self.netns = netns
         self.runAsOther = runAsOther
-        self.labHosts = labHosts
+        self.hostClient = hostClient
     }
 
-    /// Enters the namespace and drops privileges before any socket exists. Both act on the
-    /// calling thread, and this one thread does all of the agent's socket work.
+    /// Enters the namespace, then gives up every privilege the agent's role does not need,
+    /// all before any socket exists. Both act on the calling thread, and this one thread
+    /// does all of the agent's socket work.
     private func takePlace() -> String? {
-        if netns == "new" {
-            if hl_unshare_net() == -1 { return "unshare(CLONE_NEWNET): \(SystemError.name(of: errno))" }
-        } else if let netns {
-            let fd = open(netns, O_RDONLY | O_CLOEXEC)
-            if fd == -1 { return "open(\(netns)): \(SystemError.name(of: errno))" }
-            defer { Glibc.close(fd) }
-            if hl_setns_net(fd) == -1 { return "setns(\(netns)): \(SystemError.name(of: errno))" }
-        }
-        if labHosts {
-            // The file only has to exist until it is mounted; the mount keeps it alive, and
-            // the mount namespace, like the network one, ends with this process.
-            var template = Array("/tmp/hijack-lab-hosts-XXXXXX".utf8CString)
-            let fd = mkstemp(&template)
-            if fd == -1 { return "mkstemp: \(SystemError.name(of: errno))" }
-            let path = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-            defer { unlink(path) }
-            let content = Array(Topology.Lab.hostsFile.utf8)
-            let written = content.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            Glibc.close(fd)
-            if written != content.count { return "writing the lab hosts file failed" }
-            if hl_private_hosts_file(path) == -1 { return "mounting the lab hosts file: \(SystemError.name(of: errno))" }
-        }
-        if runAsOther {
-            if setgroups(0, nil) == -1 { return "setgroups(0): \(SystemError.name(of: errno))" }
-            if setgid(65534) == -1 { return "setgid(65534): \(SystemError.name(of: errno))" }
-            if setuid(65534) == -1 { return "setuid(65534): \(SystemError.name(of: errno))" }
-            if geteuid() != 65534 || getegid() != 65534 { return "still uid \(geteuid()) gid \(getegid()) after dropping privileges" }
+        do throws(SystemError) {
+            if netns == "new" {
+                try check("unshare(CLONE_NEWNET)", hl_unshare_net())
+            } else if let netns {
+                let fd = open(netns, O_RDONLY | O_CLOEXEC)
+                if fd == -1 { throw SystemError.last("open(\(netns))") }
+                defer { Glibc.close(fd) }
+                try check("setns(\(netns))", hl_setns_net(fd))
+            }
+            let keep = AgentPrivileges(netns: netns, hostClient: hostClient)
+            try Capabilities.limitBoundingSet(to: keep.bounding)
+            if runAsOther {
+                // After the bounding set, which needs CAP_SETPCAP; setuid from root clears
+                // the permitted and effective sets itself.
+                try check("setgroups(0)", setgroups(0, nil))
+                try check("setgid(65534)", setgid(65534))
+                try check("setuid(65534)", setuid(65534))
+                if geteuid() != 65534 || getegid() != 65534 { return "still uid \(geteuid()) gid \(getegid()) after dropping privileges" }
+            }
+            try Capabilities.limit(effective: keep.effective, permitted: keep.permitted)
+            try check("prctl(PR_CAP_AMBIENT_CLEAR_ALL)", hl_cap_ambient_clear_all())
+            // Root hands capabilities to what it execs through the bounding set; any other uid
+            // (a runner given CAP_SYS_ADMIN and CAP_NET_ADMIN as ambient capabilities) only
+            // through the ambient set, so there the tool's capability goes back in alone.
+            if geteuid() != 0 { try Capabilities.handOn(keep.bounding) }
+            // Also where there was nothing to drop: no setuid program or file capability this
+            // agent might exec can raise it afterwards.
+            try check("prctl(PR_SET_NO_NEW_PRIVS)", hl_set_no_new_privs())
+            let held = try Capabilities.current()
+            if held.permitted & ~keep.permitted != 0 || held.effective & ~keep.effective != 0 {
+                return "still holds capabilities \(String(held.permitted, radix: 16)) after dropping privileges"
+            }
+        } catch {
+            return error.description
         }
         return nil
     }
@@ -144,7 +153,7 @@ public final class Agent {
             emit(writeSysctl(command))
         case .audit:
             var reply = AgentMessage(ok: true)
-            reply.audit = Audit.run(port: command.port)
+            reply.audit = Audit.run(port: command.port, userNames: .passwdFile)
             emit(reply)
         }
         return .carryOn
@@ -320,16 +329,16 @@ public final class Agent {
         guard let target = command.address, let port = command.port else { return AgentMessage(ok: false, error: "probe needs an address and a port") }
         let transport = command.transport ?? .tcp
         let timeout = Double(command.timeoutMilliseconds ?? 2000) / 1000
-        // A name is resolved as a client would: getaddrinfo, then its addresses in its order.
+        // A name comes from the lab's own hosts file alone, in the order a client's
+        // getaddrinfo would try its addresses; nothing outside the lab (nscd, DNS, the
+        // machine's /etc/hosts) ever sees it.
         let destinations: [SocketAddress]
         var resolved: [String]?
         if let numeric = SocketAddress(host: target, port: port) {
             destinations = [numeric]
         } else {
-            switch Self.resolve(target, port: port, transport: transport) {
-            case .failure(let failure): return AgentMessage(ok: false, error: failure.reason)
-            case .success(let addresses): destinations = addresses
-            }
+            destinations = LabHosts.lab.addresses(for: target, port: port)
+            guard !destinations.isEmpty else { return AgentMessage(ok: false, error: "\(target) is not in the lab's hosts file") }
             resolved = destinations.map(\.host)
         }
         // Never send outside the lab, whatever a name resolved to.
@@ -399,31 +408,6 @@ public final class Agent {
         return record
     }
 
-    /// getaddrinfo with no flags, as Python's create_connection and most clients call it.
-    static func resolve(_ name: String, port: UInt16, transport: Transport) -> Result<[SocketAddress], Topology.Unavailable> {
-        var hints = addrinfo()
-        hints.ai_family = AF_UNSPEC
-        hints.ai_socktype = transport.socketType
-        var list: UnsafeMutablePointer<addrinfo>?
-        let status = getaddrinfo(name, nil, &hints, &list)
-        guard status == 0 else { return .failure(.init(reason: "getaddrinfo(\(name)): \(String(cString: gai_strerror(status)))")) }
-        defer { freeaddrinfo(list) }
-        var addresses: [SocketAddress] = []
-        var entry = list
-        while let current = entry {
-            var storage = sockaddr_storage()
-            withUnsafeMutableBytes(of: &storage) { raw in
-                raw.copyMemory(from: UnsafeRawBufferPointer(start: current.pointee.ai_addr, count: Int(current.pointee.ai_addrlen)))
-            }
-            if var address = SocketAddress(storage: storage) {
-                address.port = port
-                if !addresses.contains(address) { addresses.append(address) }
-            }
-            entry = current.pointee.ai_next
-        }
-        return addresses.isEmpty ? .failure(.init(reason: "getaddrinfo(\(name)) returned no address")) : .success(addresses)
-    }
-
     private func emit(_ message: AgentMessage) {
         guard var bytes = try? encoder.encode(message) else { return }
         bytes.append(UInt8(ascii: "\n"))
@@ -434,5 +418,103 @@ public final class Agent {
             if count <= 0 { exit(4) }
             offset += count
         }
+    }
+}
+
+/// A call that returns -1 with errno on failure, as a thrown error naming it.
+private func check(_ call: String, _ result: Int32) throws(SystemError) {
+    if result == -1 { throw SystemError.last(call) }
+}
+
+/// Linux capability numbers (<linux/capability.h>) that an agent may keep.
+enum Capability: Int32, CaseIterable {
+    case dacReadSearch = 2
+    case setpcap = 8
+    case netAdmin = 12
+    case sysPtrace = 19
+
+    var mask: UInt64 { 1 << UInt64(rawValue) }
+}
+
+/// The capabilities an agent keeps once its namespace is set up, by what it is for; as
+/// masks, bit n for capability n. Anything not named here is gone before its first socket.
+struct AgentPrivileges: Equatable {
+    /// What the agent itself still uses.
+    var effective: UInt64 = 0
+    /// `effective`, and what it only hands on to a tool it execs.
+    var permitted: UInt64 = 0
+    /// The most that any program it execs may have.
+    var bounding: UInt64 = 0
+
+    /// A socket agent keeps nothing: it binds ports from 10000 up (no CAP_NET_BIND_SERVICE),
+    /// its reuse, V6ONLY and linger options need none, and SO_BINDTODEVICE on a socket not yet
+    /// bound to a device is unprivileged since Linux 5.7. Entering its namespace came first.
+    init(netns: String?, hostClient: Bool) {
+        if netns == "new" {
+            // A client that made its namespace execs `ip -batch` there, to bring up lo and the
+            // veth: CAP_NET_ADMIN in that child. As uid 0 under NO_NEW_PRIVS, execve gives the
+            // tool the bounding set intersected with this agent's permitted set, so it stays in
+            // both; the agent itself never uses it, so it is not effective here.
+            permitted |= Capability.netAdmin.mask
+            bounding |= Capability.netAdmin.mask
+        }
+        if hostClient {
+            // The audit finds each socket's processes through /proc/PID/fd of every process:
+            // listing another user's needs CAP_DAC_READ_SEARCH, and reading its links passes a
+            // ptrace access check that a process of another uid, or one with capabilities this
+            // agent lacks (the runner), fails without CAP_SYS_PTRACE. Writing the ICMP rate
+            // sysctls of the lab's own namespace needs none: they are root's files, mode 0644.
+            let audit = Capability.dacReadSearch.mask | Capability.sysPtrace.mask
+            effective |= audit
+            permitted |= audit
+        }
+    }
+}
+
+/// Raw capget/capset and the bounding set (no libcap), each call checked.
+enum Capabilities {
+    static func current() throws(SystemError) -> (effective: UInt64, permitted: UInt64) {
+        var effective: UInt64 = 0, permitted: UInt64 = 0, inheritable: UInt64 = 0
+        try check("capget", hl_capget(&effective, &permitted, &inheritable))
+        return (effective, permitted)
+    }
+
+    /// Removes from the bounding set every capability outside `keep`, so that no program the
+    /// agent execs, as uid 0 or through file capabilities, can come back with one. Dropping
+    /// takes CAP_SETPCAP; a process without it (not root) has nothing the bounding set could
+    /// hand out, since under NO_NEW_PRIVS an exec never gets more than the permitted set.
+    static func limitBoundingSet(to keep: UInt64) throws(SystemError) {
+        guard try current().permitted & Capability.setpcap.mask != 0 else { return }
+        var capability: Int32 = 0
+        while true {
+            let held = hl_capbset_read(capability)
+            // The kernel answers EINVAL past its last capability.
+            if held == -1 && errno == EINVAL && capability > 0 { return }
+            try check("prctl(PR_CAPBSET_READ, \(capability))", held)
+            if held == 1 && (capability >= 64 || keep & (1 << UInt64(capability)) == 0) {
+                try check("prctl(PR_CAPBSET_DROP, \(capability))", hl_capbset_drop(capability))
+            }
+            capability += 1
+        }
+    }
+
+    /// Puts those of `capabilities` still permitted into the inheritable and ambient sets,
+    /// so that a program exec'd by a uid other than 0 gets them.
+    static func handOn(_ capabilities: UInt64) throws(SystemError) {
+        var effective: UInt64 = 0, permitted: UInt64 = 0, inheritable: UInt64 = 0
+        try check("capget", hl_capget(&effective, &permitted, &inheritable))
+        let given = capabilities & permitted
+        guard given != 0 else { return }
+        try check("capset", hl_capset(effective, permitted, inheritable | given))
+        for capability in Capability.allCases where given & capability.mask != 0 {
+            try check("prctl(PR_CAP_AMBIENT_RAISE, \(capability.rawValue))", hl_cap_ambient_raise(capability.rawValue))
+        }
+    }
+
+    /// Keeps only the given capabilities of those held, and none inheritable. capset can
+    /// only lower a set, so what is not held now stays absent.
+    static func limit(effective: UInt64, permitted: UInt64) throws(SystemError) {
+        let held = try current().permitted
+        try check("capset", hl_capset(effective & permitted & held, permitted & held, 0))
     }
 }

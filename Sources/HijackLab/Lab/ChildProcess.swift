@@ -25,10 +25,18 @@ final class ChildProcess {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        // dup2 clears close-on-exec on the copies, so only fds 0, 1 and 2 reach the child.
-        posix_spawn_file_actions_adddup2(&actions, toChild[0], 0)
-        posix_spawn_file_actions_adddup2(&actions, fromChild[1], 1)
-        if mergeStandardError { posix_spawn_file_actions_adddup2(&actions, fromChild[1], 2) }
+        // dup2 clears close-on-exec on the copies. Every other descriptor is closed in the
+        // child: posix_spawn passes on whatever lacks O_CLOEXEC, and this process may have
+        // inherited such descriptors from whoever started it (a shell's `exec 7</etc/shadow`).
+        // An agent then holds only its pipes and what it opens itself.
+        var planned = posix_spawn_file_actions_adddup2(&actions, toChild[0], 0)
+        if planned == 0 { planned = posix_spawn_file_actions_adddup2(&actions, fromChild[1], 1) }
+        if planned == 0, mergeStandardError { planned = posix_spawn_file_actions_adddup2(&actions, fromChild[1], 2) }
+        if planned == 0 { planned = hl_spawn_close_from(&actions, 3) }
+        guard planned == 0 else {
+            Glibc.close(toChild[0]); Glibc.close(toChild[1]); Glibc.close(fromChild[0]); Glibc.close(fromChild[1])
+            throw SystemError(call: "posix_spawn_file_actions", code: planned)
+        }
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)

@@ -19,17 +19,20 @@ final class LabNetwork {
         self.placement = placement
     }
 
+    /// Marks the host client, the one agent that audits and so keeps the capabilities for
+    /// reading other processes' descriptors; socket agents never get it.
+    private static let hostClientFlag = ["--host-client"]
+
     static func make(_ settings: LabSettings, started: (ProcessIdentity) -> Void) throws(LabError) -> LabNetwork {
         let executable = settings.agentExecutable
         guard settings.topology.kind == .netns else {
-            let host = try AgentClient(executable: executable, id: "client-host", timeout: settings.replyTimeout)
+            let host = try AgentClient(executable: executable, id: "client-host", extraArguments: hostClientFlag, timeout: settings.replyTimeout)
             started(host.identity)
             try host.awaitReady()
             return LabNetwork(hostClient: host, peerClient: nil, placement: [])
         }
         guard let ip = Topology.ipExecutable() else { throw .setup("iproute2's `ip` was not found") }
-        // The host client resolves names with the lab host's own hosts file.
-        let host = try AgentClient(executable: executable, id: "client-host", extraArguments: ["--netns", "new", "--lab-hosts"], timeout: settings.replyTimeout)
+        let host = try AgentClient(executable: executable, id: "client-host", extraArguments: ["--netns", "new"] + hostClientFlag, timeout: settings.replyTimeout)
         started(host.identity)
         let peer: AgentClient
         do throws(LabError) {

@@ -19,12 +19,8 @@ public struct Topology: Sendable {
 
     /// The lab network's addresses. They exist only inside namespaces the run creates.
     public enum Lab {
-        /// The lab host's /etc/hosts, as Debian ships it: `localhost` is both loopbacks.
-        public static let hostsFile = """
-            127.0.0.1\tlocalhost
-            ::1\tlocalhost ip6-localhost ip6-loopback
-
-            """
+        /// The lab host's /etc/hosts, the only place the lab looks names up (`LabHosts`).
+        public static let hostsFile = LabHosts.labFile
         public static let hostInterface = "lab0"
         public static let peerInterface = "peer0"
         public static let hostV4 = "198.51.100.1"

@@ -217,6 +217,10 @@ private struct Reader {
         if case .name = spec, !namesAllowed {
             throw fail(field, "an address symbol or a numeric address (a socket binds addresses; names are for probes)", value)
         }
+        // Names mean only what the lab's own hosts file says: nothing outside the lab is asked.
+        if case .name(let name) = spec, LabHosts.lab.addresses(for: name).isEmpty {
+            throw fail(field, "a name in the lab's hosts file (\(LabHosts.lab.names.joined(separator: ", "))) or an address", value)
+        }
         if case .literal = spec, let refusal = LabAddressPolicy.refusal(for: text, labRangesAllowed: true) {
             let symbols = AddressSymbol.allCases.map(\.rawValue).joined(separator: ", ")
             throw ScenarioError(file: file, field: field, expected: "an address symbol (\(symbols)) or a numeric lab address", found: "\"\(text)\", \(refusal)")

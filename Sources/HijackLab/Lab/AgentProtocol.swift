@@ -130,7 +130,7 @@ public struct AgentMessage: Codable, Sendable, Equatable {
     public var peer: String?
     public var pid: Int32?
     public var uid: UInt32?
-    /// A probe to a name: the addresses getaddrinfo returned, in its order.
+    /// A probe to a name: the addresses the lab's hosts file gives, in the order a client tries them (LabHosts).
     public var resolved: [String]?
     public var audit: AuditReport?
 

@@ -70,7 +70,7 @@ public struct ProbeOutcome: Codable, Sendable, Equatable {
     public var errors: [String: Int]
     /// UDP datagrams that got no reply in time: counted, never as failures.
     public var lost: Int
-    /// For a probe to a name: the addresses getaddrinfo gave, in the order a client tries them.
+    /// For a probe to a name: the addresses the lab's hosts file gives, in the order a client tries them.
     public var resolved: [String]?
     /// Connections or datagrams per destination address they went to.
     public var reached: [String: Int]

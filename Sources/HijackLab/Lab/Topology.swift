@@ -47,9 +47,10 @@ public struct Topology: Sendable {
             return .success(symbol == .labInterface ? Lab.hostV4 : Lab.hostV6)
         case .symbol: return .failure(Unavailable(reason: "\(spec) has no address here"))
         case .name(let name):
-            // Names are resolved by the client, with the lab host's own hosts file (netns only).
+            // Names are resolved by the client from the lab's own hosts file (LabHosts). Its
+            // addresses are the lab host's loopbacks, which only the netns lab owns outright.
             guard kind == .netns else {
-                return .failure(Unavailable(reason: "\(name) would resolve with this machine's own hosts file; the lab resolves names only on its own host (netns topology)"))
+                return .failure(Unavailable(reason: "\(name) is resolved only on the lab host, whose loopbacks the run owns (netns topology); here it would reach this machine's own ::1 and 127.0.0.1"))
             }
             return .success(name)
         }

@@ -4,7 +4,7 @@ import Foundation
 public enum AddressSpec: Sendable, Equatable, CustomStringConvertible {
     case symbol(AddressSymbol)
     case literal(String)
-    /// A host name a probe resolves as a client would (getaddrinfo), e.g. "localhost".
+    /// A host name a probe resolves from the lab's own hosts file, in a client's order (LabHosts), e.g. "localhost".
     case name(String)
 
     public init(parsing text: String) {

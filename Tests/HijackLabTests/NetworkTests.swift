@@ -210,6 +210,37 @@ struct NetworkTests {
         #expect(outcome.probes.map(\.receivedBy) == [["defender-lo4": 8], ["defender-lo6": 8], ["defender-lab4": 8], ["defender-lab6": 8]])
     }
 
+    @Test("An address a step adds is on lab0 during the scenario and gone after it, so the same scenario runs twice in one lab")
+    func addedAddressIsRemoved() throws {
+        var scenario = try TestLab.scenario("address-added-later")
+        scenario.audit = false
+        let runner = Runner(settings: Self.netnsSettings())
+        defer { runner.shutdown() }
+        let first = runner.run(scenario)
+        // The same story again in the same lab: the add would fail (EEXIST) had the first left it.
+        scenario.name = "address-added-later-again"
+        let second = runner.run(scenario)
+        for outcome in [first, second] {
+            #expect(outcome.status == .ran, "\(outcome.error ?? "")")
+            #expect(outcome.probes.first { $0.id == "new-address" }?.receivedBy == ["attacker": 8])
+        }
+        // Nobody may bind it now: the address is gone from the lab host (EADDRNOTAVAIL).
+        var probe = try TestLab.scenario("address-added-later")
+        probe.name = "address-added-later-gone"
+        probe.steps = probe.steps.filter { $0 != .addAddress(.labInterfaceAdded) }
+        let gone = runner.run(probe)
+        #expect(gone.sockets.first { $0.id == "attacker" }?.bind == "EADDRNOTAVAIL")
+    }
+
+    @Test("Below ip_unprivileged_port_start another user gets EACCES; the same user keeps CAP_NET_BIND_SERVICE and binds")
+    func privilegedPort() throws {
+        let (outcomes, _) = run(["privileged-port"])
+        let outcome = try #require(outcomes.first)
+        #expect((outcome.port ?? 0) < 1024)
+        #expect(outcome.sockets.first { $0.id == "attacker-other" }?.bind == "EACCES")
+        #expect(outcome.sockets.first { $0.id == "victim" }?.bind == "ok")
+    }
+
     func run(_ names: [String]) -> (outcomes: [ScenarioOutcome], pids: [ProcessIdentity]) {
         let runner = Runner(settings: Self.netnsSettings())
         let outcomes = names.map { name in runner.run(try! TestLab.scenario(name)) }

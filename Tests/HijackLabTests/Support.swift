@@ -42,9 +42,12 @@ enum TestLab {
     }
 
     /// An oracle independent of the runner: does a scenario need the netns topology
-    /// (the peer, a lab address, a bound device, or a name resolved on the lab host)?
+    /// (the peer, a lab address, a bound device, a name resolved on the lab host, a
+    /// privileged port, or an address added to the lab's interface)?
     static func needsNetns(_ scenario: Scenario) -> Bool {
-        let labSymbols: [AddressSpec] = [.symbol(.labInterface), .symbol(.labInterface6)]
+        let labSymbols: [AddressSpec] = [.symbol(.labInterface), .symbol(.labInterface6), .symbol(.labInterfaceAdded)]
+        if scenario.port == .privileged { return true }
+        if scenario.steps.contains(.addAddress(.labInterfaceAdded)) { return true }
         return scenario.sockets.contains { labSymbols.contains($0.address) || $0.device != nil }
             || scenario.probes.contains { probe in
                 if case .name = probe.to { return true }

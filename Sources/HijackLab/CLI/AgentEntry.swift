@@ -1,14 +1,15 @@
-/// The hidden role the runner starts: `agent --id ID [--netns new|PATH] [--user other] [--host-client]`.
+/// The hidden role the runner starts: `agent --id ID [--netns new|PATH] [--user other] [--host-client] [--bind-service]`.
 enum AgentEntry {
     static func run(_ arguments: [String], console: Console) -> ExitStatus {
         var id: String?
         var netns: String?
         var runAsOther = false
         var hostClient = false
+        var bindService = false
         var index = 0
         while index < arguments.count {
-            if arguments[index] == "--host-client" {
-                hostClient = true
+            if arguments[index] == "--host-client" || arguments[index] == "--bind-service" {
+                if arguments[index] == "--host-client" { hostClient = true } else { bindService = true }
                 index += 1
                 continue
             }
@@ -17,7 +18,7 @@ enum AgentEntry {
             case ("--netns", let value?): netns = value
             case ("--user", "other"): runAsOther = true
             default:
-                console.err("hijack-lab agent is started by the runner itself: agent --id ID [--netns new|PATH] [--user other] [--host-client]")
+                console.err("hijack-lab agent is started by the runner itself: agent --id ID [--netns new|PATH] [--user other] [--host-client] [--bind-service]")
                 return .usage
             }
             index += 2
@@ -26,6 +27,6 @@ enum AgentEntry {
             console.err("hijack-lab agent needs --id")
             return .usage
         }
-        return ExitStatus(code: Agent(id: id, netns: netns, runAsOther: runAsOther, hostClient: hostClient).run())
+        return ExitStatus(code: Agent(id: id, netns: netns, runAsOther: runAsOther, hostClient: hostClient, bindService: bindService).run())
     }
 }

@@ -22,11 +22,15 @@ public final class Agent {
     private let encoder = JSONEncoder()
     private let decoder = JSONDecoder()
 
-    public init(id: String, netns: String? = nil, runAsOther: Bool = false, hostClient: Bool = false) {
+    /// Keep CAP_NET_BIND_SERVICE: the scenario's port is below ip_unprivileged_port_start.
+    let bindService: Bool
+
+    public init(id: String, netns: String? = nil, runAsOther: Bool = false, hostClient: Bool = false, bindService: Bool = false) {
         self.id = id
         self.netns = netns
         self.runAsOther = runAsOther
         self.hostClient = hostClient
+        self.bindService = bindService && !runAsOther
     }
 
     /// Enters the namespace, then gives up every privilege the agent's role does not need,
@@ -42,7 +46,7 @@ public final class Agent {
                 defer { Glibc.close(fd) }
                 try check("setns(\(netns))", hl_setns_net(fd))
             }
-            let keep = AgentPrivileges(netns: netns, hostClient: hostClient)
+            let keep = AgentPrivileges(netns: netns, hostClient: hostClient, bindService: bindService)
             try Capabilities.limitBoundingSet(to: keep.bounding)
             if runAsOther {
                 // After the bounding set, which needs CAP_SETPCAP; setuid from root clears
@@ -430,6 +434,7 @@ private func check(_ call: String, _ result: Int32) throws(SystemError) {
 enum Capability: Int32, CaseIterable {
     case dacReadSearch = 2
     case setpcap = 8
+    case netBindService = 10
     case netAdmin = 12
     case sysPtrace = 19
 
@@ -449,7 +454,13 @@ struct AgentPrivileges: Equatable {
     /// A socket agent keeps nothing: it binds ports from 10000 up (no CAP_NET_BIND_SERVICE),
     /// its reuse, V6ONLY and linger options need none, and SO_BINDTODEVICE on a socket not yet
     /// bound to a device is unprivileged since Linux 5.7. Entering its namespace came first.
-    init(netns: String?, hostClient: Bool) {
+    init(netns: String?, hostClient: Bool, bindService: Bool = false) {
+        if bindService {
+            // A socket agent of a privileged-port scenario binds a port below
+            // ip_unprivileged_port_start; it uses nothing else.
+            effective |= Capability.netBindService.mask
+            permitted |= Capability.netBindService.mask
+        }
         if netns == "new" {
             // A client that made its namespace execs `ip -batch` there, to bring up lo and the
             // veth: CAP_NET_ADMIN in that child. As uid 0 under NO_NEW_PRIVS, execve gives the

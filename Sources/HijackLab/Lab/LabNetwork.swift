@@ -12,11 +12,21 @@ final class LabNetwork {
     let peerClient: AgentClient?
     /// Arguments that put a socket's agent in the lab host.
     let placement: [String]
+    /// iproute2's `ip`, in netns.
+    private let ip: String?
 
-    private init(hostClient: AgentClient, peerClient: AgentClient?, placement: [String]) {
+    private init(hostClient: AgentClient, peerClient: AgentClient?, placement: [String], ip: String? = nil) {
         self.hostClient = hostClient
         self.peerClient = peerClient
         self.placement = placement
+        self.ip = ip
+    }
+
+    /// Adds (or removes) an IPv4 address on the lab host's interface: an address that appears
+    /// after a service started. The host client's `ip` holds CAP_NET_ADMIN for this.
+    func changeLabAddress(_ address: String, add: Bool) throws(LabError) {
+        guard let ip else { throw .setup("addresses can be added only in the netns topology") }
+        try Self.run(ip, on: hostClient, "addr \(add ? "add" : "del") \(address)/24 dev \(Topology.Lab.hostInterface)")
     }
 
     /// Marks the host client, the one agent that audits and so keeps the capabilities for
@@ -65,7 +75,7 @@ final class LabNetwork {
             peer.kill()
             throw error
         }
-        return LabNetwork(hostClient: host, peerClient: peer, placement: ["--netns", "/proc/\(host.pid)/ns/net"])
+        return LabNetwork(hostClient: host, peerClient: peer, placement: ["--netns", "/proc/\(host.pid)/ns/net"], ip: ip)
     }
 
     /// One `ip -batch -` per namespace: a launch per namespace, not per command.

@@ -42,6 +42,8 @@ public final class Runner {
     public private(set) var startedProcesses: [ProcessIdentity] = []
     /// Ports already given to scenarios in this run.
     private var usedPorts: Set<UInt16> = []
+    /// Addresses the current scenario added to the lab host's interface.
+    private var addedAddresses: [String] = []
     /// Called as each step starts: for progress output on long runs.
     public var onStep: ((_ scenario: String, _ step: Step) -> Void)?
 
@@ -111,6 +113,17 @@ public final class Runner {
         var ended: [String: AgentClient] = [:]
         defer { agents.values.forEach { $0.kill() } }
         let clock = ScenarioClock(seconds: settings.scenarioDeadline)
+        // An address a step added is taken off again, however the scenario ended, so the next
+        // scenario finds the lab as it was; a lab that cannot be restored is made anew.
+        defer {
+            for address in addedAddresses {
+                do throws(LabError) { try network?.changeLabAddress(address, add: false) } catch {
+                    network?.kill()
+                    network = nil
+                }
+            }
+            addedAddresses = []
+        }
         do throws(LabError) {
             let seen = try carryOut(scenario, into: &outcome, agents: &agents, ended: &ended, clock: clock)
             // Each agent has written its acceptances before its identity reached a client,
@@ -158,6 +171,12 @@ public final class Runner {
                 return "probe \(probe.id) comes from the external peer, which exists only in the netns topology"
             }
         }
+        if scenario.port == .privileged && settings.topology.kind != .netns {
+            return "its port is a privileged one (below 1024), which the lab binds only inside its own namespace (netns topology)"
+        }
+        if scenario.steps.contains(where: { if case .addAddress = $0 { true } else { false } }) && settings.topology.kind != .netns {
+            return "it adds an address to the lab host's interface, which exists only in the netns topology"
+        }
         return nil
     }
 
@@ -169,7 +188,7 @@ public final class Runner {
         let placement = network!.placement
         let port: UInt16
         do throws(SystemError) {
-            port = try settings.topology.port(for: scenario.name, transport: scenario.transport, taken: usedPorts)
+            port = try settings.topology.port(for: scenario.name, transport: scenario.transport, taken: usedPorts, kind: scenario.port)
         } catch {
             throw .setup("no free port: \(error)")
         }
@@ -180,7 +199,9 @@ public final class Runner {
 
         // Start every agent first and only then wait, so their start-up times overlap.
         for socket in scenario.sockets {
-            let user = socket.user == .other ? ["--user", "other"] : []
+            // Below ip_unprivileged_port_start a same-user (root) agent keeps CAP_NET_BIND_SERVICE;
+            // another user's agent loses it with its uid, which is what such a scenario shows.
+            let user = socket.user == .other ? ["--user", "other"] : scenario.port == .privileged ? ["--bind-service"] : []
             let agent = try AgentClient(executable: settings.agentExecutable, id: socket.id, extraArguments: placement + user, timeout: settings.replyTimeout)
             startedProcesses.append(agent.identity)
             agents[socket.id] = agent
@@ -238,6 +259,10 @@ public final class Runner {
                         outcome.probes[index].errors[connection.error ?? "unknown", default: 0] += 1
                     }
                 }
+            case .addAddress(let symbol):
+                guard case .success(let address) = settings.topology.resolve(.symbol(symbol)) else { throw .setup("\(symbol.rawValue) has no address here") }
+                try network!.changeLabAddress(address, add: true)
+                addedAddresses.append(address)
             case .close(let id), .exit(let id):
                 let index = outcome.sockets.firstIndex { $0.id == id }!
                 let agent = agents[id]!

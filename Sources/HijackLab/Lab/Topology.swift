@@ -24,6 +24,8 @@ public struct Topology: Sendable {
         public static let hostInterface = "lab0"
         public static let peerInterface = "peer0"
         public static let hostV4 = "198.51.100.1"
+        /// Put on lab0 only by a scenario's add-address step, and taken off when it ends.
+        public static let addedV4 = "198.51.100.3"
         public static let peerV4 = "198.51.100.2"
         public static let hostV6 = "2001:db8::1"
         public static let peerV6 = "2001:db8::2"
@@ -40,6 +42,11 @@ public struct Topology: Sendable {
         case .symbol(.wildcard6), .symbol(.wildcard6Only): return .success("::")
         case .symbol(.loopback6): return .success("::1")
         case .symbol(.v4mappedLoopback): return .success("::ffff:127.0.0.1")
+        case .symbol(.labInterfaceAdded):
+            guard kind == .netns else {
+                return .failure(Unavailable(reason: "lab-interface-added exists only in the netns topology; this run uses \(kind.rawValue)"))
+            }
+            return .success(Lab.addedV4)
         case .symbol(let symbol) where symbol == .labInterface || symbol == .labInterface6:
             guard kind == .netns else {
                 return .failure(Unavailable(reason: "\(symbol.rawValue) exists only in the netns topology; this run uses \(kind.rawValue)"))
@@ -62,12 +69,15 @@ public struct Topology: Sendable {
     /// report is the same every run; below the ephemeral range, so that no client's
     /// TIME_WAIT from an earlier scenario can sit on it. On the host it is whatever the
     /// kernel says is free now.
-    public func port(for name: String, transport: Transport, taken: Set<UInt16>) throws(SystemError) -> UInt16 {
+    /// A privileged scenario gets a port from 600 to 999, below the kernel's default
+    /// ip_unprivileged_port_start (1024), and only in the lab's own namespace.
+    public func port(for name: String, transport: Transport, taken: Set<UInt16>, kind portKind: PortKind = .ordinary) throws(SystemError) -> UInt16 {
         guard kind == .netns else { return try Self.freeHostPort(for: transport) }
         var hash: UInt32 = 2_166_136_261
         for byte in name.utf8 { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
-        var port = UInt16(10_000 + hash % 20_000)
-        while taken.contains(port) { port = port == 29_999 ? 10_000 : port + 1 }
+        let range: ClosedRange<UInt16> = portKind == .privileged ? 600...999 : 10_000...29_999
+        var port = range.lowerBound + UInt16(hash % UInt32(range.count))
+        while taken.contains(port) { port = port == range.upperBound ? range.lowerBound : port + 1 }
         return port
     }
 

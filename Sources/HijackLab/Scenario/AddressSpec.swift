@@ -37,6 +37,8 @@ public enum AddressSymbol: String, Sendable, CaseIterable {
     case v4mappedLoopback = "v4mapped-loopback"
     case labInterface = "lab-interface"
     case labInterface6 = "lab-interface6"
+    /// 198.51.100.3: an address that exists only after an `add-address` step put it on lab0.
+    case labInterfaceAdded = "lab-interface-added"
 
     public var meaning: String {
         switch self {
@@ -48,6 +50,7 @@ public enum AddressSymbol: String, Sendable, CaseIterable {
         case .v4mappedLoopback: "::ffff:127.0.0.1, the IPv4 loopback on an IPv6 socket"
         case .labInterface: "the lab host's interface address, 198.51.100.1 (netns topology only)"
         case .labInterface6: "the lab host's interface IPv6 address, 2001:db8::1 (netns topology only)"
+        case .labInterfaceAdded: "198.51.100.3, added to the lab host's interface by an add-address step (netns topology only)"
         }
     }
 

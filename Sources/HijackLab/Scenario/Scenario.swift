@@ -13,6 +13,8 @@ public struct Scenario: Sendable {
     public var file: String
     /// Run `hijack-lab audit` while the sockets are live, and put it in the report.
     public var audit: Bool = false
+    /// Which kind of port the runner picks for the scenario.
+    public var port: PortKind = .ordinary
 
     public func socket(_ id: String) -> SocketSpec? { sockets.first { $0.id == id } }
     public func probe(_ id: String) -> ProbeSpec? { probes.first { $0.id == id } }
@@ -27,6 +29,14 @@ public enum Role: String, Codable, Sendable, CaseIterable {
     case defender
     /// A service instance in a restart story, where nobody attacks.
     case server
+}
+
+/// The scenario's port: an ordinary one (10000 and up), or one below the kernel's
+/// net.ipv4.ip_unprivileged_port_start (1024 by default), which only a process with
+/// CAP_NET_BIND_SERVICE may bind.
+public enum PortKind: String, Codable, Sendable, CaseIterable {
+    case ordinary
+    case privileged
 }
 
 /// Who a socket's agent runs as.
@@ -87,6 +97,9 @@ public enum Step: Sendable, Equatable {
     case close(String)
     /// close() the socket and end the agent's process, as a server exits before a restart.
     case exit(String)
+    /// Add an address to the lab host's interface, as DHCP or an operator would after the
+    /// service started (netns only; removed again when the scenario ends).
+    case addAddress(AddressSymbol)
 
     /// Each socket binds then listens, in file order; then each probe runs.
     public static func defaults(for sockets: [SocketSpec], probes: [ProbeSpec]) -> [Step] {
@@ -101,6 +114,7 @@ public enum Step: Sendable, Equatable {
         case .probe(let id): "probe \(id)"
         case .close(let id): "close \(id)"
         case .exit(let id): "exit \(id)"
+        case .addAddress(let symbol): "add-address \(symbol.rawValue)"
         }
     }
 }

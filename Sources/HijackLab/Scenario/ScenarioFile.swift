@@ -163,7 +163,7 @@ private struct Reader {
     func join(_ field: String, _ key: String) -> String { field.isEmpty ? key : "\(field).\(key)" }
 
     func scenario(_ document: JSONValue) throws(ScenarioError) -> Scenario {
-        let top = try object(document, "", required: ["name", "title", "story", "lesson", "transport", "sockets", "probes", "expect"], optional: ["steps", "audit"])
+        let top = try object(document, "", required: ["name", "title", "story", "lesson", "transport", "sockets", "probes", "expect"], optional: ["steps", "audit", "port"])
         let name = try string(top["name"], "name", pattern: "^[a-z0-9]+(-[a-z0-9]+)*$")
         let base = (file as NSString).lastPathComponent
         if base.hasSuffix(".json"), base != "\(name).json" {
@@ -207,7 +207,8 @@ private struct Reader {
             audit: try top["audit"].map { (value) throws(ScenarioError) -> Bool in
                 guard case .bool(let flag) = value else { throw fail("audit", "true or false", value) }
                 return flag
-            } ?? false
+            } ?? false,
+            port: try top["port"].map { (value) throws(ScenarioError) in try choice(value, "port", as: PortKind.self, among: PortKind.allCases) } ?? .ordinary
         )
     }
 
@@ -309,13 +310,22 @@ private struct Reader {
             let field = "steps[\(index)]"
             guard case .object(let members) = item, case .string(let action)? = members["do"] else {
                 let found: JSONValue? = if case .object(let members) = item { members["do"] } else { item }
-                throw fail(join(field, "do"), "one of \"bind\", \"listen\", \"probe\", \"close\", \"exit\"", found)
+                throw fail(join(field, "do"), "one of \"bind\", \"listen\", \"probe\", \"close\", \"exit\", \"add-address\"", found)
             }
             if action == "probe" {
                 let id = try string(try object(item, field, required: ["do", "probe"])["probe"], join(field, "probe"))
                 guard probes.contains(where: { $0.id == id }) else { throw fail(join(field, "probe"), "a probe id (" + probes.map(\.id).joined(separator: ", ") + ")", .string(id)) }
                 guard probed.insert(id).inserted else { throw fail(join(field, "probe"), "each probe run once", .string(id)) }
                 steps.append(.probe(id))
+                continue
+            }
+            if action == "add-address" {
+                let members = try object(item, field, required: ["do", "address"])
+                guard case .string(AddressSymbol.labInterfaceAdded.rawValue)? = members["address"] else {
+                    throw fail(join(field, "address"), "\"\(AddressSymbol.labInterfaceAdded.rawValue)\", the one address the lab adds", members["address"])
+                }
+                guard !steps.contains(.addAddress(.labInterfaceAdded)) else { throw fail(join(field, "do"), "one add-address step", .string(action)) }
+                steps.append(.addAddress(.labInterfaceAdded))
                 continue
             }
             let id = try string(try object(item, field, required: ["do", "socket"])["socket"], join(field, "socket"))
@@ -334,7 +344,7 @@ private struct Reader {
                 }
                 if action == "listen" { steps.append(.listen(id)) } else { ended.insert(id); steps.append(action == "close" ? .close(id) : .exit(id)) }
             default:
-                throw fail(join(field, "do"), "one of \"bind\", \"listen\", \"probe\", \"close\", \"exit\"", .string(action))
+                throw fail(join(field, "do"), "one of \"bind\", \"listen\", \"probe\", \"close\", \"exit\", \"add-address\"", .string(action))
             }
         }
         if let missing = sockets.first(where: { !bound.contains($0.id) }) { throw fail("steps", "a bind step for every socket", .string(missing.id)) }

@@ -44,10 +44,10 @@ struct ReportTests {
     @Test("The report shows results, differences, traces and the diagram")
     func content() {
         let text = MarkdownReport.render(Self.fixedReport())
-        #expect(text.contains("| [fixed-hijack](#fixed-hijack) | victim `0.0.0.0:PORT` SO_REUSEPORT<br>attacker `127.0.0.1:PORT` SO_REUSEPORT | victim: ok / ok<br>attacker: EADDRINUSE / not-attempted | local → victim 8/8 | **blocked** | ❌ expected hijacked |"))
+        #expect(text.contains("| [fixed-hijack](#fixed-hijack) | victim `0.0.0.0:PORT` SO_REUSEPORT; attacker `127.0.0.1:PORT` SO_REUSEPORT: bind EADDRINUSE | local → victim 8/8 | **blocked** ❌ expected hijacked |"))
         #expect(text.contains("`bind(127.0.0.1:PORT) = EADDRINUSE`"))
         #expect(text.contains("`setsockopt(SO_REUSEPORT, 1) = ok`"))
-        #expect(text.contains("- verdict expected hijacked, got blocked"))
+        #expect(text.contains("Differences: verdict expected hijacked, got blocked."))
         #expect(text.contains("probe_local -- \"8 of 8\" --> sock_victim"))
         #expect(text.contains("attacker + victim (split; counts in JSON)"))
         #expect(text.contains("scenarios/bad.json: field `sockets[0].role`: expected one of \"victim\"; found \"x\""))

@@ -9,6 +9,6 @@ extension LabReport.Environment {
         let release = withUnsafeBytes(of: &names.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         return LabReport.Environment(
             kernel: "Linux \(release)", uid: geteuid(), topology: topology.kind, topologyReason: topology.reason,
-            date: Date().formatted(.iso8601))
+            date: Date().formatted(.iso8601), toolVersion: CLI.version)
     }
 }

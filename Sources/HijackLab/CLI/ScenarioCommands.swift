@@ -155,11 +155,13 @@ enum ScenarioRun {
             console.err(ScenarioText.progressLine(outcome, index: index + 1, of: selected.count, milliseconds: elapsed))
         }
         runner.shutdown()
+        // `all` also runs the matrix cases behind its "At a glance" table: a few seconds.
+        let glance = names == nil ? glanceEvidence(settings: settings, console: console) : nil
 
         // An interrupted run's last scenario "failed" only because its agents were killed:
         // publish nothing about it; the signal handler is ending the process with 128+signal.
         if let signal = ChildRegistry.shared.interruption { return .interrupted(signal: signal) }
-        let result = LabReport(environment: .current(topology: topology), scenarios: outcomes, invalidFiles: invalid.map(LabReport.InvalidFile.init))
+        let result = LabReport(environment: .current(topology: topology), scenarios: outcomes, invalidFiles: invalid.map(LabReport.InvalidFile.init), glance: glance)
         var files = OutputSet()
         if let report { files.stage(MarkdownReport.render(result), to: report) }
         if let json { files.stage(String(decoding: JSONReport.render(result), as: UTF8.self) + "\n", to: json) }
@@ -172,6 +174,21 @@ enum ScenarioRun {
         console.err(countLine(outcomes, unreadable: invalid.count))
         let status = ExitStatus(code: result.exitStatus)
         return files.failures.isEmpty ? status : status.worst(.usage)
+    }
+
+    /// Runs the matrix cases of the "At a glance" table in the run's own topology.
+    static func glanceEvidence(settings: LabSettings, console: Console) -> GlanceEvidence {
+        var matrixSettings = settings
+        matrixSettings.connectTimeout = 1
+        let runner = MatrixRunner(settings: matrixSettings)
+        let planned = AtAGlance.matrixCases
+        let started = Deadline.now()
+        let cases = runner.run(planned.cases)
+        let baselines = runner.run(planned.baselines, portBase: 40_000)
+        let elapsed = (Deadline.now().nanoseconds - started.nanoseconds) / 1_000_000
+        let unfinished = (cases + baselines).filter { $0.status == .error }.count
+        console.err("at a glance: \(cases.count) matrix cases and \(baselines.count) baselines in \(elapsed) ms" + (unfinished > 0 ? "; \(unfinished) could not finish" : ""))
+        return GlanceEvidence(destinations: runner.destinationLabels, cases: cases, baselines: baselines)
     }
 
     /// The closing line: `29 ran: 29 as expected, 0 differ; 1 skipped`.

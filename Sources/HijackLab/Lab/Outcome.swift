@@ -151,6 +151,17 @@ public struct LabReport: Codable, Sendable {
         public var topology: Topology.Kind
         public var topologyReason: String
         public var date: String
+        /// The hijack-lab version that ran (`hijack-lab --version`).
+        public var toolVersion: String?
+
+        public init(kernel: String, uid: UInt32, topology: Topology.Kind, topologyReason: String, date: String, toolVersion: String? = nil) {
+            self.kernel = kernel
+            self.uid = uid
+            self.topology = topology
+            self.topologyReason = topologyReason
+            self.date = date
+            self.toolVersion = toolVersion
+        }
     }
 
     public struct InvalidFile: Codable, Sendable, Equatable {
@@ -172,6 +183,15 @@ public struct LabReport: Codable, Sendable {
     public var environment: Environment
     public var scenarios: [ScenarioOutcome]
     public var invalidFiles: [InvalidFile]
+    /// The matrix cases `all` ran for the "At a glance" table; nil for `run`.
+    public var glance: GlanceEvidence?
+
+    public init(environment: Environment, scenarios: [ScenarioOutcome], invalidFiles: [InvalidFile], glance: GlanceEvidence? = nil) {
+        self.environment = environment
+        self.scenarios = scenarios
+        self.invalidFiles = invalidFiles
+        self.glance = glance
+    }
 
     /// 0 when every scenario that ran matched; 1 when any differed or could not finish;
     /// 2 when a scenario file could not be read.

@@ -1,0 +1,112 @@
+import Foundation
+import Testing
+@testable import HijackLab
+
+/// The report's answers ("At a glance", "What to do", the article's claims) are read off
+/// outcomes: change one outcome and the answer changes with it.
+@Suite("Report answers follow the outcomes")
+struct AnswerTests {
+    static let wildcard = MatrixEndpoint.standard.first { $0.label == "0.0.0.0" }!
+    static let loopback = MatrixEndpoint.standard.first { $0.label == "127.0.0.1" }!
+
+    /// A 0.0.0.0 service alone receives 127.0.0.1 and the lab interface; beside it, a same-user
+    /// socket on 127.0.0.1 with SO_REUSEPORT that the kernel either refused or let in.
+    static func evidence(secondTakes: Bool) -> GlanceEvidence {
+        var baseline = MatrixCaseOutcome(matrixCase: MatrixCase(transport: .tcp, first: wildcard, firstOptions: .none, second: nil), status: .ran)
+        baseline.firstBind = "ok"
+        baseline.firstListen = "ok"
+        baseline.deliveries = [MatrixDelivery(destination: "127.0.0.1", sent: 1, first: 1, second: 0, nobody: 0, lost: 0),
+                               MatrixDelivery(destination: "lab-interface", sent: 1, first: 1, second: 0, nobody: 0, lost: 0)]
+        var beside = MatrixCaseOutcome(matrixCase: MatrixCase(transport: .tcp, first: wildcard, firstOptions: .none, second: loopback,
+                                                              secondOptions: .reusePort, secondUser: .same), status: .ran)
+        beside.firstBind = "ok"
+        beside.firstListen = "ok"
+        beside.secondBind = secondTakes ? "ok" : "EADDRINUSE"
+        beside.secondListen = secondTakes ? "ok" : "not-attempted"
+        beside.deliveries = [MatrixDelivery(destination: "127.0.0.1", sent: 1, first: secondTakes ? 0 : 1, second: secondTakes ? 1 : 0, nobody: 0, lost: 0)]
+        return GlanceEvidence(destinations: ["127.0.0.1", "lab-interface"], cases: [beside], baselines: [baseline])
+    }
+
+    static func glanceRow(_ report: LabReport, _ label: String) -> String? {
+        AtAGlance.render(report).split(separator: "\n").first { $0.hasPrefix("| \(label) |") }.map(String.init)
+    }
+
+    @Test("Changing one matrix outcome changes the At a glance row; a row with no case says so")
+    func glanceFollowsOutcomes() throws {
+        var report = ReportTests.fixedReport()
+        report.glance = Self.evidence(secondTakes: false)
+        let refused = try #require(Self.glanceRow(report, "`0.0.0.0`, no option"))
+        #expect(refused.contains("| nothing (bind EADDRINUSE ×1) |"), "\(refused)")
+        report.glance = Self.evidence(secondTakes: true)
+        let taken = try #require(Self.glanceRow(report, "`0.0.0.0`, no option"))
+        #expect(taken.contains("**127.0.0.1** by `127.0.0.1` SO_REUSEPORT"), "\(taken)")
+        #expect(taken != refused)
+        // Another user's TCP column had no case at all: no guess.
+        #expect(taken.contains("| not shown in this run |"))
+        let untried = try #require(Self.glanceRow(report, "`::1` only"))
+        #expect(untried.components(separatedBy: "not shown in this run").count - 1 == 4, "\(untried)")
+    }
+
+    @Test("The At a glance table is within the report's first 60 lines")
+    func glanceFirst() throws {
+        var report = ReportTests.fixedReport()
+        report.glance = Self.evidence(secondTakes: true)
+        let lines = MarkdownReport.render(report).split(separator: "\n", omittingEmptySubsequences: false)
+        let heading = try #require(lines.firstIndex(of: "## At a glance"))
+        let lastRow = try #require(lines.lastIndex { $0.hasPrefix("| one socket per address, both families") })
+        #expect(heading < lastRow && lastRow < 60)
+    }
+
+    static func outcome(_ name: String, verdict: Verdict) -> ScenarioOutcome {
+        var outcome = ReportTests.fixedReport().scenarios[0]
+        outcome.name = name
+        outcome.verdict = verdict
+        outcome.expectedVerdict = verdict
+        outcome.matchesExpectation = true
+        return outcome
+    }
+
+    @Test("A claim's verdict flips when the kernel's outcome does, and a missing scenario is not shown")
+    func claimsFollowOutcomes() throws {
+        var report = ReportTests.fixedReport()
+        report.scenarios = [Self.outcome("restart-with-reuseaddr", verdict: .restarted), Self.outcome("restart-reuseaddr-only-new", verdict: .restartBlocked)]
+        let row = { (report: LabReport) in
+            Advice.articleClaims(report).split(separator: "\n").first { $0.contains("restarted server bind at once") }.map(String.init) ?? ""
+        }
+        #expect(row(report).contains("**true only if** the old socket set it too"))
+        report.scenarios[1].verdict = .restarted
+        #expect(row(report).contains("| **true** |"))
+        report.scenarios[0].verdict = .restartBlocked
+        #expect(row(report).contains("**false**"))
+        report.scenarios.removeLast()
+        #expect(row(report).contains("not shown in this run (restart-reuseaddr-only-new is not in the catalog)"))
+        report.scenarios[0].status = .skipped
+        #expect(row(report).contains("not shown in this run ([restart-with-reuseaddr](#restart-with-reuseaddr) was skipped)"))
+    }
+
+    @Test("What to do ties each step to a scenario that shows it, or says it was not shown")
+    func whatToDo() {
+        var report = ReportTests.fixedReport()
+        report.scenarios = [Self.outcome("wildcard-then-loopback-plain", verdict: .blocked), Self.outcome("wildcard-then-loopback-reuseport", verdict: .hijacked)]
+        let text = Advice.whatToDo(report)
+        #expect(text.contains("2. **Leave SO_REUSEPORT off unless you load-balance.** Shown working:"))
+        #expect(text.contains("1. **Bind every address the service answers on, on both families, in one process.** Not shown in this run"))
+        report.scenarios[1].verdict = .blocked
+        #expect(Advice.whatToDo(report).contains("2. **Leave SO_REUSEPORT off unless you load-balance.** **Not** borne out in this run"))
+    }
+
+    @Test("Summary lines summarise a crowd of sockets by role")
+    func crowdSummary() {
+        var scenario = ReportTests.fixedReport().scenarios[0]
+        let attacker = scenario.sockets[1]
+        scenario.sockets = [scenario.sockets[0]] + (1...12).map { index in
+            var copy = attacker
+            copy.id = "attacker-\(index)"
+            return copy
+        }
+        #expect(ScenarioSection.setup(scenario).hasSuffix("12 attackers: all bind EADDRINUSE"))
+        scenario.sockets[3].bind = "ok"
+        scenario.sockets[3].listen = "ok"
+        #expect(ScenarioSection.setup(scenario).hasSuffix("12 attackers: 11 bind EADDRINUSE, 1 bound"))
+    }
+}

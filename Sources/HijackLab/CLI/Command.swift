@@ -16,18 +16,21 @@ protocol Command: Sendable {
     /// What the command does, in a few paragraphs.
     static var discussion: String { get }
     static var examples: [String] { get }
+    /// The EXIT STATUS part of its help; most commands share ExitStatus.helpText.
+    static var exitStatusHelp: String { get }
     static func run(_ arguments: Arguments, in context: CommandContext) -> ExitStatus
 }
 
 extension Command {
     static var examples: [String] { [] }
+    static var exitStatusHelp: String { ExitStatus.helpText }
 
     /// `hijack-lab help NAME` and `NAME --help`: this command only.
     static var help: String {
         var text = "hijack-lab \(name): \(summary)\n\nUSAGE\n  hijack-lab \(synopsis)\n"
         if !discussion.isEmpty { text += "\n" + discussion + "\n" }
         if !options.isEmpty { text += "\nOPTIONS\n" + options.map(\.helpLine).joined(separator: "\n") + "\n" }
-        text += "\n" + ExitStatus.helpText + "\n"
+        text += "\n" + exitStatusHelp + "\n"
         if !examples.isEmpty { text += "\nEXAMPLES\n" + examples.map { "  " + $0 }.joined(separator: "\n") + "\n" }
         return text
     }

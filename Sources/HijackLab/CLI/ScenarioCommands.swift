@@ -292,6 +292,11 @@ struct CheckCommand: Command {
         Nothing is started. Exit status 0 when every file is valid, 2 otherwise.
         """
     static let examples = ["hijack-lab check scenarios/my-new-scenario.json", "hijack-lab check scenarios"]
+    static let exitStatusHelp = """
+        EXIT STATUS
+          0    every file is a valid scenario
+          2    some file is not (each is named on stderr, with the field and what was expected)
+        """
 
     static func run(_ arguments: Arguments, in context: CommandContext) -> ExitStatus {
         guard !arguments.operands.isEmpty else {

@@ -103,36 +103,12 @@ public enum MarkdownReport {
             let verdict: String
             switch scenario.status {
             case .ran:
-                verdict = "**\(scenario.verdict?.rawValue ?? "?")** " + (scenario.matchesExpectation ? "✅" : "❌ expected \(scenario.expectedVerdict.rawValue)")
+                verdict = "**\(scenario.verdict?.rawValue ?? "?")** " + (scenario.matchesExpectation ? "✅"
+                    : scenario.verdict == scenario.expectedVerdict ? "❌ differs (see its section)" : "❌ expected \(scenario.expectedVerdict.rawValue)")
             case .skipped: verdict = "skipped"
             case .error: verdict = "could not finish ❌"
             }
             lines.append("| [\(scenario.name)](#\(scenario.name)) | \(ScenarioSection.setup(scenario)) | \(received) | \(verdict) |")
-        }
-        lines.append("")
-        return lines.joined(separator: "\n")
-    }
-
-    /// Scenarios where the victim set no reuse option and still lost traffic: the ones a
-    /// service author cannot fix by leaving a flag out, only by binding every address served.
-    static func noVictimOption(_ report: LabReport) -> String {
-        var lines = ["## Which of these need no option on the victim's side", ""]
-        let found = report.scenarios.filter { scenario in
-            let victims = scenario.sockets.filter { $0.role == .victim }
-            return scenario.status == .ran && !victims.isEmpty && victims.allSatisfy { !$0.setsReuseOption }
-                && [.hijacked, .shared, .squatted].contains(scenario.verdict)
-        }
-        if found.isEmpty {
-            lines.append("In this run, every scenario in which the victim lost traffic had the victim set SO_REUSEADDR or SO_REUSEPORT.")
-        } else {
-            lines.append("In these scenarios the victim set neither SO_REUSEADDR nor SO_REUSEPORT, and an attacker still received clients of its port: clients of the name `localhost`, or clients of the address family the victim left unbound. Leaving the reuse flags out does not protect such a service; binding every address its clients use, on both families, does.")
-            lines.append("")
-            for scenario in found {
-                let victims = scenario.sockets.filter { $0.role == .victim }.map { "\(UntrustedText.markdownCode(displayAddress($0))) \(optionList($0))" }.joined(separator: ", ")
-                let lost = scenario.probes.filter { probe in probe.receivedBy.contains { key, count in count > 0 && scenario.sockets.first { $0.id == key }?.role == .attacker } }
-                    .map { "\($0.id) (\(endpoint($0.to ?? $0.toSpec)))" }.joined(separator: ", ")
-                lines.append("- [\(scenario.name)](#\(scenario.name)): victim on \(victims); the attacker received \(lost).")
-            }
         }
         lines.append("")
         return lines.joined(separator: "\n")
@@ -191,7 +167,8 @@ public enum MarkdownReport {
         let sockets = scenario.sockets.map { socket in
             let options = socket.options + (socket.device.map { ["SO_BINDTODEVICE \($0)"] } ?? [])
             let detail = ([socket.role.rawValue, displayAddress(socket)] + options).joined(separator: " · ")
-            let state = socket.failedToServe ? " ✗ " + (socket.bind != "ok" ? "bind \(socket.bind)" : "listen \(socket.listen)") : ""
+            let state = socket.failedToServe ? " ✗ " + (socket.bind != "ok" ? "bind \(socket.bind)" : "listen \(socket.listen)")
+                : socket.listens ? "" : " (bound, not listening)"
             return "sock_\(node(socket.id))[\"\(socket.id)<br>\(detail)\(state)\"]"
         }
         lines.append("  " + sockets.joined(separator: "; "))

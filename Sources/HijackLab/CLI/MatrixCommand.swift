@@ -57,11 +57,7 @@ struct MatrixCommand: Command {
         let filtered = ["--transport", "--addresses", "--options", "--users"].contains { arguments.value($0) != nil }
         let report = (arguments.value("--report") ?? (filtered ? nil : "MATRIX.md")).map { OutputFile(option: "--report", path: $0) }
         let json = arguments.value("--json").map { OutputFile(option: "--json", path: $0) }
-        let problems = OutputFile.problems([report, json].compactMap { $0 })
-        guard problems.isEmpty else {
-            for problem in problems { console.err("hijack-lab matrix: \(problem)") }
-            return .usage
-        }
+        if let refused = OutputFile.refuse([report, json], command: name, console: console) { return refused }
 
         InterruptGuard.install()
         let topology: Topology

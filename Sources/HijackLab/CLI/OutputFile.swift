@@ -58,6 +58,14 @@ struct OutputFile: Equatable {
         return .success((fd, template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }))
     }
 
+    /// Checks a command's outputs before anything starts: each problem goes to stderr, and
+    /// the status to return comes back (nil when every output can be written).
+    static func refuse(_ outputs: [OutputFile?], command: String, console: Console) -> ExitStatus? {
+        let problems = problems(outputs.compactMap { $0 })
+        for problem in problems { console.err("hijack-lab \(command): \(problem)") }
+        return problems.isEmpty ? nil : .usage
+    }
+
     /// Problems with a set of outputs, each checked, plus two options naming one file.
     static func problems(_ outputs: [OutputFile]) -> [String] {
         var problems = outputs.compactMap { $0.problem() }

@@ -109,12 +109,7 @@ enum ScenarioRun {
 
         let report = (arguments.value("--report") ?? defaultReport).map { OutputFile(option: "--report", path: $0) }
         let json = arguments.value("--json").map { OutputFile(option: "--json", path: $0) }
-        let outputs = [report, json].compactMap { $0 }
-        let problems = OutputFile.problems(outputs)
-        guard problems.isEmpty else {
-            for problem in problems { console.err("hijack-lab \(command): \(problem)") }
-            return .usage
-        }
+        if let refused = OutputFile.refuse([report, json], command: command, console: console) { return refused }
 
         InterruptGuard.install()
         var topology: Topology

@@ -21,6 +21,9 @@ enum Advice {
             return outcome.sockets.first { $0.id == id }
         }
 
+        /// The verdict's name for a sentence, "?" where there is none.
+        func said(_ name: String) -> String { verdict(name)?.rawValue ?? "?" }
+
         /// `[name](#name)`, or the bare name where this run has no section for it.
         func link(_ name: String) -> String {
             outcomes[name] == nil ? name : "[\(name)](#\(name))"
@@ -64,7 +67,7 @@ enum Advice {
         } else if full.allSatisfy({ e.verdict($0) == .blocked }) {
             bindAll = "Shown working: in \(full.map(e.link).joined(separator: " and ")) every attacker failed to bind and every client reached the defender."
         } else {
-            bindAll = "**Not** borne out in this run: " + full.map { "\(e.link($0)) was \(e.verdict($0)?.rawValue ?? "?")" }.joined(separator: ", ") + "."
+            bindAll = "**Not** borne out in this run: " + full.map { "\(e.link($0)) was \(e.said($0))" }.joined(separator: ", ") + "."
         }
         if e.verdict("address-added-later") == .hijacked {
             bindAll += " It covers only the addresses that exist when the service starts: in \(e.link("address-added-later")) an address added later went to another user, so watch for new addresses and bind them."
@@ -81,7 +84,7 @@ enum Advice {
         } else if e.verdict("wildcard-then-loopback-plain") == .blocked, e.verdict("wildcard-then-loopback-reuseport") == .hijacked {
             port = "Shown working: without it the same-user attacker of \(e.link("wildcard-then-loopback-plain")) got EADDRINUSE; with it, in \(e.link("wildcard-then-loopback-reuseport")), it took every local client."
         } else {
-            port = "**Not** borne out in this run: \(e.link("wildcard-then-loopback-plain")) was \(e.verdict("wildcard-then-loopback-plain")?.rawValue ?? "?"), \(e.link("wildcard-then-loopback-reuseport")) was \(e.verdict("wildcard-then-loopback-reuseport")?.rawValue ?? "?")."
+            port = "**Not** borne out in this run: \(e.link("wildcard-then-loopback-plain")) was \(e.said("wildcard-then-loopback-plain")), \(e.link("wildcard-then-loopback-reuseport")) was \(e.said("wildcard-then-loopback-reuseport"))."
         }
         result.append(("Leave SO_REUSEPORT off unless you load-balance.", port))
 
@@ -92,7 +95,7 @@ enum Advice {
             udp = "In \(e.link("udp-reuseaddr-other-user")) another user bound the port beside the service and took its local clients."
                 + (e.verdict("udp-reuseport-other-user") == .blocked ? " With SO_REUSEPORT instead, another user got EADDRINUSE (\(e.link("udp-reuseport-other-user")))." : "")
         } else {
-            udp = "In this run \(e.link("udp-reuseaddr-other-user")) was \(e.verdict("udp-reuseaddr-other-user")?.rawValue ?? "?"): this kernel did not let another user in."
+            udp = "In this run \(e.link("udp-reuseaddr-other-user")) was \(e.said("udp-reuseaddr-other-user")): this kernel did not let another user in."
         }
         result.append(("Never use UDP SO_REUSEADDR on a port that other users can reach.", udp))
 
@@ -148,17 +151,17 @@ enum Advice {
         Claim(claim: "SO_REUSEADDR lets a restarted server bind at once after TIME_WAIT.",
               trueIf: "the restart with SO_REUSEADDR succeeds; wholly true if it also succeeds when only the new socket sets it",
               scenarios: ["restart-with-reuseaddr", "restart-reuseaddr-only-new"]) { e in
-            guard e.verdict("restart-with-reuseaddr") == .restarted else { return "**false**: the restart with SO_REUSEADDR was \(e.verdict("restart-with-reuseaddr")?.rawValue ?? "?")" }
+            guard e.verdict("restart-with-reuseaddr") == .restarted else { return "**false**: the restart with SO_REUSEADDR was \(e.said("restart-with-reuseaddr"))" }
             return e.verdict("restart-reuseaddr-only-new") == .restarted
                 ? "**true**"
-                : "**true only if** the old socket set it too: with it on the new socket alone the restart was \(e.verdict("restart-reuseaddr-only-new")?.rawValue ?? "?")"
+                : "**true only if** the old socket set it too: with it on the new socket alone the restart was \(e.said("restart-reuseaddr-only-new"))"
         },
         Claim(claim: "Closing every socket on SIGTERM does not help.",
               trueIf: "a server that closes first still blocks its restart without SO_REUSEADDR",
               scenarios: ["restart-after-server-close"]) { e in
             e.verdict("restart-after-server-close") == .restartBlocked
                 ? "**true**: the server that closed first kept the TIME_WAIT, and the restart failed"
-                : "**false**: the restart was \(e.verdict("restart-after-server-close")?.rawValue ?? "?")"
+                : "**false**: the restart was \(e.said("restart-after-server-close"))"
         },
         Claim(claim: "With SO_REUSEADDR two sockets can bind one port, but only one can listen: the second listen fails.",
               trueIf: "both bind, and the second listen fails",
@@ -198,18 +201,18 @@ enum Advice {
               trueIf: "per-address sockets on both families keep every client, also of an address added later",
               scenarios: ["per-interface-fix-full", "per-interface-fix-dualstack", "address-added-later"]) { e in
             guard e.verdict("per-interface-fix-full") == .blocked, e.verdict("per-interface-fix-dualstack") == .blocked else {
-                return "**false**: the fix was \(e.verdict("per-interface-fix-full")?.rawValue ?? "?") and on both families \(e.verdict("per-interface-fix-dualstack")?.rawValue ?? "?")"
+                return "**false**: the fix was \(e.said("per-interface-fix-full")) and on both families \(e.said("per-interface-fix-dualstack"))"
             }
             return e.verdict("address-added-later") == .blocked
                 ? "**true**"
-                : "**true only** for the addresses that exist when the service starts, on both families: an address added later was \(e.verdict("address-added-later")?.rawValue ?? "?")"
+                : "**true only** for the addresses that exist when the service starts, on both families: an address added later was \(e.said("address-added-later"))"
         },
         Claim(claim: "Letting the client close first avoids TIME_WAIT on the server.",
               trueIf: "a server whose clients closed first restarts without SO_REUSEADDR",
               scenarios: ["restart-after-client-close"]) { e in
             e.verdict("restart-after-client-close") == .restarted
                 ? "**true**: the restart without SO_REUSEADDR bound at once"
-                : "**false**: the restart was \(e.verdict("restart-after-client-close")?.rawValue ?? "?")"
+                : "**false**: the restart was \(e.said("restart-after-client-close"))"
         },
     ]
 }

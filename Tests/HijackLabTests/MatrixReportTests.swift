@@ -104,6 +104,7 @@ struct MatrixReportTests {
         let result = Self.fullResult
         let pictures = MatrixSVG.render(result)
         #expect(pictures.map(\.fileName) == ["matrix-tcp-same.svg", "matrix-tcp-other.svg", "matrix-udp-same.svg", "matrix-udp-other.svg"])
+        #expect(pictures.map(\.fileName) == MatrixFilter().transports.flatMap { t in MatrixFilter().users.map { MatrixSVG.fileName(t, $0) } })
         let classes = result.classes
         for picture in pictures {
             let contents = try SVGContents.parse(picture.svg)

@@ -26,12 +26,18 @@ public enum MatrixSVG {
                 let slice = result.cases.filter { $0.matrixCase.transport == transport && $0.matrixCase.secondUser == user }
                 guard !slice.isEmpty else { continue }
                 let title = MatrixReport.sliceTitle(transport, user)
-                pictures.append(MatrixPicture(fileName: "\(baseName)-\(transport.rawValue)-\(user.rawValue).svg",
+                pictures.append(MatrixPicture(fileName: fileName(transport, user, baseName: baseName),
                                               title: "Heat map, \(title): first address x second address, one square per option pair",
                                               svg: svg(slice, title: title, kernel: result.environment.kernel, classes: classes)))
             }
         }
         return pictures
+    }
+
+    /// The file a picture goes to, known before anything runs, so that a caller can check
+    /// that it can write every file next to the report before the first case starts.
+    public static func fileName(_ transport: Transport, _ user: SocketUser, baseName: String = "matrix") -> String {
+        "\(baseName)-\(transport.rawValue)-\(user.rawValue).svg"
     }
 
     /// Lightness falls from `keeps` to `takes` in clear steps (CIELAB L* about 97, 85, 74,

@@ -75,13 +75,13 @@ struct MatrixModelTests {
         let result = MatrixResult(environment: .init(kernel: "Linux 6", uid: 0, topology: .netns, topologyReason: "t", date: "d"),
                                   destinations: ["127.0.0.1", "::1", "lab-interface"], cases: cases, baselines: [alone, aloneLoopback])
         let text = MatrixReport.render(result)
-        #expect(text.contains("### first REUSEPORT · second REUSEPORT"))
+        #expect(text.contains("### tcp, second socket same user: first SO_REUSEPORT, second SO_REUSEPORT"))
         #expect(text.contains("| first ↓ · second → | `0.0.0.0` | `127.0.0.1` |"))
         #expect(text.contains("| `0.0.0.0` | `S-S` | `A-V` |"))
         #expect(text.contains("| `127.0.0.1` | `B` | `S--` |"))
         #expect(text.contains(MatrixReport.legend))
-        #expect(text.contains("| tcp | same user | `0.0.0.0` | `127.0.0.1` | `127.0.0.1` | REUSEPORT / REUSEPORT |"))
-        #expect(text.contains("| tcp | same user | `0.0.0.0` | `0.0.0.0` | `127.0.0.1`, `lab-interface` | REUSEPORT / REUSEPORT (shared) |"))
+        #expect(text.contains("| tcp | same user | `0.0.0.0` | `127.0.0.1` | `127.0.0.1` | all of it | REUSEPORT / REUSEPORT |"))
+        #expect(text.contains("| tcp | same user | `0.0.0.0` | `0.0.0.0` | `127.0.0.1`, `lab-interface` | a share | REUSEPORT / REUSEPORT |"))
         #expect(result.takeovers.count == 3)
     }
 }

@@ -12,18 +12,115 @@ public struct MatrixResult: Codable, Sendable {
     /// 0 when every case ran or was skipped with a reason, 1 when any could not finish.
     public var exitStatus: Int32 { cases.contains { $0.status == .error } || baselines.contains { $0.status == .error } ? 1 : 0 }
 
-    /// Cases in which the second socket received traffic that the first, alone, receives.
-    public var takeovers: [(outcome: MatrixCaseOutcome, destinations: [String])] {
+    /// A client that resolves `localhost` tries both loopback addresses, so a service that
+    /// answers on one of them is reached, for that client, through either: whoever holds
+    /// the other one receives some of its clients. The lab interface has no such twin
+    /// among the probes (its IPv6 address is not probed), so it only counts for itself.
+    public static let localhostTwin = ["127.0.0.1": "::1", "::1": "127.0.0.1"]
+
+    static func baselineKey(_ matrixCase: MatrixCase) -> String {
+        "\(matrixCase.transport.rawValue) \(matrixCase.first.label) \(matrixCase.firstOptions.rawValue)"
+    }
+
+    /// What each first socket receives alone, keyed by transport, address and options; a
+    /// first socket whose baseline did not run is absent, since nothing is known of it.
+    var aloneReceives: [String: Set<String>] {
         var alone: [String: Set<String>] = [:]
         for baseline in baselines where baseline.status == .ran {
-            let key = "\(baseline.matrixCase.transport.rawValue) \(baseline.matrixCase.first.label) \(baseline.matrixCase.firstOptions.rawValue)"
-            alone[key] = Set(baseline.deliveries.filter { $0.first > 0 }.map(\.destination))
+            alone[Self.baselineKey(baseline.matrixCase)] = Set(baseline.deliveries.filter { $0.first > 0 }.map(\.destination))
         }
-        return cases.compactMap { outcome in
-            guard outcome.status == .ran else { return nil }
-            let key = "\(outcome.matrixCase.transport.rawValue) \(outcome.matrixCase.first.label) \(outcome.matrixCase.firstOptions.rawValue)"
-            let taken = outcome.deliveries.filter { $0.second > 0 && alone[key]?.contains($0.destination) == true }.map(\.destination)
-            return taken.isEmpty ? nil : (outcome, taken)
+        return alone
+    }
+
+    /// Cases in which the second socket received traffic that belongs to the first: to a
+    /// destination the first, alone, receives, or to that destination's `localhost` twin.
+    public var takeovers: [MatrixTakeover] {
+        let alone = aloneReceives
+        return cases.compactMap { Self.takeover($0, alone: alone) }
+    }
+
+    static func takeover(_ outcome: MatrixCaseOutcome, alone: [String: Set<String>]) -> MatrixTakeover? {
+        guard outcome.status == .ran, outcome.matrixCase.second != nil, let own = alone[baselineKey(outcome.matrixCase)] else { return nil }
+        var taken: [String] = []
+        var gaps: [String] = []
+        var all = false
+        for delivery in outcome.deliveries where delivery.second > 0 {
+            if own.contains(delivery.destination) {
+                taken.append(delivery.destination)
+            } else if let twin = localhostTwin[delivery.destination], own.contains(twin) {
+                taken.append(delivery.destination)
+                gaps.append(delivery.destination)
+            } else {
+                continue
+            }
+            if delivery.first == 0 { all = true }
+        }
+        return taken.isEmpty ? nil : MatrixTakeover(outcome: outcome, destinations: taken, familyGaps: gaps, shared: !all)
+    }
+
+    /// The outcome class of every case, as the pictures colour it.
+    public var classes: [MatrixCase: MatrixOutcomeClass] {
+        let alone = aloneReceives
+        var classes: [MatrixCase: MatrixOutcomeClass] = [:]
+        for outcome in cases { classes[outcome.matrixCase] = Self.outcomeClass(outcome, alone: alone) }
+        return classes
+    }
+
+    static func outcomeClass(_ outcome: MatrixCaseOutcome, alone: [String: Set<String>]) -> MatrixOutcomeClass {
+        switch outcome.cell {
+        case "B": return .bindRefused
+        case "L": return .listenRefused
+        case "F", "E", "·": return .incomplete
+        default: break
+        }
+        if let takeover = takeover(outcome, alone: alone) { return takeover.shared ? .shares : .takes }
+        // Without the first socket's baseline, traffic the second received may have been the first's.
+        if alone[baselineKey(outcome.matrixCase)] == nil && outcome.deliveries.contains(where: { $0.second > 0 }) { return .incomplete }
+        return .keeps
+    }
+}
+
+/// One case in which the second socket received the first socket's traffic.
+public struct MatrixTakeover: Sendable {
+    public var outcome: MatrixCaseOutcome
+    /// The destinations the second socket received, of those that belong to the first.
+    public var destinations: [String]
+    /// Of those, the ones the first does not receive even alone: only their `localhost`
+    /// twin. The first socket's family left them open to anyone.
+    public var familyGaps: [String]
+    /// The first socket still received part of every taken destination.
+    public var shared: Bool
+}
+
+/// How one case ends, in the words a reader scanning for a hijack needs.
+public enum MatrixOutcomeClass: String, CaseIterable, Sendable {
+    case takes
+    case shares
+    case keeps
+    case bindRefused = "bind-refused"
+    case listenRefused = "listen-refused"
+    case incomplete
+
+    /// One letter per class, so that no reader depends on telling colours apart.
+    public var letter: String {
+        switch self {
+        case .takes: "A"
+        case .shares: "S"
+        case .keeps: "V"
+        case .bindRefused: "B"
+        case .listenRefused: "L"
+        case .incomplete: "?"
+        }
+    }
+
+    public var label: String {
+        switch self {
+        case .takes: "second takes traffic"
+        case .shares: "shared with the second"
+        case .keeps: "first keeps its traffic"
+        case .bindRefused: "second bind refused"
+        case .listenRefused: "second listen refused"
+        case .incomplete: "skipped or could not finish"
         }
     }
 }
@@ -33,11 +130,34 @@ public struct MatrixResult: Codable, Sendable {
 public enum MatrixReport {
     public static let legend = "`B` the second bind failed, `L` its listen failed, `V` the victim (first socket) got everything, `A` the attacker (second socket) got everything, `S` shared, `-` nobody got it (`F` the first socket failed, `·` skipped, `E` could not finish)."
 
-    public static func render(_ result: MatrixResult) -> String {
+    static let takeoverTitle = "Where the second socket takes traffic from the first"
+    static let picturesTitle = "Pictures"
+
+    /// The definition of a take-over, as MATRIX.md states it.
+    public static let takeoverRule = "A destination counts as taken when the second socket received some of its traffic and the first socket, bound alone (its baseline), receives that destination or the other loopback address, since a client resolving `localhost` tries both ::1 and 127.0.0.1: a service on one family loses those clients to whoever binds the other (a family gap)."
+
+    /// MATRIX.md. `pictures` are the SVG files the caller writes next to it (see
+    /// `MatrixSVG.render`); the report embeds each by its file name, so pass none when the
+    /// report goes where no file can sit beside it, such as stdout.
+    public static func render(_ result: MatrixResult, pictures: [MatrixPicture] = []) -> String {
+        let sections = self.sections(result)
         var out: [String] = []
         out.append("# hijack-lab matrix")
         out.append("")
         out.append("Generated by `swift run -c release hijack-lab matrix`. Every cell is a real case: two processes, one socket each; the first binds (and listens) before the second; then real clients connect or send to each destination and the receiving process names itself. Nothing is inferred from rules.")
+        out.append("")
+        out.append(contents(sections, pictures: !pictures.isEmpty))
+        if !pictures.isEmpty {
+            out.append("## \(picturesTitle)")
+            out.append("")
+            out.append("One picture per transport and owner of the second socket. Rows: the first socket's address; columns: the second's. Each cell holds one small square per option pair (rows: the first socket's options, columns: the second's, both in the order none, SO_REUSEADDR, SO_REUSEPORT, both), coloured and lettered by how the case ends; the take-over list below says which destinations.")
+            out.append("")
+            for picture in pictures {
+                out.append("![\(picture.title)](\(picture.fileName))")
+                out.append("")
+            }
+        }
+        out.append("## About this run")
         out.append("")
         out.append("- Kernel: \(UntrustedText.markdownCode(result.environment.kernel)); run as uid \(result.environment.uid); topology **\(result.environment.topology.rawValue)**")
         out.append("- Date: \(result.environment.date)")
@@ -56,22 +176,86 @@ public enum MatrixReport {
         out.append("**The kernel's own selftest binds only.** `tools/testing/selftests/net/bind_wildcard.c` checks the second bind() with neither socket listening. Here the first socket listens before the second binds, which is what a running service does, and for TCP that changes SO_REUSEADDR: Linux lets two SO_REUSEADDR sockets overlap only while neither listens. So a TCP SO_REUSEADDR cell may show `B` where the selftest expects success. The test suite runs the matrix's bind-only path on the selftest's 44 address pairs and checks that it agrees with the selftest's expectations.")
         out.append("")
         out.append(takeovers(result))
+        for section in sections {
+            out.append("## \(section.title)")
+            out.append("")
+            for grid in section.grids { out.append(self.grid(grid.cases, title: grid.title)) }
+        }
+        return out.joined(separator: "\n")
+    }
+
+    struct Section {
+        var title: String
+        var transport: Transport
+        var user: SocketUser
+        var grids: [(title: String, firstOptions: MatrixOptions, secondOptions: MatrixOptions, cases: [MatrixCaseOutcome])]
+    }
+
+    /// Headings are plain ASCII, and each names its transport and user, so that every one is
+    /// unique and GitHub gives it an anchor with no `-1` suffix: `anchor(title)` is its link.
+    static func sections(_ result: MatrixResult) -> [Section] {
+        var sections: [Section] = []
         for transport in Transport.allCases {
             for user in [SocketUser.same, .other] {
                 let slice = result.cases.filter { $0.matrixCase.transport == transport && $0.matrixCase.secondUser == user }
                 guard !slice.isEmpty else { continue }
-                out.append("## \(transport.rawValue.uppercased()), second socket as \(user == .same ? "the same user" : "another user (uid 65534)")")
-                out.append("")
+                let title = sliceTitle(transport, user)
+                var section = Section(title: title, transport: transport, user: user, grids: [])
                 for firstOptions in MatrixOptions.allCases {
                     for secondOptions in MatrixOptions.allCases {
                         let grid = slice.filter { $0.matrixCase.firstOptions == firstOptions && $0.matrixCase.secondOptions == secondOptions }
                         guard !grid.isEmpty else { continue }
-                        out.append(self.grid(grid, title: "first \(firstOptions.short) · second \(secondOptions.short)"))
+                        section.grids.append(("\(title): first \(optionWords(firstOptions)), second \(optionWords(secondOptions))", firstOptions, secondOptions, grid))
                     }
                 }
+                sections.append(section)
             }
         }
-        return out.joined(separator: "\n")
+        return sections
+    }
+
+    static func sliceTitle(_ transport: Transport, _ user: SocketUser) -> String {
+        "\(transport.rawValue), second socket \(user == .same ? "same user" : "another user (uid 65534)")"
+    }
+
+    /// The options as someone would search for them: the real option names.
+    static func optionWords(_ options: MatrixOptions) -> String {
+        options == .none ? "none" : options.names.joined(separator: " and ")
+    }
+
+    /// The anchor GitHub derives from a heading: lower case; every character that is not a
+    /// letter, digit, space, hyphen or underscore dropped; each space a hyphen.
+    public static func anchor(_ heading: String) -> String {
+        String(heading.lowercased().unicodeScalars.compactMap { scalar -> Character? in
+            if scalar == " " { return "-" }
+            if scalar == "-" || scalar == "_" || CharacterSet.alphanumerics.contains(scalar) { return Character(scalar) }
+            return nil
+        })
+    }
+
+    /// One table for the 64 grids: a row per transport, user and first options, a column
+    /// per second options, so that a reader finds a configuration in two glances.
+    static func contents(_ sections: [Section], pictures: Bool) -> String {
+        var lines = ["## Contents", ""]
+        if pictures { lines.append("- [\(picturesTitle)](#\(anchor(picturesTitle)))") }
+        lines.append("- [\(takeoverTitle)](#\(anchor(takeoverTitle)))")
+        lines.append("- The grids, one per transport, user and option pair:")
+        lines.append("")
+        let seconds = MatrixOptions.allCases.filter { second in sections.contains { $0.grids.contains { $0.secondOptions == second } } }
+        lines.append("| Grids | " + seconds.map { "second \($0.short)" }.joined(separator: " | ") + " |")
+        lines.append("|---|" + String(repeating: "---|", count: seconds.count))
+        for section in sections {
+            for first in MatrixOptions.allCases {
+                let row = section.grids.filter { $0.firstOptions == first }
+                guard !row.isEmpty else { continue }
+                let cells = seconds.map { second in
+                    row.first { $0.secondOptions == second }.map { "[\(second.short)](#\(anchor($0.title)))" } ?? ""
+                }
+                lines.append("| [\(section.transport.rawValue), \(section.user == .same ? "same user" : "uid 65534")](#\(anchor(section.title))), first \(first.short) | " + cells.joined(separator: " | ") + " |")
+            }
+        }
+        lines.append("")
+        return lines.joined(separator: "\n")
     }
 
     /// Rows: the first socket's address; columns: the second's.
@@ -94,38 +278,126 @@ public enum MatrixReport {
         return lines.joined(separator: "\n")
     }
 
-    /// The short list: combinations in which the second socket takes traffic the first,
-    /// alone, receives. One row per transport, user and address pair, with the option pairs.
+    /// The short list: combinations in which the second socket takes traffic from the first.
+    /// One row per transport, user, address pair and way (all of it or a share), with the
+    /// option pairs and one line on why.
     static func takeovers(_ result: MatrixResult) -> String {
-        var lines = ["## Where the second socket takes traffic from the first", ""]
+        var lines = ["## \(takeoverTitle)", ""]
         let found = result.takeovers
         guard !found.isEmpty else {
             let unknown = result.baselines.contains { $0.status != .ran }
             lines.append(unknown ? "No takeover was seen among the first sockets whose baseline ran; see the count of failed baselines above."
-                                 : "In no case did the second socket receive traffic that the first receives alone.")
+                                 : "In no case did the second socket receive traffic that belongs to the first.")
             lines.append("")
             return lines.joined(separator: "\n")
         }
-        lines.append("A destination counts as taken when the first socket, bound alone (its baseline), receives that destination's traffic, and here the second socket received some or all of it. Options are written first / second.")
+        lines.append(takeoverRule + " Options are written first / second; `any` is every option that ran, `REUSEPORT set` that option with or without the other.")
         lines.append("")
-        lines.append("| Transport | Second as | First | Second | Takes | With options |")
-        lines.append("|---|---|---|---|---|---|")
+        lines.append("| Transport | Second as | First | Second | Takes | How | With options | Why |")
+        lines.append("|---|---|---|---|---|---|---|---|")
+        let options = MatrixOptions.allCases.filter { option in result.cases.contains { $0.matrixCase.firstOptions == option || $0.matrixCase.secondOptions == option } }
         var order: [String] = []
-        var rows: [String: (outcome: MatrixCaseOutcome, destinations: Set<String>, options: [String])] = [:]
-        for (outcome, destinations) in found {
-            let c = outcome.matrixCase
-            let key = "\(c.transport.rawValue)|\(c.secondUser.rawValue)|\(c.first.label)|\(c.second?.label ?? "")"
-            if rows[key] == nil { order.append(key); rows[key] = (outcome, [], []) }
-            rows[key]!.destinations.formUnion(destinations)
-            rows[key]!.options.append("\(c.firstOptions.short) / \(c.secondOptions.short)" + (outcome.cell.contains("S") && !outcome.cell.contains("A") ? " (shared)" : ""))
+        var rows: [String: (takeover: MatrixTakeover, destinations: Set<String>, gaps: Set<String>, pairs: [(MatrixOptions, MatrixOptions)])] = [:]
+        for takeover in found {
+            let c = takeover.outcome.matrixCase
+            let key = "\(c.transport.rawValue)|\(c.secondUser.rawValue)|\(c.first.label)|\(c.second?.label ?? "")|\(takeover.shared)"
+            if rows[key] == nil { order.append(key); rows[key] = (takeover, [], [], []) }
+            rows[key]!.destinations.formUnion(takeover.destinations)
+            rows[key]!.gaps.formUnion(takeover.familyGaps)
+            rows[key]!.pairs.append((c.firstOptions, c.secondOptions))
         }
-        for key in order {
+        // The list reads like the grids: transport, user, first address, second address.
+        let position = { (key: String) -> [Int] in
+            let c = rows[key]!.takeover.outcome.matrixCase
+            let index = { (endpoint: MatrixEndpoint?) in endpoint.flatMap { MatrixEndpoint.standard.firstIndex(of: $0) } ?? MatrixEndpoint.standard.count }
+            return [Transport.allCases.firstIndex(of: c.transport) ?? 0, c.secondUser == .same ? 0 : 1, index(c.first), index(c.second), rows[key]!.takeover.shared ? 1 : 0]
+        }
+        for key in order.sorted(by: { position($0).lexicographicallyPrecedes(position($1)) }) {
             let row = rows[key]!
-            let c = row.outcome.matrixCase
+            let c = row.takeover.outcome.matrixCase
+            let second = c.second ?? c.first
             let taken = result.destinations.filter { row.destinations.contains($0) }.map { "`\($0)`" }.joined(separator: ", ")
-            lines.append("| \(c.transport.rawValue) | \(c.secondUser == .same ? "same user" : "uid 65534") | `\(c.first.label)` | `\(c.second?.label ?? "")` | \(taken) | \(row.options.joined(separator: "; ")) |")
+            let why = reason(first: c.first, second: second, direct: result.destinations.filter { row.destinations.contains($0) && !row.gaps.contains($0) },
+                             gaps: result.destinations.filter { row.gaps.contains($0) }, shared: row.takeover.shared)
+            lines.append("| \(c.transport.rawValue) | \(c.secondUser == .same ? "same user" : "uid 65534") | `\(c.first.label)` | `\(second.label)` | \(taken) | "
+                + "\(row.takeover.shared ? "a share" : "all of it") | \(optionPairs(row.pairs, options: options)) | \(why) |")
         }
         lines.append("")
         return lines.joined(separator: "\n")
+    }
+
+    /// Option pairs as few products as possible: `any / any`, `REUSEPORT set / REUSEPORT set`
+    /// (that option, with or without the other), else the groups one by one.
+    static func optionPairs(_ pairs: [(MatrixOptions, MatrixOptions)], options: [MatrixOptions]) -> String {
+        let present = Set(pairs.map { "\($0.0.rawValue) \($0.1.rawValue)" })
+        let has = { (first: MatrixOptions, second: MatrixOptions) in present.contains("\(first.rawValue) \(second.rawValue)") }
+        // Groups of outer options that pair with the same set of inner ones: each group is one product.
+        func products(byFirst: Bool) -> [(outer: [MatrixOptions], inner: [MatrixOptions])] {
+            var groups: [(outer: [MatrixOptions], inner: [MatrixOptions])] = []
+            for outer in options {
+                let inner = options.filter { byFirst ? has(outer, $0) : has($0, outer) }
+                guard !inner.isEmpty else { continue }
+                if let index = groups.firstIndex(where: { $0.inner == inner }) { groups[index].outer.append(outer) } else { groups.append(([outer], inner)) }
+            }
+            return groups
+        }
+        // UDP lets sockets share a port when both set SO_REUSEADDR, or both SO_REUSEPORT: one phrase says it.
+        let common = options.flatMap { first in options.filter { !Set(first.names).isDisjoint(with: $0.names) }.map { "\(first.rawValue) \($0.rawValue)" } }
+        if options.count == 4 && present == Set(common) { return "both set one same option" }
+        let byFirst = products(byFirst: true)
+        let bySecond = products(byFirst: false)
+        let groups = bySecond.count < byFirst.count ? bySecond.map { ($0.inner, $0.outer) } : byFirst.map { ($0.outer, $0.inner) }
+        return groups.map { "\(optionSet($0.0, of: options)) / \(optionSet($0.1, of: options))" }.joined(separator: "; ")
+    }
+
+    static func optionSet(_ set: [MatrixOptions], of options: [MatrixOptions]) -> String {
+        if Set(set) == Set(options) && options.count > 1 { return "any" }
+        if options.count == 4 {
+            switch Set(set) {
+            case [.reusePort, .both]: return "REUSEPORT set"
+            case [.reuseAddress, .both]: return "REUSEADDR set"
+            case [.none, .reuseAddress]: return "no REUSEPORT"
+            case [.none, .reusePort]: return "no REUSEADDR"
+            case [.reuseAddress, .reusePort, .both]: return "any but none"
+            default: break
+            }
+        }
+        return set.map(\.short).joined(separator: " or ")
+    }
+
+    /// One line on why the second socket got the first's traffic. The kernel picks, per
+    /// packet, the socket whose address matches best (an exact address over a wildcard, an
+    /// IPv4 socket over an IPv6 one for IPv4 traffic), and spreads over a SO_REUSEPORT group
+    /// only among sockets that match equally well.
+    static func reason(first: MatrixEndpoint, second: MatrixEndpoint, direct: [String], gaps: [String], shared: Bool) -> String {
+        var clauses: [String] = []
+        for gap in gaps {
+            let family: String
+            switch first.host {
+            case "::" where first.v6only: family = "is IPv6-only (V6ONLY)"
+            case "::1": family = "is IPv6-only"
+            case "0.0.0.0", "127.0.0.1": family = "is IPv4-only"
+            case "::ffff:127.0.0.1": family = "is IPv4-mapped (IPv4 only)"
+            default: family = "does not receive \(gap) even alone"
+            }
+            clauses.append("family gap: the first socket \(family), so \(gap) was free for anyone, and a client resolving `localhost` tries both")
+        }
+        if !direct.isEmpty {
+            let list = direct.joined(separator: ", ")
+            let wildcard = { (endpoint: MatrixEndpoint) in endpoint.host == "0.0.0.0" || endpoint.host == "::" }
+            if first.host == second.host {
+                clauses.append(shared ? "same address in one SO_REUSEPORT group: the kernel spreads \(list) over both sockets"
+                                      : "same address, bound twice through the reuse options: the kernel delivered \(list) to the second, newer socket")
+            } else if wildcard(first) && !wildcard(second) {
+                clauses.append("more specific address: `\(second.label)` matches \(list) exactly, and the kernel prefers it to the first's wildcard")
+            } else if first.host == "::" && second.host == "0.0.0.0" {
+                clauses.append("IPv4 over dual-stack: for \(list) the kernel prefers the second's IPv4 socket to the first's `[::]`")
+            } else if first.host == "::ffff:127.0.0.1" && second.host == "127.0.0.1" {
+                clauses.append("IPv4 over IPv4-mapped: for \(list) the kernel prefers the second's IPv4 socket to the first's `::ffff:127.0.0.1`")
+            } else {
+                clauses.append("the second socket matches \(list) as well as the first, and the kernel delivered to it" + (shared ? " in part" : ""))
+            }
+        }
+        return clauses.joined(separator: "; ")
     }
 }

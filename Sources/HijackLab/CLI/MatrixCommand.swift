@@ -57,7 +57,14 @@ struct MatrixCommand: Command {
         let filtered = ["--transport", "--addresses", "--options", "--users"].contains { arguments.value($0) != nil }
         let report = (arguments.value("--report") ?? (filtered ? nil : "MATRIX.md")).map { OutputFile(option: "--report", path: $0) }
         let json = arguments.value("--json").map { OutputFile(option: "--json", path: $0) }
-        if let refused = OutputFile.refuse([report, json], command: name, console: console) { return refused }
+        // The heat maps go next to a Markdown file (not to stdout): their names are known now,
+        // so they are checked with the other outputs.
+        let pictures = (report?.isStandardOutput == false ? report : nil).map { report in
+            filter.transports.flatMap { transport in filter.users.map { user in
+                OutputFile(option: "--report", path: OutputFile.folder(of: report.path) + "/" + MatrixSVG.fileName(transport, user))
+            } }
+        } ?? []
+        if let refused = OutputFile.refuse([report, json] + pictures, command: name, console: console) { return refused }
 
         InterruptGuard.install()
         let topology: Topology
@@ -83,7 +90,11 @@ struct MatrixCommand: Command {
         if let signal = ChildRegistry.shared.interruption { return .interrupted(signal: signal) }
         let result = MatrixResult(environment: .current(topology: topology), destinations: runner.destinationLabels, cases: outcomes, baselines: alone)
         var files = OutputSet()
-        if let report { files.stage(MatrixReport.render(result), to: report) }
+        if let report {
+            let svgs = report.isStandardOutput ? [] : MatrixSVG.render(result)
+            files.stage(MatrixReport.render(result, pictures: svgs), to: report)
+            for svg in svgs { files.stage(svg.svg, to: OutputFile(option: "--report", path: OutputFile.folder(of: report.path) + "/" + svg.fileName)) }
+        }
         if let json { files.stage(String(decoding: JSONFormat.encode(result), as: UTF8.self) + "\n", to: json) }
         guard let written = files.publish(console: console) else { return .interrupted(signal: ChildRegistry.shared.interruption ?? SIGINT) }
         for output in written where !output.isStandardOutput { console.err("wrote \(output.path)") }

@@ -205,13 +205,18 @@ public enum MatrixReport {
                     for secondOptions in MatrixOptions.allCases {
                         let grid = slice.filter { $0.matrixCase.firstOptions == firstOptions && $0.matrixCase.secondOptions == secondOptions }
                         guard !grid.isEmpty else { continue }
-                        section.grids.append(("\(title): first \(optionWords(firstOptions)), second \(optionWords(secondOptions))", firstOptions, secondOptions, grid))
+                        section.grids.append((gridTitle(transport, user, firstOptions, secondOptions), firstOptions, secondOptions, grid))
                     }
                 }
                 sections.append(section)
             }
         }
         return sections
+    }
+
+    /// One grid's heading, and so (through `anchor`) the link to it from REPORT.md.
+    static func gridTitle(_ transport: Transport, _ user: SocketUser, _ first: MatrixOptions, _ second: MatrixOptions) -> String {
+        "\(sliceTitle(transport, user)): first \(optionWords(first)), second \(optionWords(second))"
     }
 
     static func sliceTitle(_ transport: Transport, _ user: SocketUser) -> String {

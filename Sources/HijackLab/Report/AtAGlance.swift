@@ -175,17 +175,12 @@ public enum AtAGlance {
                     let gap = !alone.contains(delivery.destination)
                     let c = outcome.matrixCase
                     let bind = "`\(c.second!.label)`" + (c.secondOptions == .none ? "" : " " + c.secondOptions.names.joined(separator: "+")) + (udp ? " (UDP)" : "")
-                    let proof = "([matrix](MATRIX.md#\(gridAnchor(transport: c.transport, user: c.secondUser, first: c.firstOptions, second: c.secondOptions))))"
+                    let proof = "([matrix](MATRIX.md#\(MatrixReport.anchor(MatrixReport.gridTitle(c.transport, c.secondUser, c.firstOptions, c.secondOptions)))))"
                     cell.takes.append((delivery.destination, bind, gap, proof, delivery.destination == "lab-interface"))
                 }
             }
         }
         return cell
-    }
-
-    /// The anchor of a MATRIX.md grid, as GitHub makes it from the grid's heading.
-    static func gridAnchor(transport: Transport, user: SocketUser, first: MatrixOptions, second: MatrixOptions) -> String {
-        "\(transport.rawValue)-second-socket-\(user.rawValue)-user-first-\(first.rawValue.lowercased())-second-\(second.rawValue.lowercased())".replacingOccurrences(of: "_", with: "_")
     }
 
     static func rank(_ matrixCase: MatrixCase) -> (Int, Int, Int) {

@@ -42,4 +42,33 @@ struct LimitsTests {
         #expect((status >> 8) & 0xff == 2, "\(output!)")
         #expect(output!.contains("could not start agent client-host: posix_spawn: EAGAIN"), "\(output!)")
     }
+
+    @Test("Out of file descriptors (ulimit -n): a clear EMFILE error, at once, never a hang")
+    func descriptorLimit() throws {
+        // Ten descriptors: enough to start, too few for the lab's pipes and sockets.
+        let script = "ulimit -n 10; exec \"$0\" run per-interface-fix --scenarios \"$1\" --topology loopback"
+        let run = try ChildProcess(executable: "/bin/bash", arguments: ["-c", script, TestLab.agentExecutable, TestLab.scenariosDirectory],
+                                   mergeStandardError: true)
+        let output = run.readAll(until: .after(seconds: 30))
+        let status = run.finish(until: .after(seconds: 5))
+        try #require(output != nil, "the run did not end within 30 s")
+        #expect([1, 2].contains((status >> 8) & 0xff), "\(output!)")
+        #expect(output!.contains("EMFILE"), "\(output!)")
+    }
+
+    @Test("When root's default netns cannot be built, the run says so on stderr and at the top of the report",
+          .enabled(if: Topology.netnsMissing() == nil, "needs root and iproute2's ip, so that netns is the default"))
+    func loudFallback() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("hijack-lab-fallback-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let captured = TestLab.Captured()
+        // No agent answers its start-up within a millisecond, so the namespaces cannot be built.
+        _ = CLI.run(["run", "per-interface-fix", "--scenarios", TestLab.scenariosDirectory, "--timeout", "0.001", "--report", folder + "/REPORT.md"],
+                    console: captured.console, agentExecutable: TestLab.agentExecutable)
+        #expect(captured.err.contains("WARNING: the netns topology could not be built"), "\(captured.err)")
+        let report = try String(contentsOfFile: folder + "/REPORT.md", encoding: .utf8)
+        let top = report.split(separator: "\n").prefix(10).joined(separator: "\n")
+        #expect(top.contains("- Topology: **loopback**, FALLBACK: the netns topology could not be built"), "\(top)")
+    }
 }

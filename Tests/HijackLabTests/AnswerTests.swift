@@ -47,6 +47,23 @@ struct AnswerTests {
         #expect(untried.components(separatedBy: "not shown in this run").count - 1 == 4, "\(untried)")
     }
 
+    @Test("Without a probe from outside, At a glance does not claim external clients were safe")
+    func externalNotShownOnLoopback() throws {
+        var report = ReportTests.fixedReport()
+        var evidence = Self.evidence(secondTakes: false)
+        report.glance = evidence
+        #expect(try #require(Self.glanceRow(report, "`0.0.0.0`, no option")).contains("| nothing (bind EADDRINUSE ×1) | not shown in this run | not shown in this run | no |"))
+        // The loopback topology probes 127.0.0.1 and ::1 only.
+        evidence.destinations = ["127.0.0.1", "::1"]
+        report.glance = evidence
+        let row = try #require(Self.glanceRow(report, "`0.0.0.0`, no option"))
+        #expect(row.contains("| not shown in this run | not shown in this run | not shown in this run |"), "\(row)")
+        // A service whose baseline did not finish cannot be compared with: no take is claimed.
+        evidence.baselines[0].status = .error
+        report.glance = evidence
+        #expect(try #require(Self.glanceRow(report, "`0.0.0.0`, no option")).hasPrefix("| `0.0.0.0`, no option | not shown in this run |"))
+    }
+
     @Test("The At a glance table is within the report's first 60 lines")
     func glanceFirst() throws {
         var report = ReportTests.fixedReport()

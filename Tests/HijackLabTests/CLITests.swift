@@ -81,6 +81,9 @@ struct CLITests {
         (["all", "--json"], "--json needs a value"),
         (["all", "--json", "a", "--json", "b"], "--json is given twice"),
         (["all", "--json", "-", "--report", "-"], "--report and --json both name stdout"),
+        (["all", "--report="], "--report needs a file name"),
+        (["all", "--report", "/tmp/hl-same.md", "--json", "/tmp/../tmp/hl-same.md"], "--report and --json both name"),
+        (["help", "run", "extra"], "help: takes one command"),
         (["all", "--topology", "netnss"], "did you mean netns?"),
         (["audit", "--port", "0x50"], "--port expects a whole number from 1 to 65535"),
         (["audit", "--min-severity", "alarms"], "did you mean alarm?"),
@@ -164,23 +167,78 @@ struct CLITests {
         try #require(hl_pipe_cloexec(&fds) == 0)
         Glibc.close(fds[0])
         defer { Glibc.close(fds[1]) }
+        return try runBinary(arguments) { actions in
+            posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+            posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
+        }
+    }
+
+    /// Starts the real binary with the descriptors `arrange` sets up, and returns its exit code
+    /// (128 + the signal when one ended it), waiting on a pidfd with a deadline.
+    static func runBinary(_ arguments: [String], seconds: Double = 120, started: (pid_t) throws -> Void = { _ in },
+                          _ arrange: (inout posix_spawn_file_actions_t) -> Void) throws -> Int32 {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
+        arrange(&actions)
+        // Only what the test arranged: no descriptor another test holds open leaks into the run.
+        _ = hl_spawn_close_from(&actions, 3)
         let argv = ([TestLab.agentExecutable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0
         try #require(posix_spawn(&pid, TestLab.agentExecutable, &actions, nil, argv, environ) == 0)
         let handle = hl_pidfd_open(pid)
         defer { if handle >= 0 { Glibc.close(handle) } }
-        let ended = handle >= 0 && (try? waitFor(handle, events: Int16(POLLIN), until: .after(seconds: 60))) == true
+        do { try started(pid) } catch { kill(pid, SIGKILL) }
+        let ended = handle >= 0 && (try? waitFor(handle, events: Int16(POLLIN), until: .after(seconds: seconds))) == true
         if !ended { kill(pid, SIGKILL) }
         var status: Int32 = 0
         waitpid(pid, &status, 0)
-        try #require(ended, "the run did not end within 60 s")
+        try #require(ended, "the run did not end within \(seconds) s")
         return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    }
+
+    @Test("Data that cannot reach stdout (a full disk, a closed stdout) is exit 2; a run that wrote nothing there is not")
+    func failedStandardOutput() throws {
+        let full = try Self.runBinary(["list", "--scenarios", TestLab.scenariosDirectory]) { actions in
+            posix_spawn_file_actions_addopen(&actions, 1, "/dev/full", O_WRONLY, 0)
+        }
+        #expect(full == 2)
+        let closedWithData = try Self.runBinary(["check", TestLab.fixtures + "/mixed/good-one.json"]) { actions in
+            posix_spawn_file_actions_addclose(&actions, 1)
+        }
+        #expect(closedWithData == 2)
+        // `run` without `-` writes nothing to stdout: a closed stdout costs it nothing.
+        let closedWithout = try Self.runBinary(["run", "per-interface-fix", "--scenarios", TestLab.scenariosDirectory]) { actions in
+            posix_spawn_file_actions_addclose(&actions, 1)
+            posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        }
+        #expect(closedWithout == 0)
+    }
+
+    @Test("SIGTERM while the report is being written to a FIFO nobody reads: exit 143 at once, and no regular output is published")
+    func signalWhilePublishing() throws {
+        try withFolder { folder in
+            let fifo = folder + "/report.fifo"
+            try #require(mkfifo(fifo, 0o600) == 0)
+            let status = try Self.runBinary(["run", "per-interface-fix", "--scenarios", TestLab.scenariosDirectory, "--topology", "loopback",
+                                             "--report", fifo, "--json", folder + "/out.json"], seconds: 30, started: { pid in
+                // The run blocks opening the FIFO for writing once its scenario is done; wait
+                // (bounded) until the kernel shows it there, then ask it to stop.
+                let deadline = Deadline.after(seconds: 20)
+                while !deadline.hasPassed {
+                    let wchan = (try? String(contentsOfFile: "/proc/\(pid)/wchan", encoding: .utf8)) ?? ""
+                    if wchan.contains("fifo") || wchan.contains("wait_for_partner") { break }
+                    _ = poll(nil, 0, 5)
+                }
+                kill(pid, SIGTERM)
+            }) { actions in
+                posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+                posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+            }
+            #expect(status == 128 + SIGTERM)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: folder) == ["report.fifo"], "the JSON, or a temp file, was left")
+        }
     }
 
     @Test("A filtered matrix does not replace MATRIX.md unless --report names it")

@@ -322,4 +322,12 @@ struct InputErrorTests {
         #expect(SocketAddress(host: "198.51.100.7", port: 1)?.networkOrderBytes == [198, 51, 100, 7])
         #expect(SocketAddress(host: "2001:db8::1", port: 1)?.networkOrderBytes == [0x20, 0x01, 0x0D, 0xB8] + [UInt8](repeating: 0, count: 11) + [1])
     }
+
+    @Test("An id, name or device must match its pattern whole: a trailing line break is refused", arguments: ["attacker\\n", "attacker\\u2028", "attacker\\r\\n"])
+    func patternsMatchWhole(id: String) throws {
+        let text = try String(contentsOfFile: TestLab.fixtures + "/mixed/good-one.json", encoding: .utf8)
+        let hostile = text.replacingOccurrences(of: "\"id\": \"attacker\"", with: "\"id\": \"\(id)\"")
+        #expect(hostile != text)
+        #expect(throws: ScenarioError.self) { try ScenarioFile.parse(Data(hostile.utf8), file: "good-one.json") }
+    }
 }

@@ -23,9 +23,15 @@ int hl_interrupt_install(void);
 /// The signal that is ending the process, or 0.
 int hl_interrupt_signal(void);
 
+/// Records a temp file that the signal handler unlinks if the process goes down before the
+/// file is renamed into place. Returns a slot for hl_temporary_remove, or -1 (table full).
+int hl_temporary_add(const char *path);
+void hl_temporary_remove(int slot);
+
 /// Brackets the renames that publish a run's files: a signal that arrives in between waits
-/// until hl_commit_end, so that every file is either old or new. hl_commit_begin returns 0,
-/// or the signal number when the process is already going down (publish nothing then).
+/// until the last hl_commit_end, so that the files are all old or all new. Only renames belong
+/// inside: nothing that can block. hl_commit_begin returns 0, or non-zero when the process is
+/// already going down (publish nothing then). Several publishers may be inside at once.
 int hl_commit_begin(void);
 void hl_commit_end(void);
 

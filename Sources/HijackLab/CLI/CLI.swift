@@ -17,16 +17,26 @@ public enum CLI {
         // before it has written its files.
         signal(SIGPIPE, SIG_IGN)
         reserveStandardDescriptors()
-        return dispatch(arguments, context: CommandContext(console: console, agentExecutable: agentExecutable)).code
+        var status = dispatch(arguments, context: CommandContext(console: console, agentExecutable: agentExecutable))
+        // Data that was asked for and did not arrive (a full disk, a closed stdout) is a failure;
+        // a reader that stopped early (`| head`) is not.
+        if let code = console.outFailure(), code != EPIPE {
+            console.err("hijack-lab: cannot write stdout: \(SystemError(call: "write", code: code))")
+            status = status.worst(.usage)
+        }
+        return status.code
     }
 
     /// A run started with stdout or stderr closed (`>&-`) would hand fd 1 or 2 to the first
     /// pipe it opens, and its progress would then go into an agent's stdin. /dev/null takes
     /// any of 0, 1 and 2 that is closed, so those numbers are never reused.
+    /// A closed stdout stays a failure for anything written to it: data asked for on stdout
+    /// (`--json -`) must not vanish into /dev/null with exit status 0.
     static func reserveStandardDescriptors() {
         for fd in Int32(0)...2 where fcntl(fd, F_GETFD) == -1 && errno == EBADF {
             let opened = open("/dev/null", O_RDWR)
             if opened >= 0, opened != fd { close(opened) }
+            if fd == 1 { StandardStream.output.markClosed() }
         }
     }
 
@@ -42,13 +52,15 @@ public enum CLI {
             console.out("hijack-lab \(version)")
             return .success
         case "help", "--help", "-h":
-            guard let topic = rest.first else {
+            guard let topic = rest.first, topic != "help" else {
                 console.out(overview)
                 return .success
             }
-            guard rest.count == 1, let command = command(named: topic) else {
-                return unknownCommand(rest.count == 1 ? topic : rest.joined(separator: " "), console: console)
+            guard rest.count == 1 else {
+                console.err("hijack-lab help: takes one command (got \(rest.count)); `hijack-lab help` lists them")
+                return .usage
             }
+            guard let command = command(named: topic) else { return unknownCommand(topic, console: console) }
             console.out(command.help)
             return .success
         case "agent":

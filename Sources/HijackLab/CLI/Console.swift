@@ -40,8 +40,20 @@ final class StandardStream: Sendable {
         return code == 0 ? nil : code
     }
 
+    private let closedAtStart = Atomic<Bool>(false)
+
+    /// The descriptor was closed when the process started (`>&-`): a write to it fails with
+    /// EBADF, though a stream nobody writes to never fails.
+    func markClosed() {
+        closedAtStart.store(true, ordering: .relaxed)
+    }
+
     func write(_ text: String) {
-        guard failedWith == nil else { return }
+        guard failure.load(ordering: .relaxed) == 0 else { return }
+        if closedAtStart.load(ordering: .relaxed) {
+            failure.store(EBADF, ordering: .relaxed)
+            return
+        }
         if let code = writeAll(fd, Array(text.utf8)) {
             failure.store(code, ordering: .relaxed)
         }

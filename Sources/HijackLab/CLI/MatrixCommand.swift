@@ -59,7 +59,7 @@ struct MatrixCommand: Command {
         let json = arguments.value("--json").map { OutputFile(option: "--json", path: $0) }
         // The heat maps go next to a Markdown file (not to stdout): their names are known now,
         // so they are checked with the other outputs.
-        let pictures = (report?.isStandardOutput == false ? report : nil).map { report in
+        let pictures = (report?.isRegularFile == true ? report : nil).map { report in
             filter.transports.flatMap { transport in filter.users.map { user in
                 OutputFile(option: "--report", path: OutputFile.folder(of: report.path) + "/" + MatrixSVG.fileName(transport, user))
             } }
@@ -91,13 +91,13 @@ struct MatrixCommand: Command {
         let result = MatrixResult(environment: .current(topology: topology), destinations: runner.destinationLabels, cases: outcomes, baselines: alone)
         var files = OutputSet()
         if let report {
-            let svgs = report.isStandardOutput ? [] : MatrixSVG.render(result)
+            let svgs = report.isRegularFile ? MatrixSVG.render(result) : []
             files.stage(MatrixReport.render(result, pictures: svgs), to: report)
             for svg in svgs { files.stage(svg.svg, to: OutputFile(option: "--report", path: OutputFile.folder(of: report.path) + "/" + svg.fileName)) }
         }
         if let json { files.stage(String(decoding: JSONFormat.encode(result), as: UTF8.self) + "\n", to: json) }
         guard let written = files.publish(console: console) else { return .interrupted(signal: ChildRegistry.shared.interruption ?? SIGINT) }
-        for output in written where !output.isStandardOutput { console.err("wrote \(output.path)") }
+        for output in written where !output.isStandardOutput { console.err("wrote \(output.shown)") }
         for failure in files.failures { console.err("hijack-lab matrix: \(failure)") }
         if report == nil { console.err("a filtered matrix writes no MATRIX.md; --report FILE (or -) writes its grids") }
         console.err("\(outcomes.count) cases in \(elapsed.formatted(.number.precision(.fractionLength(2)))) s: \(result.takeovers.count) in which the second socket takes traffic from the first")

@@ -14,36 +14,64 @@ struct OutputFile: Equatable {
 
     var isStandardOutput: Bool { path == "-" }
 
+    /// The path as messages show it: the user's own text, escaped all the same.
+    var shown: String { isStandardOutput ? "stdout (-)" : UntrustedText.terminal(path) }
+
+    /// Whether it is (or will be) a regular file, which can be renamed into place; a device
+    /// or FIFO is written as it is.
+    var isRegularFile: Bool {
+        if isStandardOutput { return false }
+        var status = stat()
+        return stat(path, &status) != 0 || status.st_mode & S_IFMT == S_IFREG
+    }
+
     /// Why this output could not be written, or nil. It tries what the final write will do:
     /// a temp file in the folder (created and removed), or opening a device or FIFO.
     func problem() -> String? {
         if isStandardOutput { return nil }
+        if path.isEmpty { return "\(option) needs a file name (or - for stdout)" }
         var status = stat()
-        if stat(path, &status) == 0 {
+        let exists = stat(path, &status) == 0
+        if exists {
             switch status.st_mode & S_IFMT {
-            case S_IFDIR: return "\(option) \(path): is a folder; name a file in it"
+            case S_IFDIR: return "\(option) \(shown): is a folder; name a file in it"
             case S_IFREG: break
             default:
-                return access(path, W_OK) == 0 ? nil : "\(option) \(path): cannot write it: \(SystemError.name(of: errno))"
+                return access(path, W_OK) == 0 ? nil : "\(option) \(shown): cannot write it: \(SystemError.name(of: errno))"
             }
         }
         let folder = Self.folder(of: path)
         var folderStatus = stat()
-        guard stat(folder, &folderStatus) == 0 else { return "\(option) \(path): the folder \(folder) does not exist" }
-        guard folderStatus.st_mode & S_IFMT == S_IFDIR else { return "\(option) \(path): \(folder) is not a folder" }
+        guard stat(folder, &folderStatus) == 0 else { return "\(option) \(shown): the folder \(UntrustedText.terminal(folder)) does not exist" }
+        guard folderStatus.st_mode & S_IFMT == S_IFDIR else { return "\(option) \(shown): \(UntrustedText.terminal(folder)) is not a folder" }
+        // In a sticky folder (/tmp) only the file's owner, the folder's owner or root may
+        // replace a file: the rename at the end would fail with EPERM.
+        let me = geteuid()
+        if exists, folderStatus.st_mode & S_ISVTX != 0, me != 0, status.st_uid != me, folderStatus.st_uid != me {
+            return "\(option) \(shown): belongs to uid \(status.st_uid) in a sticky folder, so it cannot be replaced"
+        }
         switch Self.temporaryFile(besides: path) {
         case .success(let (fd, temporary)):
             Glibc.close(fd)
             unlink(temporary)
             return nil
         case .failure(let error):
-            return "\(option) \(path): cannot create a file in \(folder): \(error.name) (\(String(cString: strerror(error.code))))"
+            return "\(option) \(shown): cannot create a file in \(UntrustedText.terminal(folder)): \(error.name) (\(String(cString: strerror(error.code))))"
         }
     }
 
     static func folder(of path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "." }
         return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
+    /// One name for one file however it is spelt: the real folder plus the file's own name.
+    var identity: String {
+        if isStandardOutput { return "-" }
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let folder = realpath(Self.folder(of: path), &buffer) != nil
+            ? String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : Self.folder(of: path)
+        return folder + "/" + (path.split(separator: "/").last.map(String.init) ?? path)
     }
 
     /// A new, empty file next to `path`, named so that it is plainly a leftover if a crash
@@ -70,99 +98,113 @@ struct OutputFile: Equatable {
     static func problems(_ outputs: [OutputFile]) -> [String] {
         var problems = outputs.compactMap { $0.problem() }
         for (index, output) in outputs.enumerated() {
-            if let earlier = outputs[..<index].first(where: { $0.path == output.path }) {
-                problems.append("\(earlier.option) and \(output.option) both name \(output.path == "-" ? "stdout (-)" : output.path)")
+            if let earlier = outputs[..<index].first(where: { $0.identity == output.identity }) {
+                problems.append("\(earlier.option) and \(output.option) both name \(output.shown)")
             }
         }
         return problems
+    }
+
+    /// The process's umask, read without changing it (umask(2) can only set it, and setting
+    /// it, even back, races every other thread that creates a file).
+    static var umask: mode_t {
+        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix("Umask:") }
+        return line.flatMap { mode_t($0.dropFirst(6).trimmingCharacters(in: .whitespaces), radix: 8) } ?? 0o022
     }
 }
 
 /// The outputs of one command, staged and then published together.
 struct OutputSet {
-    private var staged: [(output: OutputFile, temporary: String?, content: [UInt8])] = []
+    private struct Staged {
+        let output: OutputFile
+        /// The temp file of a regular file, and its slot in the signal handler's table.
+        let temporary: (path: String, slot: Int32)?
+        let content: [UInt8]
+    }
+
+    private var staged: [Staged] = []
     /// One line per output that could not be written.
     private(set) var failures: [String] = []
 
-    /// Writes a regular file's content to its temp file now; devices, FIFOs and stdout are
-    /// written at publish time, since they cannot be renamed into place.
+    /// Writes a regular file's content to its temp file now (flushed to disk, and known to the
+    /// signal handler, which removes it if the run is interrupted); devices, FIFOs and stdout
+    /// are written at publish time, since they cannot be renamed into place.
     mutating func stage(_ content: String, to output: OutputFile) {
         let bytes = Array(content.utf8)
-        var status = stat()
-        let special = output.isStandardOutput || (stat(output.path, &status) == 0 && status.st_mode & S_IFMT != S_IFREG)
-        if special {
-            staged.append((output, nil, bytes))
+        guard output.isRegularFile else {
+            staged.append(Staged(output: output, temporary: nil, content: bytes))
             return
         }
         switch OutputFile.temporaryFile(besides: output.path) {
         case .failure(let error):
-            failures.append("cannot write \(output.path) (\(output.option)): \(error)")
+            failures.append("cannot write \(output.shown) (\(output.option)): \(error)")
         case .success(let (fd, temporary)):
+            let slot = hl_temporary_add(temporary)
             // An existing file keeps its mode; a new one gets the usual 0666 less the umask.
-            let mode: mode_t
-            if stat(output.path, &status) == 0 {
-                mode = status.st_mode & 0o7777
-            } else {
-                let mask = umask(0)
-                umask(mask)
-                mode = 0o666 & ~mask
-            }
+            var status = stat()
+            let mode = stat(output.path, &status) == 0 ? status.st_mode & 0o7777 : 0o666 & ~OutputFile.umask
             var failure = writeAll(fd, bytes)
             if failure == nil, fchmod(fd, mode) != 0 { failure = errno }
+            if failure == nil, fsync(fd) != 0 { failure = errno }
             if Glibc.close(fd) != 0, failure == nil { failure = errno }
             if let failure {
                 unlink(temporary)
-                failures.append("cannot write \(output.path) (\(output.option)): \(SystemError(call: "write", code: failure))")
+                hl_temporary_remove(slot)
+                failures.append("cannot write \(output.shown) (\(output.option)): \(SystemError(call: "write", code: failure))")
             } else {
-                staged.append((output, temporary, bytes))
+                staged.append(Staged(output: output, temporary: (temporary, slot), content: bytes))
             }
         }
     }
 
-    /// Renames every staged file into place, and writes the special ones, as one step that a
-    /// SIGINT or SIGTERM cannot split. Returns false when the process is being interrupted
-    /// (nothing was published; the signal handler is ending the process); otherwise the
-    /// outputs that were written.
+    /// Writes stdout, devices and FIFOs (which may block, so signals stay live), then renames
+    /// every staged file into place in one step that a SIGINT or SIGTERM cannot split. Returns
+    /// nil when the process is being interrupted (no file was renamed; the signal handler is
+    /// ending the process); otherwise the outputs that were written.
     mutating func publish(console: Console) -> [OutputFile]? {
-        guard hl_commit_begin() == 0 else {
-            for item in staged { if let temporary = item.temporary { unlink(temporary) } }
-            return nil
-        }
-        defer { hl_commit_end() }
         var written: [OutputFile] = []
-        for item in staged {
-            if let temporary = item.temporary {
-                if rename(temporary, item.output.path) != 0 {
-                    let error = SystemError.last("rename")
-                    unlink(temporary)
-                    failures.append("cannot write \(item.output.path) (\(item.output.option)): \(error)")
-                    continue
-                }
-            } else if item.output.isStandardOutput {
-                // A reader that stopped early (`| head`) wanted no more; anything else is a failure.
+        for item in staged where item.temporary == nil {
+            if item.output.isStandardOutput {
                 var text = String(decoding: item.content, as: UTF8.self)
                 if text.hasSuffix("\n") { text.removeLast() }
+                // A failed write to stdout is reported once, by CLI.run, for every command alike.
                 console.out(text)
-                if let code = console.outFailure(), code != EPIPE {
-                    failures.append("cannot write stdout (\(item.output.option) -): \(SystemError(call: "write", code: code))")
-                    continue
-                }
             } else {
                 let fd = open(item.output.path, O_WRONLY | O_CLOEXEC)
                 if fd < 0 {
-                    failures.append("cannot write \(item.output.path) (\(item.output.option)): \(SystemError.last("open"))")
+                    failures.append("cannot write \(item.output.shown) (\(item.output.option)): \(SystemError.last("open"))")
                     continue
                 }
                 let failure = writeAll(fd, item.content)
                 Glibc.close(fd)
                 if let failure {
-                    failures.append("cannot write \(item.output.path) (\(item.output.option)): \(SystemError(call: "write", code: failure))")
+                    failures.append("cannot write \(item.output.shown) (\(item.output.option)): \(SystemError(call: "write", code: failure))")
                     continue
                 }
             }
             written.append(item.output)
         }
+        let files = staged.compactMap { item in item.temporary.map { (item.output, $0) } }
         staged.removeAll()
+        guard hl_commit_begin() == 0 else {
+            for (_, temporary) in files {
+                unlink(temporary.path)
+                hl_temporary_remove(temporary.slot)
+            }
+            return nil
+        }
+        for (output, temporary) in files {
+            if rename(temporary.path, output.path) == 0 {
+                written.append(output)
+            } else {
+                let error = SystemError.last("rename")
+                unlink(temporary.path)
+                failures.append("cannot write \(output.shown) (\(output.option)): \(error)")
+            }
+            hl_temporary_remove(temporary.slot)
+        }
+        hl_commit_end()
         return written
     }
 }

@@ -157,11 +157,14 @@ enum ScenarioRun {
         // publish nothing about it; the signal handler is ending the process with 128+signal.
         if let signal = ChildRegistry.shared.interruption { return .interrupted(signal: signal) }
         let result = LabReport(environment: .current(topology: topology), scenarios: outcomes, invalidFiles: invalid.map(LabReport.InvalidFile.init), glance: glance)
+        // Everything is rendered before the first temp file exists.
+        let markdown = report.map { _ in MarkdownReport.render(result) }
+        let jsonText = json.map { _ in String(decoding: JSONReport.render(result), as: UTF8.self) + "\n" }
         var files = OutputSet()
-        if let report { files.stage(MarkdownReport.render(result), to: report) }
-        if let json { files.stage(String(decoding: JSONReport.render(result), as: UTF8.self) + "\n", to: json) }
+        if let report, let markdown { files.stage(markdown, to: report) }
+        if let json, let jsonText { files.stage(jsonText, to: json) }
         guard let written = files.publish(console: console) else { return .interrupted(signal: ChildRegistry.shared.interruption ?? SIGINT) }
-        for output in written where !output.isStandardOutput { console.err("wrote \(output.path)") }
+        for output in written where !output.isStandardOutput { console.err("wrote \(output.shown)") }
         for failure in files.failures { console.err("hijack-lab \(command): \(failure)") }
 
         let differing = outcomes.filter { $0.status != .skipped && !$0.matchesExpectation }.map(\.name)

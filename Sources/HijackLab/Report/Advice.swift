@@ -21,6 +21,17 @@ enum Advice {
             return outcome.sockets.first { $0.id == id }
         }
 
+        /// Whether a scenario ran and every connection of every probe reached the service
+        /// (a victim or defender): none went to an attacker, none failed, none was lost.
+        func keptEveryClient(_ name: String) -> Bool {
+            guard let outcome = outcomes[name], outcome.status == .ran else { return false }
+            let service = Set(outcome.sockets.filter { $0.role != .attacker }.map(\.id))
+            return outcome.probes.allSatisfy { probe in
+                probe.failed == 0 && probe.lost == 0 && probe.receivedBy.allSatisfy { service.contains($0.key) || $0.value == 0 }
+                    && probe.receivedBy.values.reduce(0, +) == probe.attempts
+            }
+        }
+
         /// The verdict's name for a sentence, "?" where there is none.
         func said(_ name: String) -> String { verdict(name)?.rawValue ?? "?" }
 
@@ -64,8 +75,8 @@ enum Advice {
         var bindAll: String
         if let missing = e.missing(full) {
             bindAll = missing.prefix(1).uppercased() + missing.dropFirst() + "."
-        } else if full.allSatisfy({ e.verdict($0) == .blocked }) {
-            bindAll = "Shown working: in \(full.map(e.link).joined(separator: " and ")) every attacker failed to bind and every client reached the defender."
+        } else if full.allSatisfy({ e.verdict($0) == .blocked && e.keptEveryClient($0) }) {
+            bindAll = "Shown working: in \(full.map(e.link).joined(separator: " and ")) every attacker failed to bind or listen and every client reached the defender."
         } else {
             bindAll = "**Not** borne out in this run: " + full.map { "\(e.link($0)) was \(e.said($0))" }.joined(separator: ", ") + "."
         }
@@ -79,10 +90,12 @@ enum Advice {
         result.append(("Bind every address the service answers on, on both families, in one process.", bindAll))
 
         let port: String
+        let plainAttacker = e.socket("wildcard-then-loopback-plain", "attacker")
         if let missing = e.missing(["wildcard-then-loopback-plain", "wildcard-then-loopback-reuseport"]) {
             port = missing.prefix(1).uppercased() + missing.dropFirst() + "."
-        } else if e.verdict("wildcard-then-loopback-plain") == .blocked, e.verdict("wildcard-then-loopback-reuseport") == .hijacked {
-            port = "Shown working: without it the same-user attacker of \(e.link("wildcard-then-loopback-plain")) got EADDRINUSE; with it, in \(e.link("wildcard-then-loopback-reuseport")), it took every local client."
+        } else if let plainAttacker, let refused = ScenarioSection.failure(plainAttacker),
+                  e.verdict("wildcard-then-loopback-plain") == .blocked, e.verdict("wildcard-then-loopback-reuseport") == .hijacked {
+            port = "Shown working: without it the same-user attacker of \(e.link("wildcard-then-loopback-plain")) was refused (\(refused)); with it, in \(e.link("wildcard-then-loopback-reuseport")), it took every local client."
         } else {
             port = "**Not** borne out in this run: \(e.link("wildcard-then-loopback-plain")) was \(e.said("wildcard-then-loopback-plain")), \(e.link("wildcard-then-loopback-reuseport")) was \(e.said("wildcard-then-loopback-reuseport"))."
         }
@@ -92,8 +105,10 @@ enum Advice {
         if let missing = e.missing(["udp-reuseaddr-other-user"]) {
             udp = missing.prefix(1).uppercased() + missing.dropFirst() + "."
         } else if e.verdict("udp-reuseaddr-other-user") == .hijacked {
+            let alternative = e.socket("udp-reuseport-other-user", "attacker").flatMap(ScenarioSection.failure)
             udp = "In \(e.link("udp-reuseaddr-other-user")) another user bound the port beside the service and took its local clients."
-                + (e.verdict("udp-reuseport-other-user") == .blocked ? " With SO_REUSEPORT instead, another user got EADDRINUSE (\(e.link("udp-reuseport-other-user")))." : "")
+                + (e.verdict("udp-reuseport-other-user") == .blocked && alternative != nil
+                    ? " With SO_REUSEPORT instead, another user was refused (\(alternative!), \(e.link("udp-reuseport-other-user")))." : "")
         } else {
             udp = "In this run \(e.link("udp-reuseaddr-other-user")) was \(e.said("udp-reuseaddr-other-user")): this kernel did not let another user in."
         }
@@ -102,13 +117,13 @@ enum Advice {
         let privileged: String
         if let missing = e.missing(["privileged-port"]) {
             privileged = missing.prefix(1).uppercased() + missing.dropFirst() + "."
-        } else {
-            let other = e.socket("privileged-port", "attacker-other")?.bind ?? "?"
-            let same = e.socket("privileged-port", "attacker-same")?.bind ?? "?"
+        } else if let other = e.socket("privileged-port", "attacker-other")?.bind, let same = e.socket("privileged-port", "attacker-same")?.bind {
             privileged = other == "ok"
                 ? "**Not** borne out in this run: in \(e.link("privileged-port")) another user bound the port."
                 : "Shown in \(e.link("privileged-port")): another user's bind failed with \(other) whatever its options; the service's own user still bound (\(same)) and "
                     + (e.verdict("privileged-port") == .hijacked ? "took the local clients" : "did not take them") + ", so it is no defence against your own account."
+        } else {
+            privileged = "Not shown in this run: \(e.link("privileged-port")) has no attacker-other and attacker-same sockets."
         }
         result.append(("Use a port below net.ipv4.ip_unprivileged_port_start (1024) for a service other users must not shadow.", privileged))
 
@@ -166,11 +181,14 @@ enum Advice {
         Claim(claim: "With SO_REUSEADDR two sockets can bind one port, but only one can listen: the second listen fails.",
               trueIf: "both bind, and the second listen fails",
               scenarios: ["reuseaddr-bind-both-then-listen", "wildcard-then-loopback-reuseaddr"]) { e in
-            let second = e.socket("reuseaddr-bind-both-then-listen", "attacker")
-            guard second?.bind == "ok", let listen = second?.listen, listen != "ok" else {
-                return "**false**: the second socket's bind was \(second?.bind ?? "?") and its listen \(second?.listen ?? "?")"
+            guard let second = e.socket("reuseaddr-bind-both-then-listen", "attacker"),
+                  let whileListening = e.socket("wildcard-then-loopback-reuseaddr", "attacker")?.bind else {
+                return "not shown in this run (a scenario lacks its socket \"attacker\")"
             }
-            let whileListening = e.socket("wildcard-then-loopback-reuseaddr", "attacker")?.bind ?? "?"
+            guard second.bind == "ok", second.listen != "ok" else {
+                return "**false**: the second socket's bind was \(second.bind) and its listen \(second.listen)"
+            }
+            let listen = second.listen
             return whileListening == "ok"
                 ? "**true**: the second listen failed with \(listen)"
                 : "**true only if** both bind before either listens (the second listen failed with \(listen)); while the first listens, the second already fails at bind (\(whileListening))"
@@ -178,8 +196,9 @@ enum Advice {
         Claim(claim: "UDP is the same.",
               trueIf: "UDP SO_REUSEADDR keeps another user's socket off the port, as TCP's does",
               scenarios: ["udp-reuseaddr-other-user", "reuseaddr-other-user"]) { e in
-            let udp = e.socket("udp-reuseaddr-other-user", "attacker")?.bind ?? "?"
-            let tcp = e.socket("reuseaddr-other-user", "attacker")?.bind ?? "?"
+            guard let udp = e.socket("udp-reuseaddr-other-user", "attacker")?.bind, let tcp = e.socket("reuseaddr-other-user", "attacker")?.bind else {
+                return "not shown in this run (a scenario lacks its socket \"attacker\")"
+            }
             if udp == tcp { return "**true**: both binds gave \(udp)" }
             return "**false**: with SO_REUSEADDR another user's UDP bind gave \(udp) (TCP: \(tcp)), and the newest socket "
                 + (e.verdict("udp-reuseaddr-other-user") == .hijacked ? "took the local unicast" : "did not take the unicast")
@@ -195,7 +214,7 @@ enum Advice {
             ].filter { e.verdict($0.0) == .hijacked }
             let plain = ["wildcard-then-loopback-plain", "wildcard-then-loopback-reuseaddr"].filter { e.verdict($0) == .blocked }
             guard !ways.isEmpty else { return "**false** on Linux: every such bind was refused" }
-            return "**true only** " + ways.map(\.1).joined(separator: ", ") + (plain.count == 2 ? "; a plain or SO_REUSEADDR TCP bind gets EADDRINUSE" : "")
+            return "**true only** " + ways.map(\.1).joined(separator: ", ") + (plain.count == 2 ? "; a plain or SO_REUSEADDR TCP bind is refused" : "")
         },
         Claim(claim: "The fix is one socket per interface address.",
               trueIf: "per-address sockets on both families keep every client, also of an address added later",

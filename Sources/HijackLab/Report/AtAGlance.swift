@@ -69,20 +69,25 @@ public enum AtAGlance {
         /// How many binds were tried against the row's service.
         var tried = 0
         var refusals: [String: Int] = [:]
+        /// Cases or scenarios that did not run to their end: no evidence either way.
+        var unfinished = 0
+        /// Whether this run probed from outside (the peer) at all, for the external column.
+        var probedFromOutside = false
         var shown: Bool { tried > 0 }
 
         var text: String {
-            guard shown else { return "not shown in this run" }
+            guard shown else { return unfinished > 0 ? "not shown in this run (\(unfinished) could not finish)" : "not shown in this run" }
+            let incomplete = unfinished > 0 ? "; \(unfinished) could not finish" : ""
             guard !takes.isEmpty else {
                 let refused = refusals.sorted { $0.value > $1.value }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")
-                return "nothing" + (refused.isEmpty ? "" : " (\(refused))")
+                return "nothing" + (refused.isEmpty && incomplete.isEmpty ? "" : " (\(refused)\(incomplete))")
             }
             var byDestination: [String] = []
             var seen: Set<String> = []
             for take in takes where seen.insert(take.destination).inserted {
                 byDestination.append("**\(take.destination)**\(take.gap ? " (family gap)" : "") by \(take.bind) \(take.proof)")
             }
-            return byDestination.joined(separator: "; ")
+            return byDestination.joined(separator: "; ") + (incomplete.isEmpty ? "" : " (\(unfinished) could not finish)")
         }
     }
 
@@ -102,10 +107,12 @@ public enum AtAGlance {
         for row in rows {
             let cells = Column.allCases.map { cell(row, $0, report) }
             let external: String
-            if !cells.contains(where: \.shown) {
-                external = "not shown in this run"
+            if cells.contains(where: { $0.takes.contains(where: \.external) }) {
+                external = "**yes**"
+            } else if cells.contains(where: { $0.shown && $0.probedFromOutside }) {
+                external = "no"
             } else {
-                external = cells.contains { $0.takes.contains(where: \.external) } ? "**yes**" : "no"
+                external = "not shown in this run"
             }
             lines.append("| \(row.label) | " + cells.map(\.text).joined(separator: " | ") + " | \(external) | \(fix(row, cells)) |")
         }
@@ -118,7 +125,10 @@ public enum AtAGlance {
     static func fix(_ row: Row, _ cells: [Cell]) -> String {
         let takes = cells.flatMap(\.takes)
         guard cells.contains(where: \.shown) else { return "—" }
-        guard !takes.isEmpty else { return row.perAddress == nil ? "nothing more needed against these binds" : "holds against every bind tried" }
+        guard !takes.isEmpty else {
+            if cells.contains(where: { $0.unfinished > 0 }) { return "not fully shown in this run" }
+            return row.perAddress == nil ? "nothing more needed against these binds" : "holds against every bind tried"
+        }
         var fixes: [String] = []
         let gaps = Set(takes.filter(\.gap).map(\.destination))
         if !gaps.isEmpty { fixes.append("bind " + gaps.sorted().map { "`\($0 == "lab-interface" ? "the interface address" : $0)`" }.joined(separator: " and ") + " too") }
@@ -149,12 +159,17 @@ public enum AtAGlance {
         let baseline = evidence.baselines.first {
             $0.status == .ran && $0.matrixCase.transport == transport && $0.matrixCase.first.label == endpoint && $0.matrixCase.firstOptions == row.options
         }
-        let servedAlone = Set(baseline?.deliveries.filter { $0.first > 0 }.map(\.destination) ?? [])
+        // Without the service alone there is nothing to compare with: no take can be told.
+        guard let baseline else { return cell }
+        let servedAlone = Set(baseline.deliveries.filter { $0.first > 0 }.map(\.destination))
         let scope = scope(of: endpoint)
-        let relevant = evidence.cases.filter { outcome in
+        cell.probedFromOutside = evidence.destinations.contains("lab-interface")
+        let all = evidence.cases.filter { outcome in
             let c = outcome.matrixCase
-            return outcome.status == .ran && c.transport == transport && c.secondUser == user && c.first.label == endpoint && c.firstOptions == row.options
+            return c.transport == transport && c.secondUser == user && c.first.label == endpoint && c.firstOptions == row.options
         }
+        cell.unfinished = all.filter { $0.status == .error }.count
+        let relevant = all.filter { $0.status == .ran }
         // Same user: TCP and UDP alike, each shown where it takes something.
         let sameUserUDP = column == .sameUser ? evidence.cases.filter { outcome in
             let c = outcome.matrixCase
@@ -163,7 +178,9 @@ public enum AtAGlance {
         let sameBaselineUDP = evidence.baselines.first {
             $0.status == .ran && $0.matrixCase.transport == .udp && $0.matrixCase.first.label == endpoint && $0.matrixCase.firstOptions == row.options
         }
-        for (cases, alone, udp) in [(relevant, servedAlone, false), (sameUserUDP, Set(sameBaselineUDP?.deliveries.filter { $0.first > 0 }.map(\.destination) ?? []), true)] {
+        var sets = [(relevant, servedAlone, false)]
+        if let sameBaselineUDP { sets.append((sameUserUDP, Set(sameBaselineUDP.deliveries.filter { $0.first > 0 }.map(\.destination)), true)) }
+        for (cases, alone, udp) in sets {
             // Weakest binds first: no option before SO_REUSEADDR before SO_REUSEPORT, and a
             // specific address before a wildcard.
             let ordered = cases.sorted { rank($0.matrixCase) < rank($1.matrixCase) }
@@ -193,9 +210,14 @@ public enum AtAGlance {
     /// addresses only, on IPv4 only or on both families, and what their attackers got.
     static func scenarioCell(_ row: Row, _ column: Column, _ scenarios: [ScenarioOutcome]) -> Cell {
         var cell = Cell()
-        for scenario in scenarios where scenario.status == .ran && matches(scenario, row.perAddress) {
+        for scenario in scenarios where matches(scenario, row.perAddress) {
             if column == .otherUDP && scenario.transport != .udp { continue }
             if column == .otherTCP && scenario.transport != .tcp { continue }
+            guard scenario.status == .ran else {
+                if scenario.status == .error { cell.unfinished += 1 }
+                continue
+            }
+            if scenario.probes.contains(where: { $0.from == .peer }) { cell.probedFromOutside = true }
             for attacker in scenario.sockets where attacker.role == .attacker && (attacker.user == .same) == (column == .sameUser) {
                 cell.tried += 1
                 if let failure = ScenarioSection.failure(attacker) { cell.refusals[failure, default: 0] += 1; continue }

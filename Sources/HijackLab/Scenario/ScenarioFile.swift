@@ -141,7 +141,9 @@ private struct Reader {
 
     func string(_ value: JSONValue?, _ field: String, pattern: String? = nil) throws(ScenarioError) -> String {
         guard case .string(let text)? = value, !text.isEmpty else { throw fail(field, "a non-empty string", value) }
-        if let pattern, text.range(of: pattern, options: .regularExpression) == nil {
+        // The whole text must match: ICU's `$` also matches before a final line break, which
+        // would let "attacker\n" through into headings, tables and diagrams.
+        if let pattern, text.range(of: pattern, options: .regularExpression) != text.startIndex..<text.endIndex {
             throw fail(field, "a string matching \(pattern)", value)
         }
         return text

@@ -24,7 +24,7 @@ public enum AuditFormats {
     }
 
     /// Every namespace's audit (`--all-netns`).
-    public struct FleetDocument: Encodable {
+    public struct FleetDocument: Codable {
         public var schemaVersion = AuditFormats.schemaVersion
         public var namespaces: [NamespaceAudit]
         /// Processes whose namespace could not be read (other users', when not root).

@@ -156,7 +156,8 @@ struct AuditCommand: Command {
 
     static func runWatch(source: AuditSource, minimum: AuditFinding.Severity, interval: Double, console: Console) -> ExitStatus {
         let watcher = AuditWatcher(minimum: minimum, labelled: source.allNamespaces) { source.audit().audits }
-        console.err("hijack-lab audit: watching every \(interval) s; Ctrl-C ends")
+        let every = interval == interval.rounded() ? String(Int(interval)) : String(interval)
+        console.err("hijack-lab audit: watching every \(every) s; Ctrl-C ends")
         // Runs until SIGINT or SIGTERM (whose handler exits 130 or 143), or until stdout's reader is gone.
         watcher.run(interval: interval, output: console.out) { _ in console.outFailure() != nil }
         return .success

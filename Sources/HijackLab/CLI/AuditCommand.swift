@@ -1,13 +1,25 @@
+import CHijackLab
 import Foundation
+import Glibc
 
 struct AuditCommand: Command {
     static let name = "audit"
     static let synopsis = "audit [options]"
     static let summary = "find shadowed and shadowable listeners on this host, now"
+
+    enum Format: String, CaseIterable {
+        case table, json, jsonl, prometheus
+    }
+
     static let options = [
+        OptionSpec("--all-netns", nil, "audit every network namespace (/proc/*/ns/net, /run/netns), not only this one"),
+        OptionSpec("--format", "FORMAT", "table (default), json, jsonl (one finding per line) or prometheus (textfile collector)"),
+        OptionSpec("--output", "FILE", "where --format writes (default -, stdout); a file is replaced atomically"),
         OptionSpec("--json", "FILE", "write the sockets and findings as JSON (- for stdout, instead of the table)"),
-        OptionSpec("--min-severity", "LEVEL", "info (default), warning or alarm: what the table and list show"),
+        OptionSpec("--min-severity", "LEVEL", "info (default), warning or alarm: what the table, jsonl and watch show"),
         OptionSpec("--port", "N", "only this port"),
+        OptionSpec("--watch", nil, "audit again every interval and print only changes, timestamped, until Ctrl-C"),
+        OptionSpec("--interval", "S", "seconds between audits with --watch (default 1, 0.05 to 3600)"),
     ]
     static let discussion = """
         Reads /proc/net/{tcp,tcp6,udp,udp6} of the current network namespace (TCP listeners, bound
@@ -21,9 +33,32 @@ struct AuditCommand: Command {
           warning  shadowing       the same, between different processes of one uid
           warning  exposure        loopback or wildcard on one family only: the other is free to bind
           info     load-balancing  several sockets on one address and port (SO_REUSEPORT, UDP SO_REUSEADDR)
-        The exit status is 1 when an interception or shadowing finding exists, whatever is shown.
+        --all-netns finds every network namespace: those processes and threads hold
+        (/proc/*/task/*/ns/net, one per inode) and the named ones under /run/netns. Each is labelled
+        with its inode, its names, its lowest-pid holder and the container that holder's cgroup names
+        (docker, podman, kubernetes, lxc, machine). The current one is audited in this process; each
+        other one by a child of this binary that joins it (setns) and keeps only CAP_DAC_READ_SEARCH
+        and CAP_SYS_PTRACE; it reads user names from /etc/passwd. Entering needs root
+        (CAP_SYS_ADMIN): a namespace that cannot be entered is reported, on stderr and in the output.
+        Formats: table is for people; json is the --json document with "schemaVersion" (with
+        --all-netns: {"schemaVersion", "namespaces": [{"netns", "report" or "error"}]}); jsonl is one
+        finding per line with timestamp and netns, for log pipelines; prometheus is node_exporter's
+        textfile-collector format (hijack_lab_findings{kind,severity,port,netns},
+        hijack_lab_listeners{netns}, hijack_lab_netns_info, hijack_lab_audit_duration_seconds,
+        hijack_lab_audit_timestamp_seconds), all findings whatever --min-severity says.
+        --watch prints a line when a finding appears or clears, and when a listener comes or goes on
+        a port that has a finding; the findings present at start are printed first.
+        The exit status is 1 when an interception or shadowing finding exists (in any namespace),
+        whatever is shown.
         """
-    static let examples = ["hijack-lab audit", "hijack-lab audit --min-severity alarm --json findings.json", "hijack-lab audit --port 8080 --json -"]
+    static let examples = [
+        "hijack-lab audit",
+        "hijack-lab audit --min-severity alarm --json findings.json",
+        "hijack-lab audit --port 8080 --json -",
+        "hijack-lab audit --all-netns --format prometheus --output /var/lib/node_exporter/textfile_collector/hijack_lab.prom",
+        "hijack-lab audit --all-netns --format jsonl --min-severity warning",
+        "hijack-lab audit --watch --interval 2",
+    ]
 
     static func run(_ arguments: Arguments, in context: CommandContext) -> ExitStatus {
         let console = context.console
@@ -32,23 +67,289 @@ struct AuditCommand: Command {
         }
         let minimum: AuditFinding.Severity
         let port: UInt16?
+        let format: Format?
+        let interval: Double
         do throws(UsageError) {
             minimum = try arguments.choice("--min-severity", AuditFinding.Severity.allCases.map { ($0.rawValue, $0) }) ?? .info
             port = try arguments.integer("--port", range: 1...65535).map { UInt16($0) }
+            format = try arguments.choice("--format", Format.allCases.map { ($0.rawValue, $0) })
+            interval = try arguments.seconds("--interval", default: 1, range: 0.05...3600)
         } catch {
             return usageFailure(name, error.message, console: console)
         }
-        let json = arguments.value("--json").map { OutputFile(option: "--json", path: $0) }
-        if let problem = json?.problem() { return usageFailure(name, problem, console: console) }
+        let watch = arguments.flag("--watch")
+        let allNamespaces = arguments.flag("--all-netns")
+        if arguments.value("--json") != nil && (format != nil || arguments.value("--output") != nil) {
+            return usageFailure(name, "--json FILE is --format json --output FILE: give one or the other", console: console)
+        }
+        if watch, let clash = ["--json", "--format", "--output"].first(where: { arguments.value($0) != nil }) {
+            return usageFailure(name, "--watch prints changes as text on stdout; it takes no \(clash)", console: console)
+        }
+        if !watch, arguments.value("--interval") != nil {
+            return usageFailure(name, "--interval is the pause of --watch; add --watch", console: console)
+        }
+        // A SIGINT or SIGTERM kills the namespace agents and exits 128 + the signal, and never
+        // splits the rename of an output.
+        InterruptGuard.install()
+        let source = AuditSource(port: port, allNamespaces: allNamespaces, agentExecutable: context.agentExecutable)
+        if watch { return runWatch(source: source, minimum: minimum, interval: interval, console: console) }
 
-        let report = Audit.run(port: port)
-        if json?.isStandardOutput != true { console.out(AuditText.render(report, minimum: minimum)) }
-        guard let json else { return ExitStatus(code: report.exitStatus) }
+        // --json FILE keeps its old meaning: the JSON there, and the table on stdout unless it is "-".
+        let legacyJSON = arguments.value("--json").map { OutputFile(option: "--json", path: $0) }
+        let output = legacyJSON ?? OutputFile(option: "--output", path: arguments.value("--output") ?? "-")
+        if let problem = output.problem() { return usageFailure(name, problem, console: console) }
+        let chosen = legacyJSON == nil ? format ?? .table : .json
+
+        let started = Deadline.now()
+        let (audits, unreadable) = source.audit()
+        let duration = Double(Deadline.now().nanoseconds - started.nanoseconds) / 1e9
+        let ended = Date()
+        for audit in audits {
+            if let error = audit.error {
+                console.err("hijack-lab audit: network namespace \(UntrustedText.terminal(audit.netns.label)) was not audited: \(UntrustedText.terminal(error))")
+            }
+        }
+        if allNamespaces, unreadable > 0 {
+            console.err("hijack-lab audit: the network namespace of \(unreadable) process\(unreadable == 1 ? "" : "es") could not be read (other users'; root sees them)")
+        }
+        let status = audits.compactMap(\.report).contains { $0.exitStatus != 0 } ? ExitStatus.differs : .success
+        if let legacyJSON, !legacyJSON.isStandardOutput {
+            console.out(table(audits, unreadable: unreadable, allNamespaces: allNamespaces, minimum: minimum))
+        }
+
+        let content: String
+        switch chosen {
+        case .table: content = table(audits, unreadable: unreadable, allNamespaces: allNamespaces, minimum: minimum) + "\n"
+        case .json:
+            let data = allNamespaces
+                ? JSONFormat.encode(AuditFormats.FleetDocument(namespaces: audits, unreadableProcesses: unreadable))
+                : JSONFormat.encode(AuditFormats.SingleDocument(audits[0].report!))
+            content = String(decoding: data, as: UTF8.self) + "\n"
+        case .jsonl: content = AuditFormats.jsonLines(audits, minimum: minimum, timestamp: ended)
+        case .prometheus:
+            content = AuditFormats.prometheus(audits, unreadableProcesses: unreadable, duration: duration, timestamp: ended)
+        }
+        if output.isStandardOutput && content.isEmpty { return status }
         var files = OutputSet()
-        files.stage(String(decoding: JSONFormat.encode(report), as: UTF8.self) + "\n", to: json)
+        files.stage(content, to: output)
         _ = files.publish(console: console)
         for failure in files.failures { console.err("hijack-lab audit: \(failure)") }
-        return files.failures.isEmpty ? ExitStatus(code: report.exitStatus) : .usage
+        return files.failures.isEmpty ? status : .usage
+    }
+
+    /// The table of each namespace, under a heading that names it when there are several.
+    static func table(_ audits: [NamespaceAudit], unreadable: Int, allNamespaces: Bool, minimum: AuditFinding.Severity) -> String {
+        guard allNamespaces else { return AuditText.render(audits[0].report!, minimum: minimum) }
+        var parts: [String] = []
+        for audit in audits {
+            var part = "== network namespace " + UntrustedText.terminal(audit.netns.label) + "\n"
+            if let report = audit.report {
+                part += AuditText.render(report, minimum: minimum)
+            } else {
+                part += "Not audited: " + UntrustedText.terminal(audit.error ?? "no reason given")
+            }
+            parts.append(part)
+        }
+        if unreadable > 0 { parts.append("The network namespace of \(unreadable) process\(unreadable == 1 ? "" : "es") could not be read (other users'; root sees them).") }
+        return parts.joined(separator: "\n\n")
+    }
+
+    static func runWatch(source: AuditSource, minimum: AuditFinding.Severity, interval: Double, console: Console) -> ExitStatus {
+        let watcher = AuditWatcher(minimum: minimum, labelled: source.allNamespaces) { source.audit().audits }
+        let every = interval == interval.rounded() ? String(Int(interval)) : String(interval)
+        console.err("hijack-lab audit: watching every \(every) s; Ctrl-C ends")
+        // Runs until SIGINT or SIGTERM (whose handler exits 130 or 143), or until stdout's reader is gone.
+        watcher.run(interval: interval, output: console.out) { _ in console.outFailure() != nil }
+        return .success
+    }
+}
+
+/// Where the audits come from: this namespace only, or every one on the host.
+struct AuditSource {
+    let port: UInt16?
+    let allNamespaces: Bool
+    let agentExecutable: String
+    /// How long an agent may take to enter a namespace, and then to audit it.
+    var timeout: Double = 30
+
+    func audit() -> (audits: [NamespaceAudit], unreadable: Int) {
+        guard allNamespaces else {
+            return ([NamespaceAudit(netns: Namespaces.current(), report: Audit.run(port: port))], 0)
+        }
+        let (namespaces, unreadable) = Namespaces.discover()
+        return (FleetAudit.audit(namespaces, port: port, agentExecutable: agentExecutable, timeout: timeout), unreadable)
+    }
+}
+
+/// Audits of other network namespaces, each by an agent that joined it.
+///
+/// setns(2) moves only the calling thread, but Audit reads /proc/net, which is /proc/self/net:
+/// the namespace of the process's main thread, not of the thread that moved. A child process
+/// that joins first and then audits has its whole view in the namespace: /proc/net, the
+/// sock_diag netlink socket, the /proc/sys/net ranges and if_indextoname all follow. The agent
+/// role does exactly that (`agent --netns PATH --host-client`, command `audit`), drops every
+/// capability but the two reading other processes' descriptors takes, and dies with its pipe.
+enum FleetAudit {
+    /// Agents at work at once: enough to hide their start-up, few enough for a small host.
+    static let parallel = 8
+
+    static func audit(_ namespaces: [NetworkNamespace], port: UInt16?, agentExecutable: String, timeout: Double) -> [NamespaceAudit] {
+        var audits: [NamespaceAudit] = []
+        var others: [NetworkNamespace] = []
+        for namespace in namespaces {
+            if namespace.current {
+                audits.append(NamespaceAudit(netns: namespace, report: Audit.run(port: port)))
+            } else {
+                others.append(namespace)
+            }
+        }
+        audits += inAgents(others, port: port, agentExecutable: agentExecutable, timeout: timeout)
+        // A holder that exited between the listing and setns leaves ENOENT. If its namespace
+        // lives on (another process, a name), that one is tried once; if not, the namespace
+        // is gone and is no longer the host's to report.
+        let vanished = audits.filter { $0.error?.contains("ENOENT") == true && $0.netns.path.hasPrefix("/proc/") }
+        guard !vanished.isEmpty else { return audits }
+        let now = Dictionary(Namespaces.discover().namespaces.map { ($0.inode, $0) }, uniquingKeysWith: { first, _ in first })
+        let retry = vanished.compactMap { now[$0.netns.inode] }.filter { !$0.current }
+        let gone = Set(vanished.map(\.netns.inode))
+        audits = audits.filter { !gone.contains($0.netns.inode) } + inAgents(retry, port: port, agentExecutable: agentExecutable, timeout: timeout)
+        return audits.sorted { ($0.netns.current ? 0 : 1, $0.netns.inode) < ($1.netns.current ? 0 : 1, $1.netns.inode) }
+    }
+
+    private static func inAgents(_ others: [NetworkNamespace], port: UInt16?, agentExecutable: String, timeout: Double) -> [NamespaceAudit] {
+        var audits: [NamespaceAudit] = []
+        var index = 0
+        while index < others.count {
+            let batch = others[index..<min(index + parallel, others.count)]
+            index += batch.count
+            // Every agent of the batch starts before the first is waited for: their start-ups overlap.
+            let started = batch.map { namespace -> (NetworkNamespace, Result<AgentClient, LabError>) in
+                do throws(LabError) {
+                    let agent = try AgentClient(executable: agentExecutable, id: "audit-netns-\(namespace.inode)",
+                                                extraArguments: ["--netns", namespace.path, "--host-client"], timeout: timeout)
+                    return (namespace, .success(agent))
+                } catch {
+                    return (namespace, .failure(error))
+                }
+            }
+            for (namespace, agent) in started {
+                audits.append(collect(namespace, agent: agent, port: port))
+            }
+        }
+        return audits
+    }
+
+    private static func collect(_ namespace: NetworkNamespace, agent started: Result<AgentClient, LabError>, port: UInt16?) -> NamespaceAudit {
+        let agent: AgentClient
+        switch started {
+        case .success(let client): agent = client
+        case .failure(let error): return NamespaceAudit(netns: namespace, error: error.description)
+        }
+        defer { agent.finish() }
+        do throws(LabError) {
+            try agent.awaitReady()
+            let reply = try agent.request(AgentCommand(op: .audit, port: port))
+            guard let report = reply.audit else { return NamespaceAudit(netns: namespace, error: "the agent answered without an audit") }
+            // A namespace whose last process ended between discovery and setns has gone; a
+            // path that came to name another namespace must not pass for it.
+            guard report.namespace == "net:[\(namespace.inode)]" else {
+                return NamespaceAudit(netns: namespace, error: "\(namespace.path) named \(report.namespace) when it was entered, no longer this namespace")
+            }
+            return NamespaceAudit(netns: namespace, report: report)
+        } catch {
+            switch error {
+            case .agentRefused(_, "start", let reason): return NamespaceAudit(netns: namespace, error: "could not enter it: \(reason)")
+            default: return NamespaceAudit(netns: namespace, error: error.description)
+            }
+        }
+    }
+}
+
+/// `audit --watch`: audits again and again, and tells only what changed.
+final class AuditWatcher {
+    private let minimum: AuditFinding.Severity
+    /// Whether lines name the namespace (with --all-netns).
+    private let labelled: Bool
+    private let audit: () -> [NamespaceAudit]
+    private var findings: [String: String]?
+    private var listeners: [String: (port: String, text: String)] = [:]
+    private var failures: [UInt64: String] = [:]
+
+    init(minimum: AuditFinding.Severity = .info, labelled: Bool = false, audit: @escaping () -> [NamespaceAudit]) {
+        self.minimum = minimum
+        self.labelled = labelled
+        self.audit = audit
+    }
+
+    /// Audits once and returns the changes since the last step, each line timestamped and
+    /// escaped for the terminal. The first step returns the findings present now.
+    func step(at now: Date = Date()) -> [String] {
+        let audits = audit()
+        let time = AuditFormats.timestampText(now)
+        var currentFindings: [String: String] = [:]
+        var findingPorts: Set<String> = []
+        var currentListeners: [String: (port: String, text: String)] = [:]
+        var currentFailures: [UInt64: String] = [:]
+        for audit in audits {
+            let inode = audit.netns.inode
+            let prefix = labelled ? "netns \(audit.netns.label): " : ""
+            guard let report = audit.report else {
+                currentFailures[inode] = prefix + "not audited: " + (audit.error ?? "no reason given")
+                continue
+            }
+            for finding in report.findings where finding.severity >= minimum {
+                let key = "\(inode) \(finding.kind.rawValue) \(finding.severity.rawValue) \(finding.transport.rawValue) \(finding.port) \(finding.inodes)"
+                currentFindings[key] = prefix + "[\(finding.severity.rawValue)] \(finding.kind.rawValue) \(finding.transport.rawValue)/\(finding.port): \(finding.explanation)"
+                findingPorts.insert("\(inode) \(finding.transport.rawValue) \(finding.port)")
+            }
+            for socket in report.sockets {
+                currentListeners["\(inode) \(socket.inode)"] = (port: "\(inode) \(socket.transport.rawValue) \(socket.port)",
+                                                               text: prefix + "\(socket.transport.rawValue) \(socket.label)"
+                                                                   + (socket.remote.map { " -> \($0)" } ?? "") + " \(socket.who)")
+            }
+        }
+        var lines: [String] = []
+        func emit(_ verb: String, _ texts: [String]) {
+            lines += texts.sorted().map { UntrustedText.terminal("\(time) \(verb) \($0)") }
+        }
+        let previous = findings ?? [:]
+        if findings != nil {
+            // Listener changes only where a finding is or was: a port of interest.
+            for (key, _) in previous { findingPorts.insert(Self.portKey(ofFinding: key)) }
+            emit("stops  ", listeners.filter { currentListeners[$0.key] == nil && findingPorts.contains($0.value.port) }.map(\.value.text))
+            emit("listens", currentListeners.filter { listeners[$0.key] == nil && findingPorts.contains($0.value.port) }.map(\.value.text))
+            emit("clears ", previous.filter { currentFindings[$0.key] == nil }.map(\.value))
+        }
+        // A namespace that cannot be audited is told once, and again only when the reason changes.
+        emit("fails  ", currentFailures.filter { failures[$0.key] != $0.value }.map(\.value))
+        emit("appears", currentFindings.filter { previous[$0.key] == nil }.map(\.value))
+        findings = currentFindings
+        listeners = currentListeners
+        failures = currentFailures
+        return lines
+    }
+
+    /// "inode kind severity transport port [inodes]" → "inode transport port".
+    private static func portKey(ofFinding key: String) -> String {
+        let parts = key.split(separator: " ")
+        return "\(parts[0]) \(parts[3]) \(parts[4])"
+    }
+
+    /// Steps every `interval` seconds, on a fixed schedule, until `stop` (given the number of
+    /// steps so far) says so. An audit slower than the interval is followed by the next at once,
+    /// without a backlog. Between steps the process sleeps: no work when nothing runs.
+    func run(interval: Double, output: (String) -> Void, stop: (Int) -> Bool) {
+        var steps = 0
+        var next = Deadline.now()
+        while !stop(steps) {
+            for line in step() { output(line) }
+            steps += 1
+            if stop(steps) { return }
+            next = Deadline(nanoseconds: next.nanoseconds + UInt64(interval * 1e9))
+            if next.hasPassed { next = .now() }
+            var wake = timespec(tv_sec: Int(next.nanoseconds / 1_000_000_000), tv_nsec: Int(next.nanoseconds % 1_000_000_000))
+            while clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &wake, nil) == EINTR {}
+        }
     }
 }
 

@@ -9,6 +9,9 @@ final class ChildProcess {
     private var stdinFD: Int32
     private var stdoutFD: Int32
     private var buffer: [UInt8] = []
+    /// How much of `buffer` holds no newline: a reply of megabytes (an audit of a busy
+    /// namespace) arrives 4 KB at a time, and rescanning it all each time is quadratic.
+    private var scanned = 0
     private var reaped = false
 
     /// `mergeStandardError` sends the child's stderr into the same pipe as its stdout, for
@@ -99,11 +102,13 @@ final class ChildProcess {
     /// The next line from the child, or nil when it closed its stdout. Throws ETIMEDOUT at the deadline.
     func readLine(until deadline: Deadline) throws(SystemError) -> String? {
         while true {
-            if let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+            if let newline = buffer[scanned...].firstIndex(of: UInt8(ascii: "\n")) {
                 let line = String(decoding: buffer[..<newline], as: UTF8.self)
                 buffer.removeSubrange(...newline)
+                scanned = 0
                 return line
             }
+            scanned = buffer.count
             guard stdoutFD >= 0 else { return nil }
             guard try waitFor(stdoutFD, events: Int16(POLLIN), until: deadline) else { throw SystemError(call: "read", code: ETIMEDOUT) }
             var chunk = [UInt8](repeating: 0, count: 4096)

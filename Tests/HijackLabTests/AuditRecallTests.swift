@@ -155,3 +155,69 @@ struct MatrixAuditTests {
         #expect(captured.err.contains("audit: recall 100.0%"))
     }
 }
+
+/// The score's definitions on built outcomes: no sockets, no root.
+@Suite("matrix --audit: how cases are scored")
+struct MatrixAuditScoreTests {
+    static func endpoint(_ label: String) -> MatrixEndpoint { MatrixEndpoint.standard.first { $0.label == label }! }
+
+    /// Letters per destination (127.0.0.1, ::1, lab-interface): V first, A second, S both, - refused.
+    static func outcome(_ first: String, _ second: String?, _ letters: String, user: SocketUser = .other, findings: [AuditFinding.Kind]? = nil) -> MatrixCaseOutcome {
+        var outcome = MatrixCaseOutcome(matrixCase: MatrixCase(transport: .tcp, first: endpoint(first), firstOptions: .none,
+                                                               second: second.map(endpoint), secondUser: user), status: .ran)
+        outcome.firstBind = "ok"
+        outcome.firstListen = "ok"
+        if second != nil {
+            outcome.secondBind = "ok"
+            outcome.secondListen = "ok"
+        }
+        outcome.deliveries = zip(["127.0.0.1", "::1", "lab-interface"], letters).map { destination, letter in
+            MatrixDelivery(destination: destination, sent: 1, first: "VS".contains(letter) ? 1 : 0, second: "AS".contains(letter) ? 1 : 0,
+                           nobody: letter == "-" ? 1 : 0, lost: 0, refused: letter == "-" ? 1 : 0)
+        }
+        outcome.audit = findings.map { MatrixCaseAudit(findings: $0.map { MatrixAuditFinding(kind: $0, severity: .alarm, port: 1, sockets: ["first", "second"]) }) }
+        return outcome
+    }
+
+    static func result(_ cases: [MatrixCaseOutcome]) -> MatrixResult {
+        let alone = ["0.0.0.0": "V-V", "127.0.0.1": "V--", "::1": "-V-", "::ffff:127.0.0.1": "V--", "lab-interface": "--V"].map { outcome($0.key, nil, $0.value) }
+        return MatrixResult(environment: .init(kernel: "Linux 6", uid: 0, topology: .netns, topologyReason: "t", date: "d"),
+                            destinations: ["127.0.0.1", "::1", "lab-interface"], cases: cases, baselines: alone)
+    }
+
+    @Test("localhost goes to ::1 unless ::1 refused it, then to 127.0.0.1")
+    func localhost() {
+        #expect(Self.outcome("127.0.0.1", nil, "V--").localhost?.first == 1)
+        #expect(Self.outcome("::1", nil, "-V-").localhost?.first == 1)
+        #expect(Self.outcome("127.0.0.1", "::1", "VA-").localhost?.second == 1)
+        #expect(Self.outcome("lab-interface", nil, "--V").localhost?.first == 0)
+    }
+
+    @Test("A take either way counts; an unflagged one is a miss; a flag with no take is a false alarm, unless the families differ")
+    func score() throws {
+        // ::1 first keeps localhost, which ::ffff:127.0.0.1 alone would get: the first takes.
+        let missed = Self.outcome("::1", "::ffff:127.0.0.1", "AV-", findings: [])
+        let caught = Self.outcome("127.0.0.1", "::1", "VA-", findings: [.interception])
+        // Same uid: shadowing, not interception, is what counts.
+        let wrongKind = Self.outcome("127.0.0.1", "::1", "VA-", user: .same, findings: [.interception])
+        // Nothing taken: the lab interface beside 127.0.0.1 (same family) with an alarm is a false one;
+        // beside ::1 (two families) it is left out of precision.
+        let falseAlarm = Self.outcome("127.0.0.1", "lab-interface", "V-A", findings: [.interception])
+        let policy = Self.outcome("lab-interface", "::1", "-AV", findings: [.interception])
+        // One family, taken and flagged: 127.0.0.1 in front of 0.0.0.0.
+        let shadowed = Self.outcome("0.0.0.0", "127.0.0.1", "A-V", findings: [.interception])
+        let score = try #require(Self.result([missed, caught, wrongKind, falseAlarm, policy, shadowed]).auditScore)
+        #expect(score.takes == 4)
+        #expect(score.caught == 2)
+        #expect(score.misses.count == 2)
+        #expect(score.misses[0].contains("::1 none / ::ffff:127.0.0.1 none, cell AV-: the first takes localhost; audit: no finding"))
+        // Of the five flagged cases, the three of two families (::1 with IPv4) are left out.
+        #expect(score.alarms == 2)
+        #expect(score.falseAlarmCount == 1)
+        #expect(score.falseAlarms == ["tcp, uid 65534: 127.0.0.1 none / lab-interface none, cell V-A: neither takes anything; audit: interception"])
+        #expect(score.crossFamily == 3)
+        #expect(score.crossFamilyWithoutTake == 1)
+        #expect(MatrixReport.percent(score.recall) == "50.0%")
+        #expect(MatrixReport.percent(score.precision) == "50.0%")
+    }
+}

@@ -257,6 +257,8 @@ public struct MatrixAuditScore: Codable, Sendable, Equatable {
     public var precision: Double
     /// Cases left out of the precision count: two sockets of different address families.
     public var crossFamily: Int
+    /// Of those, cases in which neither socket takes anything: the policy warnings.
+    public var crossFamilyWithoutTake: Int = 0
     /// One line per case the audit missed, and per false alarm.
     public var misses: [String]
     public var falseAlarms: [String]
@@ -335,6 +337,7 @@ extension MatrixResult {
             guard findings.contains(where: { Self.alarmKinds.contains($0.kind) }) else { continue }
             if let second = c.second, Self.families(c.first).isDisjoint(with: Self.families(second)) {
                 score.crossFamily += 1
+                if !takes { score.crossFamilyWithoutTake += 1 }
                 continue
             }
             score.alarms += 1

@@ -296,7 +296,7 @@ public enum MatrixReport {
     static func auditSection(_ score: MatrixAuditScore) -> String {
         var lines = ["## \(auditTitle)", "", auditRule, ""]
         lines.append("- Recall: **\(percent(score.recall))** (\(score.caught) of \(score.takes) cases in which a socket takes traffic from the other are flagged).")
-        lines.append("- Precision: **\(percent(score.precision))** (\(score.falseAlarmCount) false alarms among \(score.alarms) flagged cases; \(score.crossFamily) flagged cases of two address families left out).")
+        lines.append("- Precision: **\(percent(score.precision))** (\(score.falseAlarmCount) false alarms among \(score.alarms) flagged cases; \(score.crossFamily) flagged cases of two address families left out, \(score.crossFamilyWithoutTake) of them with no take).")
         lines.append("- Audited cases: \(score.audited).")
         lines.append("")
         lines.append(score.misses.isEmpty ? "No case was missed." : "Missed:")

@@ -50,7 +50,7 @@ public enum Audit {
         }
         let namespace = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/net")) ?? "?"
         let context = Context(unprivilegedPortStart: unprivilegedPortStart, ephemeral: ephemeralPorts, ipv6: ipv6Available,
-                              related: SocketOwners.related, lineage: SocketOwners.lineage)
+                              related: SocketOwners.related, lineage: SocketOwners.lineage, startTime: processStartTime)
         return AuditReport(namespace: namespace, sockets: sockets, findings: findings(sockets, context: context),
                            ownersComplete: complete, skippedRows: skipped, socketDetails: tcpDetails != nil && udpDetails != nil)
     }

@@ -77,6 +77,9 @@ public struct AuditFinding: Codable, Sendable, Equatable {
     /// Inodes of the sockets involved, in the order the explanation names them.
     public var inodes: [UInt64]
     public var explanation: String
+    /// Of `inodes`, the socket that most likely came second and took over: its process
+    /// started later (/proc/PID/stat). Nil where the audit cannot tell.
+    public var likelyIntruder: UInt64? = nil
 }
 
 public struct AuditReport: Codable, Sendable, Equatable {

@@ -12,15 +12,28 @@ extension Audit {
         /// Whether one process started the other: only then do two addresses count as one
         /// service's. Siblings do not, or any two programs one shell started would hide each other.
         public var lineage: (Int32, Int32) -> Bool = { _, _ in false }
+        /// When a process started (clock ticks since boot), nil where unknown: of two sockets
+        /// that overlap, the one whose process started later most likely came second.
+        public var startTime: (Int32) -> UInt64? = { _ in nil }
 
         public init(unprivilegedPortStart: UInt16 = 1024, ephemeral: ClosedRange<UInt16> = 32_768...60_999, ipv6: Bool = true,
-                    related: @escaping (Int32, Int32) -> Bool = { _, _ in false }, lineage: @escaping (Int32, Int32) -> Bool = { _, _ in false }) {
+                    related: @escaping (Int32, Int32) -> Bool = { _, _ in false }, lineage: @escaping (Int32, Int32) -> Bool = { _, _ in false },
+                    startTime: @escaping (Int32) -> UInt64? = { _ in nil }) {
             self.unprivilegedPortStart = unprivilegedPortStart
             self.ephemeral = ephemeral
             self.ipv6 = ipv6
             self.related = related
             self.lineage = lineage
+            self.startTime = startTime
         }
+    }
+
+    /// A process's start time in clock ticks since boot: field 22 of /proc/PID/stat, counted
+    /// after the command's closing parenthesis, since the command may itself hold spaces.
+    public static func processStartTime(_ pid: Int32) -> UInt64? {
+        guard let text = ProcNet.read("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        return fields.count > 19 ? UInt64(fields[19]) : nil
     }
 
     /// Every finding among the sockets, port by port.
@@ -28,6 +41,7 @@ extension Audit {
         var findings: [AuditFinding] = []
         let groups = Dictionary(grouping: sockets) { "\($0.transport.rawValue)/\($0.port)" }
         for key in groups.keys.sorted() {
+            let portStart = findings.count
             let all = groups[key]!.sorted(by: AuditSocket.inOrder)
             let group = all.filter { $0.remote == nil }
             let transport = all[0].transport
@@ -50,17 +64,36 @@ extension Audit {
             }
 
             // The two families split between owners: whoever holds 0.0.0.0 gets every IPv4 client
-            // of the port, whoever holds a V6ONLY [::] every IPv6 one (with "localhost" on ::1).
+            // of the port, whoever holds [::] every IPv6 one (with "localhost" on ::1). A dual-stack
+            // [::] loses its IPv4 clients too, since the kernel prefers an IPv4 socket for them.
             if let v4 = group.first(where: { $0.isWildcard4 && !$0.isIPv6 && $0.device == nil }),
-               let v6 = group.first(where: { $0.isWildcard6 && $0.v6only != false && $0.device == nil }) {
-                findings += overlap(v4, over: v6, port: port, context: context,
-                                    takes: "every IPv4 \(unit) to the port (127.0.0.1 and every IPv4 address), while \(v6.label) answers IPv6; one service does not hold both families")
+               let v6 = group.first(where: { $0.isWildcard6 && $0.device == nil }) {
+                findings += split(v4, v6, port: port, context: context) { taker, loser in
+                    taker.inode == v4.inode ? "every IPv4 \(unit) to the port (127.0.0.1 and every IPv4 address)" + (v6.v6only == false ? ", which the dual-stack \(v6.label) would otherwise receive" : "")
+                        + ", while \(v6.label) answers IPv6; one service does not hold both families"
+                        : "every IPv6 \(unit) to the port (::1, and with it the clients of \"localhost\", which try ::1 before 127.0.0.1), while \(v4.label) answers IPv4; one service does not hold both families"
+                }
             }
 
-            // localhost split across 127.0.0.1 and ::1: clients try ::1 first.
-            if let v6 = group.first(where: \.isLocalhost6), let v4 = group.first(where: { $0.isLocalhost4 && !$0.isIPv6 }) {
-                findings += overlap(v6, over: v4, port: port, context: context,
-                                    takes: "the clients of \"localhost\", which try ::1 before 127.0.0.1 (RFC 6724)")
+            // An IPv4 socket and a v4-mapped one on the same address: the kernel prefers the
+            // IPv4 socket for that address's traffic.
+            for plain in group where !plain.isIPv6 && plain.device == nil && !plain.isGroupAddress {
+                for mapped in group where mapped.mappedIPv4 == plain.address && mapped.device == nil {
+                    findings += overlap(plain, over: mapped, port: port, context: context,
+                                        takes: "every \(unit) to \(plain.endpoint) that \(mapped.label) would otherwise receive (the kernel prefers an IPv4 socket to a v4-mapped IPv6 one)")
+                }
+            }
+
+            // localhost split between families: clients try ::1 first, and go on to 127.0.0.1
+            // only when ::1 refuses them. So whatever receives ::1 takes the "localhost" clients
+            // of whatever receives 127.0.0.1 (plain, v4-mapped, or a wildcard over it), and the
+            // latter keeps every client that names 127.0.0.1.
+            if let v6 = receiver(ofIPv6Loopback: group), let v4 = receiver(ofIPv4Loopback: group), v6.inode != v4.inode,
+               !findings[portStart...].contains(where: { $0.inodes.contains(v6.inode) && $0.inodes.contains(v4.inode) }) {
+                findings += split(v6, v4, port: port, context: context) { taker, _ in
+                    taker.inode == v6.inode ? "the clients of \"localhost\", which try ::1 before 127.0.0.1 (RFC 6724), from \(v4.label), which would receive them alone"
+                        : "every \(unit) to 127.0.0.1 (clients that name the address rather than \"localhost\"), while \(v6.label) holds ::1 and with it \"localhost\"; one service does not hold both families"
+                }
             }
 
             // Several unbound sockets on one exact address.
@@ -73,7 +106,8 @@ extension Audit {
                 for receiver in group where receiver.uid != connected.uid && (receiver.takesIPv4 || receiver.address == connected.address || receiver.isWildcard6) {
                     findings.append(AuditFinding(
                         kind: .interception, severity: .alarm, transport: transport, port: port, destinations: [connected.address], inodes: [connected.inode, receiver.inode],
-                        explanation: "\(connected.endpoint), connected to \(connected.remote!) (\(connected.who)), receives the datagrams \(connected.remote!) sends to port \(port), which \(receiver.label) (\(receiver.who)) would otherwise receive."))
+                        explanation: "\(connected.endpoint), connected to \(connected.remote!) (\(connected.who)), receives the datagrams \(connected.remote!) sends to port \(port), which \(receiver.label) (\(receiver.who)) would otherwise receive.",
+                        likelyIntruder: later(connected, receiver, context: context)?.inode))
                     break
                 }
             }
@@ -93,8 +127,12 @@ extension Audit {
             .sorted { $0.key < $1.key }.map { "uid \($0.key) (\($0.value))" }.joined(separator: " and ")
         if transport == .udp && uids.count > 1 {
             // SO_REUSEPORT needs one uid, so different uids can only share through SO_REUSEADDR.
+            // The newest socket is the one that takes: the likely intruder, where start times tell.
+            let intruder = members.dropFirst().reduce(members.first) { newest, member in newest.flatMap { later($0, member, context: context) } }
             return AuditFinding(kind: .interception, severity: .alarm, transport: transport, port: port, destinations: [address], inodes: members.map(\.inode),
-                                explanation: "\(members.count) UDP sockets of different uids share \(endpoint), which only SO_REUSEADDR allows, and then the most recently bound one receives every unicast datagram: \(who).")
+                                explanation: "\(members.count) UDP sockets of different uids share \(endpoint), which only SO_REUSEADDR allows, and then the most recently bound one receives every unicast datagram: \(who)."
+                                    + (intruder.map { " The likely intruder is \($0.who): its process started last." } ?? ""),
+                                likelyIntruder: intruder?.inode)
         }
         let pids = members.flatMap(\.owners).map(\.pid)
         let unrelated = pids.contains { pid in pids.contains { other in other != pid && !context.related(pid, other) } }
@@ -105,6 +143,39 @@ extension Audit {
             : "an SO_REUSEPORT group (the kernel spreads datagrams by a hash) or SO_REUSEADDR (the most recently bound socket receives all unicast)"
         return AuditFinding(kind: .loadBalancing, severity: .info, transport: transport, port: port, destinations: [address], inodes: members.map(\.inode),
                             explanation: "\(members.count) sockets share \(endpoint), \(how): \(who)" + (notes.isEmpty ? "." : "; " + notes.joined(separator: "; ") + "."))
+    }
+
+    /// The socket that receives ::1: ::1 itself, else a [::] (dual-stack or V6ONLY).
+    static func receiver(ofIPv6Loopback group: [AuditSocket]) -> AuditSocket? {
+        let unbound = group.filter { $0.device == nil }
+        return unbound.first(where: \.isLocalhost6) ?? unbound.first(where: \.isWildcard6)
+    }
+
+    /// The socket that receives 127.0.0.1, in the kernel's order: the exact address over a
+    /// wildcard, and an IPv4 socket over an IPv6 one (v4-mapped, or a dual-stack [::]).
+    static func receiver(ofIPv4Loopback group: [AuditSocket]) -> AuditSocket? {
+        let unbound = group.filter { $0.device == nil }
+        return unbound.first { $0.isLocalhost4 && !$0.isIPv6 } ?? unbound.first { $0.isLocalhost4 }
+            ?? unbound.first { $0.isWildcard4 && !$0.isIPv6 } ?? unbound.first { $0.isWildcard4 || ($0.isWildcard6 && $0.takesIPv4) }
+    }
+
+    /// Of two sockets, the one whose process started later, where the start times tell: on
+    /// a host where a service ran first, that one is the likely intruder.
+    static func later(_ one: AuditSocket, _ other: AuditSocket, context: Context) -> AuditSocket? {
+        // A socket's earliest holder made it (the others inherited it).
+        func started(_ socket: AuditSocket) -> UInt64? { socket.owners.compactMap { context.startTime($0.pid) }.min() }
+        guard let first = started(one), let second = started(other), first != second else { return nil }
+        return first > second ? one : other
+    }
+
+    /// A split in which each socket takes something from the other (one family each): the
+    /// likely intruder is named as the taker where the start times tell; `takes` says what
+    /// the taker gets, given (taker, loser).
+    static func split(_ one: AuditSocket, _ other: AuditSocket, port: UInt16, context: Context,
+                      takes: (AuditSocket, AuditSocket) -> String) -> [AuditFinding] {
+        let taker = later(one, other, context: context) ?? one
+        let loser = taker.inode == one.inode ? other : one
+        return overlap(taker, over: loser, port: port, context: context, takes: takes(taker, loser))
     }
 
     /// The wildcard socket whose traffic `specific` takes, if any.
@@ -120,10 +191,15 @@ extension Audit {
     /// interception when the taker has another uid; shadowing when the same uid but unrelated processes.
     static func overlap(_ taker: AuditSocket, over loser: AuditSocket, port: UInt16, context: Context, takes: String) -> [AuditFinding] {
         let destination = [taker.address]
+        let intruder = later(taker, loser, context: context)
+        let blame = intruder.map { intruder in
+            " The likely intruder is \(intruder.label): its process started after that of \((intruder.inode == taker.inode ? loser : taker).label)."
+        } ?? ""
         if taker.uid != loser.uid {
             return [AuditFinding(kind: .interception, severity: .alarm, transport: taker.transport, port: port, destinations: destination,
                                  inodes: [taker.inode, loser.inode],
-                                 explanation: "\(taker.label) (\(taker.who)) takes \(takes); \(loser.label) belongs to \(loser.who).")]
+                                 explanation: "\(taker.label) (\(taker.who)) takes \(takes); \(loser.label) belongs to \(loser.who)." + blame,
+                                 likelyIntruder: intruder?.inode)]
         }
         let takerPIDs = Set(taker.owners.map(\.pid))
         let loserPIDs = Set(loser.owners.map(\.pid))
@@ -134,7 +210,8 @@ extension Audit {
         let owners = takerPIDs.isEmpty || loserPIDs.isEmpty ? " (owners not all visible; root sees more)" : ""
         return [AuditFinding(kind: .shadowing, severity: .warning, transport: taker.transport, port: port, destinations: destination,
                              inodes: [taker.inode, loser.inode],
-                             explanation: "\(taker.label) (\(taker.who)) takes \(takes); both run as uid \(taker.uid), in unrelated processes\(owners).")]
+                             explanation: "\(taker.label) (\(taker.who)) takes \(takes); both run as uid \(taker.uid), in unrelated processes\(owners)." + blame,
+                             likelyIntruder: intruder?.inode)]
     }
 
     /// One family's localhost or wildcard held while the other family's is free to bind.

@@ -14,6 +14,7 @@ struct MatrixCommand: Command {
         OptionSpec("--json", "FILE", "every case, for scripts (- for stdout)"),
         OptionSpec("--topology", "netns|loopback", "where the lab runs (default: netns as root with `ip`)"),
         OptionSpec("--timeout", "SECONDS", "how long an agent may take to answer one command (default 5)"),
+        OptionSpec("--audit", nil, "also audit the lab host in every case while its sockets are live; scores the audit against what the kernel did"),
         OptionSpec("--workers", "N", "parallel lanes, each with its own agents and namespaces (default: cores, at most 2)"),
     ]
     static let discussion = """
@@ -74,6 +75,7 @@ struct MatrixCommand: Command {
         }
         let settings = LabSettings(agentExecutable: context.agentExecutable, topology: topology, replyTimeout: timeout, connectTimeout: 1)
         let runner = workers.map { MatrixRunner(settings: settings, workers: $0) } ?? MatrixRunner(settings: settings)
+        runner.audit = arguments.flag("--audit")
         let cases = filter.cases
         let baselines = filter.baselines
         console.err("topology: \(topology.kind.rawValue) (\(topology.reason)); \(cases.count) cases and \(baselines.count) baselines on \(runner.workers) lanes")
@@ -85,10 +87,13 @@ struct MatrixCommand: Command {
         let outcomes = runner.run(cases)
         runner.onProgress = nil
         // Baselines use ports of their own, above the cases' ports.
+        // A socket alone has nothing to take: its baseline needs no audit.
+        runner.audit = false
         let alone = runner.run(baselines, portBase: 40_000)
         let elapsed = Double(Deadline.now().nanoseconds - started.nanoseconds) / 1e9
         if let signal = ChildRegistry.shared.interruption { return .interrupted(signal: signal) }
-        let result = MatrixResult(environment: .current(topology: topology), destinations: runner.destinationLabels, cases: outcomes, baselines: alone)
+        var result = MatrixResult(environment: .current(topology: topology), destinations: runner.destinationLabels, cases: outcomes, baselines: alone)
+        result.audit = result.auditScore
         var files = OutputSet()
         if let report {
             let svgs = report.isRegularFile ? MatrixSVG.render(result) : []
@@ -101,6 +106,9 @@ struct MatrixCommand: Command {
         for failure in files.failures { console.err("hijack-lab matrix: \(failure)") }
         if report == nil { console.err("a filtered matrix writes no MATRIX.md; --report FILE (or -) writes its grids") }
         console.err("\(outcomes.count) cases in \(elapsed.formatted(.number.precision(.fractionLength(2)))) s: \(result.takeovers.count) in which the second socket takes traffic from the first")
+        if let score = result.audit {
+            console.err("audit: recall \(MatrixReport.percent(score.recall)) (\(score.caught) of \(score.takes) take-overs flagged), precision \(MatrixReport.percent(score.precision)) (\(score.falseAlarmCount) false alarms in \(score.alarms) flagged cases)")
+        }
         for failure in (outcomes + alone).filter({ $0.status == .error }).prefix(5) {
             console.err("could not finish: \(failure.matrixCase.transport.rawValue) \(failure.matrixCase.first.label) / \(failure.matrixCase.second?.label ?? "alone"): \(failure.error ?? "")")
         }

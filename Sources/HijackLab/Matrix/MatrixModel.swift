@@ -90,6 +90,9 @@ public struct MatrixDelivery: Codable, Sendable, Equatable {
     /// Refused, unreachable or timed out: nobody received.
     public var nobody: Int
     public var lost: Int
+    /// Of `nobody`, those refused or unreachable at once: the errors on which a client that
+    /// resolved a name goes on to the name's next address.
+    public var refused: Int = 0
 
     /// V, A, S or - for this destination.
     public var letter: String {
@@ -113,6 +116,8 @@ public struct MatrixCaseOutcome: Codable, Sendable, Equatable {
     public var secondBind = "not-attempted"
     public var secondListen = "not-attempted"
     public var deliveries: [MatrixDelivery] = []
+    /// What the audit said in the lab host while this case's sockets were live (`--audit`).
+    public var audit: MatrixCaseAudit?
 
     public init(matrixCase: MatrixCase, status: ScenarioOutcome.Status, skipReason: String? = nil) {
         self.matrixCase = matrixCase
@@ -184,5 +189,180 @@ public struct MatrixFilter: Sendable {
             values.append(value)
         }
         return values.isEmpty ? .failure(.init(reason: "\(flag) needs at least one of \(allowed.joined(separator: ", "))")) : .success(values)
+    }
+}
+
+/// The audit of one case, read while both sockets were live: its findings on the case's port.
+public struct MatrixCaseAudit: Codable, Sendable, Equatable {
+    public var findings: [MatrixAuditFinding]
+    /// Why the audit could not be read, if so.
+    public var error: String?
+
+    public init(findings: [MatrixAuditFinding], error: String? = nil) {
+        self.findings = findings
+        self.error = error
+    }
+}
+
+/// One audit finding, with its sockets named by their role in the case.
+public struct MatrixAuditFinding: Codable, Sendable, Equatable {
+    public var kind: AuditFinding.Kind
+    public var severity: AuditFinding.Severity
+    public var port: UInt16
+    /// "first" or "second" for each socket the finding names, in its order ("?" for a socket
+    /// of neither agent).
+    public var sockets: [String] = []
+    /// The socket the audit names as the likely intruder, where it could tell.
+    public var likelyIntruder: String?
+}
+
+extension MatrixCaseOutcome {
+    /// Both sockets bound (and listened): only then can either take from the other.
+    public var bothServe: Bool {
+        matrixCase.second != nil && Self.served(bind: firstBind, listen: firstListen) && Self.served(bind: secondBind, listen: secondListen)
+    }
+
+    /// The one place where the matrix derives where `localhost` goes: a client resolves it to
+    /// ::1, then 127.0.0.1 (the lab's hosts file, in getaddrinfo's order), and goes on to
+    /// 127.0.0.1 only when ::1 refused it. The probes to ::1 and to 127.0.0.1 already are
+    /// those two attempts, so a localhost client gets what ::1 gave, or, where every ::1
+    /// probe was refused, what 127.0.0.1 gave. Nil without both probes.
+    public var localhost: MatrixDelivery? {
+        guard let v6 = deliveries.first(where: { $0.destination == "::1" }),
+              let v4 = deliveries.first(where: { $0.destination == "127.0.0.1" }) else { return nil }
+        var delivery = v6.sent > 0 && v6.refused == v6.sent ? v4 : v6
+        delivery.destination = "localhost"
+        return delivery
+    }
+
+    /// Every destination of the case, `localhost` included.
+    public var allDeliveries: [MatrixDelivery] { deliveries + (localhost.map { [$0] } ?? []) }
+}
+
+/// How well the audit's findings match what the matrix saw the kernel do (`matrix --audit`).
+public struct MatrixAuditScore: Codable, Sendable, Equatable {
+    /// Cases with an audit: those in which both sockets bound (and listened).
+    public var audited: Int
+    /// Cases in which either socket takes traffic from the other.
+    public var takes: Int
+    /// Of those, cases the audit flags as it should.
+    public var caught: Int
+    /// caught / takes (1 when nothing was taken).
+    public var recall: Double
+    /// Cases counted for precision with an interception, shadowing or load-balancing finding.
+    public var alarms: Int
+    /// Of those, cases in which neither socket takes anything from the other.
+    public var falseAlarmCount: Int
+    /// (alarms - false alarms) / alarms (1 when there was no alarm).
+    public var precision: Double
+    /// Cases left out of the precision count: two sockets of different address families.
+    public var crossFamily: Int
+    /// Of those, cases in which neither socket takes anything: the policy warnings.
+    public var crossFamilyWithoutTake: Int = 0
+    /// One line per case the audit missed, and per false alarm.
+    public var misses: [String]
+    public var falseAlarms: [String]
+}
+
+extension MatrixResult {
+    /// Kinds of finding that say one socket takes (or may take) another's traffic.
+    static let alarmKinds: Set<AuditFinding.Kind> = [.interception, .shadowing, .loadBalancing]
+
+    static func aloneKey(_ transport: Transport, _ endpoint: MatrixEndpoint, _ options: MatrixOptions) -> String {
+        "\(transport.rawValue) \(endpoint.label) \(options.rawValue)"
+    }
+
+    /// What each socket receives alone, `localhost` included, keyed by `aloneKey`.
+    var aloneDestinations: [String: Set<String>] {
+        var alone: [String: Set<String>] = [:]
+        for baseline in baselines where baseline.status == .ran {
+            let c = baseline.matrixCase
+            alone[Self.aloneKey(c.transport, c.first, c.firstOptions)] = Set(baseline.allDeliveries.filter { $0.first > 0 }.map(\.destination))
+        }
+        return alone
+    }
+
+    /// The destinations each socket takes from the other: it receives there, and the other
+    /// receives there when alone. Nil when a baseline is missing, since nothing is known.
+    static func takes(_ outcome: MatrixCaseOutcome, alone: [String: Set<String>]) -> (first: [String], second: [String])? {
+        let c = outcome.matrixCase
+        guard outcome.status == .ran, let second = c.second else { return nil }
+        guard outcome.bothServe else { return ([], []) }
+        guard let firstAlone = alone[aloneKey(c.transport, c.first, c.firstOptions)],
+              let secondAlone = alone[aloneKey(c.transport, second, c.secondOptions)] else { return nil }
+        let deliveries = outcome.allDeliveries
+        return (deliveries.filter { $0.first > 0 && secondAlone.contains($0.destination) }.map(\.destination),
+                deliveries.filter { $0.second > 0 && firstAlone.contains($0.destination) }.map(\.destination))
+    }
+
+    /// The address families a matrix address receives: v4-mapped is IPv4, dual-stack `[::]` both.
+    static func families(_ endpoint: MatrixEndpoint) -> Set<Int> {
+        switch endpoint.host {
+        case "::": endpoint.v6only ? [6] : [4, 6]
+        case "::1": [6]
+        default: [4]
+        }
+    }
+
+    /// Whether the audit flags the case as the definition asks: interception for another
+    /// uid, shadowing for the same; for two sockets of one uid on one address, load-balancing
+    /// that names both will do.
+    static func flags(_ outcome: MatrixCaseOutcome, findings: [MatrixAuditFinding]) -> Bool {
+        let c = outcome.matrixCase
+        if c.secondUser == .other { return findings.contains { $0.kind == .interception } }
+        if findings.contains(where: { $0.kind == .shadowing }) { return true }
+        return c.first.host == c.second?.host && findings.contains { $0.kind == .loadBalancing && Set($0.sockets).isSuperset(of: ["first", "second"]) }
+    }
+
+    /// The score over every audited case; nil when no case has an audit.
+    public var auditScore: MatrixAuditScore? {
+        let audited = cases.filter { $0.audit != nil }
+        guard !audited.isEmpty else { return nil }
+        let alone = aloneDestinations
+        var score = MatrixAuditScore(audited: audited.count, takes: 0, caught: 0, recall: 1, alarms: 0, falseAlarmCount: 0, precision: 1,
+                                     crossFamily: 0, misses: [], falseAlarms: [])
+        for outcome in audited {
+            guard let taken = Self.takes(outcome, alone: alone) else { continue }
+            let findings = outcome.audit!.findings
+            let c = outcome.matrixCase
+            let takes = !taken.first.isEmpty || !taken.second.isEmpty
+            if takes {
+                score.takes += 1
+                if Self.flags(outcome, findings: findings) {
+                    score.caught += 1
+                } else {
+                    score.misses.append(Self.line(outcome, taken: taken))
+                }
+            }
+            guard findings.contains(where: { Self.alarmKinds.contains($0.kind) }) else { continue }
+            if let second = c.second, Self.families(c.first).isDisjoint(with: Self.families(second)) {
+                score.crossFamily += 1
+                if !takes { score.crossFamilyWithoutTake += 1 }
+                continue
+            }
+            score.alarms += 1
+            if !takes {
+                score.falseAlarmCount += 1
+                score.falseAlarms.append(Self.line(outcome, taken: taken))
+            }
+        }
+        score.recall = score.takes == 0 ? 1 : Double(score.caught) / Double(score.takes)
+        score.precision = score.alarms == 0 ? 1 : Double(score.alarms - score.falseAlarmCount) / Double(score.alarms)
+        return score
+    }
+
+    /// One line on a case: its sockets, what each took, and what the audit said.
+    static func line(_ outcome: MatrixCaseOutcome, taken: (first: [String], second: [String])) -> String {
+        let c = outcome.matrixCase
+        var what: [String] = []
+        if !taken.first.isEmpty { what.append("the first takes \(taken.first.joined(separator: ", "))") }
+        if !taken.second.isEmpty { what.append("the second takes \(taken.second.joined(separator: ", "))") }
+        let findings = (outcome.audit?.findings ?? []).map { finding in
+            "\(finding.kind.rawValue)" + (finding.likelyIntruder.map { " (intruder: \($0))" } ?? "")
+        }
+        return "\(c.transport.rawValue), \(c.secondUser == .same ? "same user" : "uid 65534"): \(c.first.label) \(c.firstOptions.short) / "
+            + "\(c.second?.label ?? "-") \(c.secondOptions.short), cell \(outcome.cell): "
+            + (what.isEmpty ? "neither takes anything" : what.joined(separator: "; "))
+            + "; audit: " + (findings.isEmpty ? "no finding" : findings.joined(separator: ", "))
     }
 }

@@ -25,6 +25,10 @@ final class MatrixWorker {
             let placement = network.placement
             first = try AgentClient(executable: settings.agentExecutable, id: "first", extraArguments: placement, timeout: settings.replyTimeout)
             agents.append(first)
+            // The audit tells which socket came first by its process's start time (in clock
+            // ticks), as it would on a host where a service ran before its intruder: the first
+            // agent is up before the second ones start.
+            try first.awaitReady()
             secondSame = try AgentClient(executable: settings.agentExecutable, id: "second", extraArguments: placement, timeout: settings.replyTimeout)
             agents.append(secondSame)
             if geteuid() == 0 {
@@ -34,8 +38,10 @@ final class MatrixWorker {
             } else {
                 secondOther = nil
             }
-            for agent in agents {
+            for agent in agents.dropFirst() {
                 try agent.awaitReady()
+            }
+            for agent in agents {
                 started.append(agent.identity)
             }
             if settings.topology.kind == .netns {
@@ -77,7 +83,7 @@ final class MatrixWorker {
         endpoint.host == "lab-interface" ? Topology.Lab.hostV4 : endpoint.host
     }
 
-    func run(_ matrixCase: MatrixCase, port: UInt16) throws(LabError) -> MatrixCaseOutcome {
+    func run(_ matrixCase: MatrixCase, port: UInt16, audit: Bool = false) throws(LabError) -> MatrixCaseOutcome {
         var outcome = MatrixCaseOutcome(matrixCase: matrixCase, status: .ran)
         outcome.port = port
         let transport = matrixCase.transport
@@ -98,6 +104,11 @@ final class MatrixWorker {
             (outcome.secondBind, outcome.secondListen) = Self.results(reply.calls ?? [], transport: transport, fallback: outcome.secondListen)
             bothServe = MatrixCaseOutcome.served(bind: outcome.firstBind, listen: outcome.firstListen)
                 && MatrixCaseOutcome.served(bind: outcome.secondBind, listen: outcome.secondListen)
+        }
+        // One round trip per case, and only where both sockets are live: with one, nothing
+        // can be taken, and the audit costs as much as the rest of the case.
+        if audit && bothServe {
+            outcome.audit = try self.audit(transport: transport, port: port, second: second)
         }
         guard matrixCase.probes && matrixCase.listens else { return outcome }
 
@@ -133,6 +144,7 @@ final class MatrixWorker {
                 }
                 guard let identity = connection.identity else {
                     delivery.nobody += 1
+                    if let error = connection.error, Self.fallbackErrors.contains(error) { delivery.refused += 1 }
                     continue
                 }
                 if identity.hasPrefix("first ") {
@@ -150,6 +162,28 @@ final class MatrixWorker {
         return outcome
     }
 
+    /// The errors on which a client goes on to a name's next address (as the agent's own
+    /// client does for a name): refused or unreachable at once, never a timeout.
+    static let fallbackErrors: Set<String> = ["ECONNREFUSED", "ENETUNREACH", "EHOSTUNREACH", "EADDRNOTAVAIL", "EAFNOSUPPORT"]
+
+    /// The audit as the lab host's client runs it, while the case's sockets are live: its
+    /// findings on this transport and port, each socket named by the agent that holds it.
+    func audit(transport: Transport, port: UInt16, second: AgentClient?) throws(LabError) -> MatrixCaseAudit {
+        guard let report = try network.hostClient.request(AgentCommand(op: .audit, port: port)).audit else {
+            return MatrixCaseAudit(findings: [], error: "the host client returned no audit")
+        }
+        var roles: [UInt64: String] = [:]
+        for socket in report.sockets where socket.transport == transport {
+            let pids = Set(socket.owners.map(\.pid))
+            roles[socket.inode] = pids.contains(first.pid) ? "first" : second.map { pids.contains($0.pid) } == true ? "second" : "?"
+        }
+        let findings = report.findings.filter { $0.transport == transport && $0.port == port }.map { finding in
+            MatrixAuditFinding(kind: finding.kind, severity: finding.severity, port: finding.port, sockets: finding.inodes.map { roles[$0] ?? "?" },
+                               likelyIntruder: finding.likelyIntruder.map { roles[$0] ?? "?" })
+        }
+        return MatrixCaseAudit(findings: findings)
+    }
+
     /// bind and listen results from an `open` reply's calls.
     static func results(_ calls: [SyscallRecord], transport: Transport, fallback: String) -> (bind: String, listen: String) {
         let bind = calls.last { $0.call == "bind" }?.result ?? (calls.last?.result ?? "not-attempted")
@@ -164,6 +198,8 @@ public final class MatrixRunner: @unchecked Sendable {
     public let workers: Int
     /// Called from worker threads after each case: (cases done, total).
     public var onProgress: (@Sendable (Int, Int) -> Void)?
+    /// Audit the lab host in every case while its sockets are live (`matrix --audit`).
+    public var audit = false
     private var lock = pthread_mutex_t()
     public private(set) var startedProcesses: [ProcessIdentity] = []
 
@@ -236,7 +272,7 @@ public final class MatrixRunner: @unchecked Sendable {
                     } catch {
                         throw .setup("no free port: \(error)")
                     }
-                    outcome = try worker!.run(matrixCase, port: port)
+                    outcome = try worker!.run(matrixCase, port: port, audit: audit)
                     if !worker!.healthy {
                         worker?.kill()
                         worker = nil

@@ -90,6 +90,15 @@ public struct AuditReport: Codable, Sendable, Equatable {
     public var skippedRows: Int
     /// Whether sock_diag told IPV6_V6ONLY and bound devices; without it [::] is read as dual-stack.
     public var socketDetails: Bool = true
+    /// Where the sockets were read; nil in a report made by hand.
+    public var source: Source? = nil
+
+    public enum Source: String, Codable, Sendable {
+        /// NETLINK_SOCK_DIAG: one dump per transport and family, as `ss` reads them.
+        case sockDiag = "sock_diag"
+        /// The text of /proc/net/{tcp,tcp6,udp,udp6}, where the kernel answers no sock_diag.
+        case proc
+    }
 
     /// 1 when any interception or shadowing is found, for monitoring; 0 otherwise.
     public var exitStatus: Int32 {

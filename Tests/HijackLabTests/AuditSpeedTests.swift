@@ -111,6 +111,20 @@ struct AuditSpeedTests {
         }
     }
 
+    @Test("The fast comparison is inOrder's order, and the fast replacement Foundation's")
+    func equivalents() {
+        var sockets = Self.sample().sockets + Self.large().sockets.prefix(40)
+        sockets[0].device = nil
+        sockets[1].device = ""
+        #expect(sockets.allSatisfy { a in sockets.allSatisfy { b in AuditSocket.precedes(a, b) == AuditSocket.inOrder(a, b) } })
+        let cases = [("pid 1/x", "1/x", "uid 0, pid 1/x and pid 1/xy (pid 1/x)"), ("aa", "b", "aaaaa"), ("pid 2/x", "n", "pid 1/x"),
+                     ("pid 1/é", "1/e", "pid 1/é, pid 1/e\u{301}"), ("pid 1/x\r", "1", "pid 1/x\r\n"), (":8080", ":PORT", "127.0.0.1:8080 and [::]:80801"),
+                     ("x", "y", ""), ("port 53", "port PORT", "port 53")]
+        for (target, replacement, text) in cases {
+            #expect(AuditText.replacing(target, with: replacement, in: text) == text.replacingOccurrences(of: target, with: replacement))
+        }
+    }
+
     @Test("The table streams in pieces of whole lines that, printed as lines, are the text")
     func tablePieces() {
         let report = Self.large()

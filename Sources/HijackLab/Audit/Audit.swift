@@ -55,7 +55,8 @@ public enum Audit {
         raw = []
         // One order whatever the kernel's (its hash tables' order differs between /proc and
         // sock_diag): the JSON reads the same every run, and the table need not sort again.
-        sockets.sort(by: AuditSocket.inOrder)
+        // Indices are sorted, not the sockets, which would be copied (and retained) at every move.
+        sockets = sockets.indices.sorted { AuditSocket.precedes(sockets[$0], sockets[$1]) }.map { sockets[$0] }
         let context = Context(unprivilegedPortStart: unprivilegedPortStart, ephemeral: ephemeralPorts, ipv6: ipv6Available,
                               related: SocketOwners.related, lineage: SocketOwners.lineage)
         return AuditReport(namespace: namespace, sockets: sockets, findings: findings(sockets, context: context),
@@ -136,5 +137,23 @@ public enum Audit {
     /// Whether ::1 exists here; on a host without IPv6 nobody can bind it.
     static var ipv6Available: Bool {
         ProcNet.read(ProcNet.net + "if_inet6")?.contains("00000000000000000000000000000001") ?? false
+    }
+}
+
+extension AuditSocket {
+    /// `inOrder`, one field at a time: the same order without building two tuples of
+    /// strings for every comparison, which sorting 50,000 sockets makes a million times.
+    static func precedes(_ lhs: AuditSocket, _ rhs: AuditSocket) -> Bool {
+        if lhs.transport != rhs.transport { return lhs.transport.rawValue < rhs.transport.rawValue }
+        if lhs.port != rhs.port { return lhs.port < rhs.port }
+        if lhs.address != rhs.address { return lhs.address < rhs.address }
+        if lhs.device != rhs.device { return (lhs.device ?? "") < (rhs.device ?? "") }
+        if lhs.uid != rhs.uid { return lhs.uid < rhs.uid }
+        return lhs.inode < rhs.inode
+    }
+
+    /// Whether the two are one place in `inOrder`'s order, but for the inode.
+    static func tied(_ lhs: AuditSocket, _ rhs: AuditSocket) -> Bool {
+        lhs.transport == rhs.transport && lhs.port == rhs.port && lhs.address == rhs.address && (lhs.device ?? "") == (rhs.device ?? "") && lhs.uid == rhs.uid
     }
 }

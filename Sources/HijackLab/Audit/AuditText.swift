@@ -56,17 +56,18 @@ public enum AuditText {
         if shown.isEmpty {
             output.line(report.findings.isEmpty ? "No findings." : "No findings at \(minimum.rawValue) or above (\(report.findings.count) below).")
         }
-        let socketByInode = Dictionary(report.sockets.map { ($0.inode, $0) }, uniquingKeysWith: { first, _ in first })
+        var socketByInode: [UInt64: Int] = [:]
+        socketByInode.reserveCapacity(report.sockets.count)
+        for (index, socket) in report.sockets.enumerated() where socketByInode[socket.inode] == nil { socketByInode[socket.inode] = index }
         for finding in shown {
             var text = finding.explanation
             // Only the finding's own sockets can be named in its explanation.
             let port = portText(finding.port)
             if port != String(finding.port) {
-                text = text.replacingOccurrences(of: ":\(finding.port)", with: ":\(port)")
-                    .replacingOccurrences(of: "port \(finding.port)", with: "port \(port)")
+                text = replacing("port \(finding.port)", with: "port \(port)", in: replacing(":\(finding.port)", with: ":\(port)", in: text))
             }
             for inode in finding.inodes {
-                for owner in socketByInode[inode]?.owners ?? [] {
+                for owner in socketByInode[inode].map({ report.sockets[$0].owners }) ?? [] {
                     text = replacing("pid \(owner.pid)/\(owner.command)", with: name(owner), in: text)
                 }
             }
@@ -89,16 +90,13 @@ public enum AuditText {
     /// so mostly only the ties are sorted here.
     static func order(_ sockets: [AuditSocket], ownerNames: [String]) -> [Int] {
         var order = Array(sockets.indices)
-        if !sockets.indices.dropFirst().allSatisfy({ !AuditSocket.inOrder(sockets[$0], sockets[$0 - 1]) }) {
-            order.sort { AuditSocket.inOrder(sockets[$0], sockets[$1]) }
-        }
-        func same(_ lhs: AuditSocket, _ rhs: AuditSocket) -> Bool {
-            lhs.transport == rhs.transport && lhs.port == rhs.port && lhs.address == rhs.address && lhs.device == rhs.device && lhs.uid == rhs.uid
+        if !sockets.indices.dropFirst().allSatisfy({ !AuditSocket.precedes(sockets[$0], sockets[$0 - 1]) }) {
+            order.sort { AuditSocket.precedes(sockets[$0], sockets[$1]) }
         }
         var start = 0
         while start < order.count {
             var end = start + 1
-            while end < order.count && same(sockets[order[start]], sockets[order[end]]) { end += 1 }
+            while end < order.count && AuditSocket.tied(sockets[order[start]], sockets[order[end]]) { end += 1 }
             if end - start > 1 { order[start..<end].sort { (ownerNames[$0], sockets[$0].inode) < (ownerNames[$1], sockets[$1].inode) } }
             start = end
         }
@@ -123,28 +121,38 @@ public enum AuditText {
 
     static func terminal(_ text: String) -> String { isPlain(text) ? text : UntrustedText.terminal(text) }
 
-    /// `text.replacingOccurrences(of: target, with: replacement)`, without Foundation's search
-    /// where a byte search gives the same answer: an explanation that does not hold the target.
+    /// `text.replacingOccurrences(of: target, with: replacement)`, without Foundation where
+    /// both are printable ASCII: there each character is one byte and one grapheme, and its
+    /// search by canonical equivalence finds exactly what a byte search finds.
     static func replacing(_ target: String, with replacement: String, in text: String) -> String {
-        let isASCII = { (text: String) in text.utf8.allSatisfy { $0 < 0x80 } }
-        // Compared by canonical equivalence, ASCII matches only ASCII, byte for byte.
-        if isASCII(target) && isASCII(text) && !contains(Array(text.utf8), Array(target.utf8)) { return text }
-        return text.replacingOccurrences(of: target, with: replacement)
-    }
-
-    static func contains(_ text: [UInt8], _ target: [UInt8]) -> Bool {
-        guard !target.isEmpty else { return true }
-        guard text.count >= target.count else { return false }
-        return (0...(text.count - target.count)).contains { start in
-            text[start] == target[0] && text[start..<start + target.count].elementsEqual(target)
+        let isPrintable = { (text: String) in text.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7f } }
+        guard isPrintable(target) && isPrintable(text), !target.isEmpty else { return text.replacingOccurrences(of: target, with: replacement) }
+        let bytes = Array(text.utf8)
+        let needle = Array(target.utf8)
+        var result: [UInt8] = []
+        var start = 0
+        var index = 0
+        while index + needle.count <= bytes.count {
+            if bytes[index] == needle[0] && bytes[index..<index + needle.count].elementsEqual(needle) {
+                if result.isEmpty { result.reserveCapacity(bytes.count + replacement.utf8.count) }
+                result += bytes[start..<index]
+                result += replacement.utf8
+                index += needle.count
+                start = index
+            } else {
+                index += 1
+            }
         }
+        guard start > 0 else { return text }
+        result += bytes[start...]
+        return String(decoding: result, as: UTF8.self)
     }
 
     /// The table's cells, escaped, in one byte buffer: no String per padded cell.
     struct Table {
         let columns: Int
         private var bytes: [UInt8] = []
-        private var ends: [Int] = []
+        private var ends: [Int32] = []
         /// Cells with more than plain ASCII, escaped, by their place: they keep Foundation's padding.
         private var wide: [Int: String] = [:]
         private var widths: [Int]
@@ -167,7 +175,7 @@ public enum AuditText {
                     width = escaped.count
                     wide[ends.count] = escaped
                 }
-                ends.append(bytes.count)
+                ends.append(Int32(bytes.count))
                 widths[column] = max(widths[column], width)
             }
         }
@@ -182,10 +190,11 @@ public enum AuditText {
                 if let escaped = wide[cell] {
                     line += (column == columns - 1 ? escaped : escaped.padding(toLength: widths[column], withPad: " ", startingAt: 0)).utf8
                 } else {
-                    line += bytes[start..<ends[cell]]
-                    if column < columns - 1 { line += repeatElement(0x20, count: widths[column] - (ends[cell] - start)) }
+                    let end = Int(ends[cell])
+                    line += bytes[start..<end]
+                    if column < columns - 1 { line += repeatElement(0x20, count: widths[column] - (end - start)) }
                 }
-                start = ends[cell]
+                start = Int(ends[cell])
                 if column == columns - 1 {
                     output.line(line)
                     line.removeAll(keepingCapacity: true)

@@ -19,9 +19,11 @@ public struct AuditSocket: Codable, Sendable, Equatable {
     /// For a connected UDP socket: the peer it is connected to.
     public var remote: String? = nil
 
-    var isIPv6: Bool { address.contains(":") }
+    /// A byte search: String.contains(String) is Foundation's, by canonical equivalence, and
+    /// was a tenth of the audit's time at 50,000 sockets.
+    var isIPv6: Bool { address.utf8.contains(UInt8(ascii: ":")) }
     /// A v4-mapped IPv6 address (::ffff:a.b.c.d), which takes IPv4 traffic.
-    var mappedIPv4: String? { address.hasPrefix("::ffff:") && address.contains(".") ? String(address.dropFirst(7)) : nil }
+    var mappedIPv4: String? { address.hasPrefix("::ffff:") && address.utf8.contains(UInt8(ascii: ".")) ? String(address.dropFirst(7)) : nil }
     /// The IPv4 address this socket answers, if it is one: plain IPv4 or v4-mapped.
     var ipv4: String? { isIPv6 ? mappedIPv4 : address }
     var isWildcard4: Bool { ipv4 == "0.0.0.0" }

@@ -158,6 +158,12 @@ public enum AuditJSON {
         /// rest (slashes, DEL, every non-ASCII character) as it is, like JSONEncoder.
         mutating func string(_ text: String) {
             bytes.append(UInt8(ascii: "\""))
+            defer { bytes.append(UInt8(ascii: "\"")) }
+            // Most text (addresses, names, explanations) needs no escape: copied whole.
+            if !text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+                bytes += text.utf8
+                return
+            }
             for byte in text.utf8 {
                 switch byte {
                 case UInt8(ascii: "\""): bytes += [UInt8(ascii: "\\"), UInt8(ascii: "\"")]
@@ -173,7 +179,6 @@ public enum AuditJSON {
                 default: bytes.append(byte)
                 }
             }
-            bytes.append(UInt8(ascii: "\""))
         }
     }
 }

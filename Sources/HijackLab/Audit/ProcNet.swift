@@ -244,33 +244,55 @@ public enum SocketOwners {
     /// Maps socket inodes to the processes that hold them, through /proc/PID/fd. Where a
     /// process's descriptors cannot be read (another user's, when not root), `complete` is false.
     public static func find(_ inodes: Set<UInt64>) -> (owners: [UInt64: [SocketOwner]], complete: Bool) {
-        find(sorted: inodes.sorted())
+        let sorted = inodes.sorted()
+        let (owners, complete) = find(sorted: sorted)
+        var found: [UInt64: [SocketOwner]] = [:]
+        for (inode, holders) in zip(sorted, owners) where !holders.isEmpty { found[inode] = holders }
+        return (found, complete)
     }
 
-    /// One pass over every process's descriptors, in C (a readlink each, as `ss -p` does),
-    /// reporting only the sockets asked for; each owner's name is read once.
-    static func find(sorted inodes: [UInt64]) -> (owners: [UInt64: [SocketOwner]], complete: Bool) {
-        guard !inodes.isEmpty else { return ([:], true) }
+    /// The owners of each of `inodes` (sorted), at its position there: one pass over every
+    /// process's descriptors, in C (a readlink each, as `ss -p` does), reporting only the
+    /// sockets asked for. Each owner's name is read once, and the sockets that one process
+    /// alone holds share one array, not one each.
+    static func find(sorted inodes: [UInt64]) -> (owners: [[SocketOwner]], complete: Bool) {
+        guard !inodes.isEmpty else { return ([], true) }
         struct Found {
-            var owners: [UInt64: [SocketOwner]] = [:]
-            var commands: [Int32: String] = [:]
+            let inodes: [UInt64]
+            var owners: [[SocketOwner]]
+            var alone: [Int32: [SocketOwner]] = [:]
         }
-        var found = Found()
+        var found = Found(inodes: inodes, owners: Array(repeating: [], count: inodes.count))
         let status = withUnsafeMutablePointer(to: &found) { pointer in
             inodes.withUnsafeBufferPointer { sorted in
                 hl_socket_owners(sorted.baseAddress, sorted.count, { pid, inode, context in
                     let found = context!.assumingMemoryBound(to: Found.self)
-                    let command = found.pointee.commands[pid] ?? {
-                        let name = ProcNet.read("/proc/\(pid)/comm").map(SocketOwners.commandName) ?? "?"
-                        found.pointee.commands[pid] = name
-                        return name
+                    let position = SocketOwners.position(of: inode, in: found.pointee.inodes)
+                    let alone = found.pointee.alone[pid] ?? {
+                        let command = ProcNet.read("/proc/\(pid)/comm").map(SocketOwners.commandName) ?? "?"
+                        found.pointee.alone[pid] = [SocketOwner(pid: pid, command: command)]
+                        return found.pointee.alone[pid]!
                     }()
-                    let owner = SocketOwner(pid: pid, command: command)
-                    if found.pointee.owners[inode]?.contains(owner) != true { found.pointee.owners[inode, default: []].append(owner) }
+                    if found.pointee.owners[position].isEmpty {
+                        found.pointee.owners[position] = alone
+                    } else if !found.pointee.owners[position].contains(alone[0]) {
+                        found.pointee.owners[position].append(alone[0])
+                    }
                 }, pointer)
             }
         }
         return (found.owners, status == 1)
+    }
+
+    /// Where `inode` is (or would go) in `sorted`: the first position not below it.
+    static func position(of inode: UInt64, in sorted: [UInt64]) -> Int {
+        var low = 0
+        var high = sorted.count
+        while low < high {
+            let middle = (low + high) / 2
+            if sorted[middle] < inode { low = middle + 1 } else { high = middle }
+        }
+        return low
     }
 
     /// A process's name as /proc/PID/comm holds it, less the one newline the kernel appends.

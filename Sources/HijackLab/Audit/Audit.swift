@@ -27,7 +27,18 @@ public enum Audit {
         for socket in raw where socket.isReceiving && socket.transport == .udp { receivingUDP[Int(socket.local_port)] = true }
         raw.removeAll { !$0.isReceiving && !($0.transport == .udp && $0.remote_port != 0 && receivingUDP[Int($0.local_port)]) }
         receivingUDP = []
+        let (sockets, complete) = auditSockets(raw, userNames: userNames)
+        raw = []
+        let context = Context(unprivilegedPortStart: unprivilegedPortStart, ephemeral: ephemeralPorts, ipv6: ipv6Available,
+                              related: SocketOwners.related, lineage: SocketOwners.lineage)
+        return AuditReport(namespace: namespace, sockets: sockets, findings: findings(sockets, context: context),
+                           ownersComplete: complete, skippedRows: skipped, socketDetails: socketDetails, source: source)
+    }
 
+    /// The sockets as the report has them, in the audit's order, with their owners: whether
+    /// every owner could be seen. A function of its own, so that its working arrays (a few MB
+    /// at 50,000 sockets) are gone before the rules run.
+    static func auditSockets(_ raw: [hl_diag_socket], userNames: UserNames) -> (sockets: [AuditSocket], complete: Bool) {
         // Ordered before any AuditSocket exists, by the texts the order compares, so that the
         // sockets are made once, in place, in one array of the right size (50,000 of them
         // are 5 MB, and a second array for the sorted copy would be 5 MB more at the peak).
@@ -73,11 +84,7 @@ public enum Audit {
                                        inode: entry.inode, owners: owners[SocketOwners.position(of: entry.inode, in: inodes)],
                                        v6only: isIPv6 && entry.v6only >= 0 ? entry.v6only != 0 : nil, device: deviceNames[index], remote: remote))
         }
-        raw = []
-        let context = Context(unprivilegedPortStart: unprivilegedPortStart, ephemeral: ephemeralPorts, ipv6: ipv6Available,
-                              related: SocketOwners.related, lineage: SocketOwners.lineage)
-        return AuditReport(namespace: namespace, sockets: sockets, findings: findings(sockets, context: context),
-                           ownersComplete: complete, skippedRows: skipped, socketDetails: socketDetails, source: source)
+        return (sockets, complete)
     }
 
     /// The sockets of this network namespace, TCP listeners and UDP sockets in any state:

@@ -37,28 +37,36 @@ public enum AuditText {
     private static func write(_ report: AuditReport, shown: [AuditFinding], byInode: [UInt64: [AuditFinding]], minimum: AuditFinding.Severity,
                               name: (SocketOwner) -> String, portText: (UInt16) -> String, to output: inout Lines) {
 
-        var table = Table(header: ["PROTO", "LOCAL ADDRESS", "PORT", "UID/USER", "PID/COMMAND", "FINDING"])
+        // Two passes over the rows, the first for the columns' widths, the second to write:
+        // the cells are made twice, and the table (5 MB at 50,000 sockets) is never held.
+        let header = ["PROTO", "LOCAL ADDRESS", "PORT", "UID/USER", "PID/COMMAND", "FINDING"]
         let ownerNames = report.sockets.map { $0.owners.map(name).joined(separator: ",") }
-        for index in order(report.sockets, ownerNames: ownerNames) {
+        let rows = order(report.sockets, ownerNames: ownerNames)
+        func cells(_ index: Int) -> [String] {
             let socket = report.sockets[index]
             let involved = byInode[socket.inode] ?? []
             var address = socket.address
             if let device = socket.device { address += "%" + device }
             if socket.v6only == true { address += " v6only" }
             if let remote = socket.remote { address += " -> " + remote }
-            table.add([socket.transport.rawValue, address, portText(socket.port), "\(socket.uid)/\(socket.user)",
-                       socket.owners.isEmpty ? "?" : ownerNames[index],
-                       involved.isEmpty ? "-" : involved.map { role(of: socket, in: $0) }.joined(separator: ", ")])
+            return [socket.transport.rawValue, address, portText(socket.port), "\(socket.uid)/\(socket.user)",
+                    socket.owners.isEmpty ? "?" : ownerNames[index],
+                    involved.isEmpty ? "-" : involved.map { role(of: socket, in: $0) }.joined(separator: ", ")]
         }
-        table.write(to: &output)
+        var table = Table(header: header)
+        for index in rows { table.measure(cells(index)) }
+        table.write(header, to: &output)
+        for index in rows { table.write(cells(index), to: &output) }
 
         output.line("")
         if shown.isEmpty {
             output.line(report.findings.isEmpty ? "No findings." : "No findings at \(minimum.rawValue) or above (\(report.findings.count) below).")
         }
+        // Only the sockets a shown finding names: at 50,000 sockets, a map of all is 2 MB.
         var socketByInode: [UInt64: Int] = [:]
-        socketByInode.reserveCapacity(report.sockets.count)
-        for (index, socket) in report.sockets.enumerated() where socketByInode[socket.inode] == nil { socketByInode[socket.inode] = index }
+        for (index, socket) in report.sockets.enumerated() where byInode[socket.inode] != nil && socketByInode[socket.inode] == nil {
+            socketByInode[socket.inode] = index
+        }
         for finding in shown {
             var text = finding.explanation
             // Only the finding's own sockets can be named in its explanation.
@@ -148,58 +156,39 @@ public enum AuditText {
         return String(decoding: result, as: UTF8.self)
     }
 
-    /// The table's cells, escaped, in one byte buffer: no String per padded cell.
+    /// The table's columns: each cell escaped, padded to its column's widest but the last,
+    /// two spaces between columns.
     struct Table {
-        let columns: Int
-        private var bytes: [UInt8] = []
-        private var ends: [Int32] = []
-        /// Cells with more than plain ASCII, escaped, by their place: they keep Foundation's padding.
-        private var wide: [Int: String] = [:]
         private var widths: [Int]
+        private var line: [UInt8] = []
 
         init(header: [String]) {
-            columns = header.count
             widths = Array(repeating: 0, count: header.count)
-            add(header)
+            measure(header)
         }
 
-        mutating func add(_ row: [String]) {
+        mutating func measure(_ row: [String]) {
             for (column, cell) in row.enumerated() {
-                let width: Int
-                if AuditText.isPlain(cell) {
-                    bytes += cell.utf8
-                    width = cell.utf8.count
-                } else {
-                    let escaped = UntrustedText.terminal(cell)
-                    bytes += escaped.utf8
-                    width = escaped.count
-                    wide[ends.count] = escaped
-                }
-                ends.append(Int32(bytes.count))
-                widths[column] = max(widths[column], width)
+                // Plain ASCII is as wide as its bytes; anything else counts its characters, escaped.
+                widths[column] = max(widths[column], AuditText.isPlain(cell) ? cell.utf8.count : UntrustedText.terminal(cell).count)
             }
         }
 
-        /// Each cell padded to its column's widest, but the last; two spaces between columns.
-        func write(to output: inout Lines) {
-            var line: [UInt8] = []
-            var start = 0
-            for cell in ends.indices {
-                let column = cell % columns
+        mutating func write(_ row: [String], to output: inout Lines) {
+            line.removeAll(keepingCapacity: true)
+            for (column, cell) in row.enumerated() {
+                let last = column == row.count - 1
                 if column > 0 { line += [0x20, 0x20] }
-                if let escaped = wide[cell] {
-                    line += (column == columns - 1 ? escaped : escaped.padding(toLength: widths[column], withPad: " ", startingAt: 0)).utf8
+                if AuditText.isPlain(cell) {
+                    line += cell.utf8
+                    if !last { line += repeatElement(0x20, count: widths[column] - cell.utf8.count) }
                 } else {
-                    let end = Int(ends[cell])
-                    line += bytes[start..<end]
-                    if column < columns - 1 { line += repeatElement(0x20, count: widths[column] - (end - start)) }
-                }
-                start = Int(ends[cell])
-                if column == columns - 1 {
-                    output.line(line)
-                    line.removeAll(keepingCapacity: true)
+                    // Foundation's padding, as before: it counts UTF-16 units, not characters.
+                    let escaped = UntrustedText.terminal(cell)
+                    line += (last ? escaped : escaped.padding(toLength: widths[column], withPad: " ", startingAt: 0)).utf8
                 }
             }
+            output.line(line)
         }
     }
 

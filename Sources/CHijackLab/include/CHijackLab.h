@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "hl_interrupt.h"
+#include "hl_sockdiag.h"
 
 /// The symbolic name of an errno value ("EADDRINUSE"), or NULL when glibc has none.
 const char *hl_errno_name(int code);

@@ -19,9 +19,11 @@ public struct AuditSocket: Codable, Sendable, Equatable {
     /// For a connected UDP socket: the peer it is connected to.
     public var remote: String? = nil
 
-    var isIPv6: Bool { address.contains(":") }
+    /// A byte search: String.contains(String) is Foundation's, by canonical equivalence, and
+    /// was a tenth of the audit's time at 50,000 sockets.
+    var isIPv6: Bool { address.utf8.contains(UInt8(ascii: ":")) }
     /// A v4-mapped IPv6 address (::ffff:a.b.c.d), which takes IPv4 traffic.
-    var mappedIPv4: String? { address.hasPrefix("::ffff:") && address.contains(".") ? String(address.dropFirst(7)) : nil }
+    var mappedIPv4: String? { address.hasPrefix("::ffff:") && address.utf8.contains(UInt8(ascii: ".")) ? String(address.dropFirst(7)) : nil }
     /// The IPv4 address this socket answers, if it is one: plain IPv4 or v4-mapped.
     var ipv4: String? { isIPv6 ? mappedIPv4 : address }
     var isWildcard4: Bool { ipv4 == "0.0.0.0" }
@@ -93,6 +95,15 @@ public struct AuditReport: Codable, Sendable, Equatable {
     public var skippedRows: Int
     /// Whether sock_diag told IPV6_V6ONLY and bound devices; without it [::] is read as dual-stack.
     public var socketDetails: Bool = true
+    /// Where the sockets were read; nil in a report made by hand.
+    public var source: Source? = nil
+
+    public enum Source: String, Codable, Sendable {
+        /// NETLINK_SOCK_DIAG: one dump per transport and family, as `ss` reads them.
+        case sockDiag = "sock_diag"
+        /// The text of /proc/net/{tcp,tcp6,udp,udp6}, where the kernel answers no sock_diag.
+        case proc
+    }
 
     /// 1 when any interception or shadowing is found, for monitoring; 0 otherwise.
     public var exitStatus: Int32 {

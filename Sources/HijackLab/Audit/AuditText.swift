@@ -1,3 +1,5 @@
+import Foundation
+
 /// The audit for people: an ss-like table of receiving sockets, then one line per finding.
 public enum AuditText {
     /// `name(for:)` may replace a pid by a name (the report uses scenario socket ids);
@@ -10,65 +12,103 @@ public enum AuditText {
     public static func render(_ report: AuditReport, minimum: AuditFinding.Severity = .info,
                               name: (SocketOwner) -> String = { "\($0.pid)/\($0.command)" },
                               portText: (UInt16) -> String = { String($0) }) -> String {
+        var pieces: [String] = []
+        write(report, minimum: minimum, name: name, portText: portText) { pieces.append($0) }
+        return pieces.joined(separator: "\n")
+    }
+
+    /// The text of `render`, handed to `emit` in pieces of whole lines (about 64 KB, without
+    /// the last newline), so that 50,000 rows never stand in memory twice: a caller that
+    /// prints each piece as a line (`console.out`) prints exactly `render`'s text.
+    public static func write(_ report: AuditReport, minimum: AuditFinding.Severity = .info,
+                             name: (SocketOwner) -> String = { "\($0.pid)/\($0.command)" },
+                             portText: (UInt16) -> String = { String($0) }, to emit: (String) -> Void) {
         let shown = report.findings.filter { $0.severity >= minimum }
-        var lines: [String] = []
-        let header = ["PROTO", "LOCAL ADDRESS", "PORT", "UID/USER", "PID/COMMAND", "FINDING"]
-        var rows: [[String]] = []
         // Index once: a host can hold tens of thousands of sockets and findings.
         var byInode: [UInt64: [AuditFinding]] = [:]
         for finding in shown { for inode in finding.inodes { byInode[inode, default: []].append(finding) } }
-        let socketByInode = Dictionary(report.sockets.map { ($0.inode, $0) }, uniquingKeysWith: { first, _ in first })
-        // Ties in the audit's order are broken by the owner's name as shown, not by the inode,
-        // so a table that names owners stably (the report's socket ids) reads the same every run.
-        var ownerNames: [UInt64: String] = [:]
-        for socket in report.sockets { ownerNames[socket.inode] = socket.owners.map(name).joined(separator: ",") }
-        let shownOwners = { (socket: AuditSocket) -> String in ownerNames[socket.inode] ?? "" }
-        let ordered = report.sockets.sorted { lhs, rhs in
-            let left = (lhs.transport.rawValue, lhs.port, lhs.address, lhs.device ?? "", lhs.uid)
-            let right = (rhs.transport.rawValue, rhs.port, rhs.address, rhs.device ?? "", rhs.uid)
-            return left != right ? AuditSocket.inOrder(lhs, rhs) : (shownOwners(lhs), lhs.inode) < (shownOwners(rhs), rhs.inode)
+        withoutActuallyEscaping(emit) { emit in
+            var output = Lines(emit: emit)
+            write(report, shown: shown, byInode: byInode, minimum: minimum, name: name, portText: portText, to: &output)
+            output.flush()
         }
-        for socket in ordered {
+    }
+
+    private static func write(_ report: AuditReport, shown: [AuditFinding], byInode: [UInt64: [AuditFinding]], minimum: AuditFinding.Severity,
+                              name: (SocketOwner) -> String, portText: (UInt16) -> String, to output: inout Lines) {
+
+        // Two passes over the rows, the first for the columns' widths, the second to write:
+        // the cells are made twice, and the table (5 MB at 50,000 sockets) is never held.
+        let header = ["PROTO", "LOCAL ADDRESS", "PORT", "UID/USER", "PID/COMMAND", "FINDING"]
+        let ownerNames = report.sockets.map { $0.owners.map(name).joined(separator: ",") }
+        let rows = order(report.sockets, ownerNames: ownerNames)
+        func cells(_ index: Int) -> [String] {
+            let socket = report.sockets[index]
             let involved = byInode[socket.inode] ?? []
-            let finding = involved.isEmpty ? "-" : involved.map { role(of: socket, in: $0) }.joined(separator: ", ")
-            let owners = socket.owners.isEmpty ? "?" : socket.owners.map(name).joined(separator: ",")
-            let address = socket.address + (socket.device.map { "%\($0)" } ?? "") + (socket.v6only == true ? " v6only" : "")
-                + (socket.remote.map { " -> \($0)" } ?? "")
-            rows.append([socket.transport.rawValue, address, portText(socket.port), "\(socket.uid)/\(socket.user)", owners, finding]
-                .map(UntrustedText.terminal))
+            var address = socket.address
+            if let device = socket.device { address += "%" + device }
+            if socket.v6only == true { address += " v6only" }
+            if let remote = socket.remote { address += " -> " + remote }
+            return [socket.transport.rawValue, address, portText(socket.port), "\(socket.uid)/\(socket.user)",
+                    socket.owners.isEmpty ? "?" : ownerNames[index],
+                    involved.isEmpty ? "-" : involved.map { role(of: socket, in: $0) }.joined(separator: ", ")]
         }
-        let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
-        for row in [header] + rows {
-            lines.append(row.enumerated().map { index, cell in
-                index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
-            }.joined(separator: "  "))
-        }
-        lines.append("")
+        var table = Table(header: header)
+        for index in rows { table.measure(cells(index)) }
+        table.write(header, to: &output)
+        for index in rows { table.write(cells(index), to: &output) }
+
+        output.line("")
         if shown.isEmpty {
-            lines.append(report.findings.isEmpty ? "No findings." : "No findings at \(minimum.rawValue) or above (\(report.findings.count) below).")
+            output.line(report.findings.isEmpty ? "No findings." : "No findings at \(minimum.rawValue) or above (\(report.findings.count) below).")
+        }
+        // Only the sockets a shown finding names: at 50,000 sockets, a map of all is 2 MB.
+        var socketByInode: [UInt64: Int] = [:]
+        for (index, socket) in report.sockets.enumerated() where byInode[socket.inode] != nil && socketByInode[socket.inode] == nil {
+            socketByInode[socket.inode] = index
         }
         for finding in shown {
             var text = finding.explanation
             // Only the finding's own sockets can be named in its explanation.
-            if portText(finding.port) != String(finding.port) {
-                text = text.replacingOccurrences(of: ":\(finding.port)", with: ":\(portText(finding.port))")
-                    .replacingOccurrences(of: "port \(finding.port)", with: "port \(portText(finding.port))")
+            let port = portText(finding.port)
+            if port != String(finding.port) {
+                text = replacing("port \(finding.port)", with: "port \(port)", in: replacing(":\(finding.port)", with: ":\(port)", in: text))
             }
-            for owner in finding.inodes.compactMap({ socketByInode[$0] }).flatMap(\.owners) {
-                text = text.replacingOccurrences(of: "pid \(owner.pid)/\(owner.command)", with: name(owner))
+            for inode in finding.inodes {
+                for owner in socketByInode[inode].map({ report.sockets[$0].owners }) ?? [] {
+                    text = replacing("pid \(owner.pid)/\(owner.command)", with: name(owner), in: text)
+                }
             }
-            lines.append("[\(finding.severity.rawValue)] \(finding.kind.rawValue) \(finding.transport.rawValue)/\(portText(finding.port)): \(UntrustedText.terminal(text))")
+            output.line("[\(finding.severity.rawValue)] \(finding.kind.rawValue) \(finding.transport.rawValue)/\(port): \(terminal(text))")
         }
         if !report.ownersComplete {
-            lines.append("Some owners are shown as ?: their processes belong to other users. Root sees more.")
+            output.line("Some owners are shown as ?: their processes belong to other users. Root sees more.")
         } else if report.sockets.contains(where: { $0.owners.isEmpty }) {
-            lines.append("Some owners are shown as ?: no process visible here holds them (one in another PID namespace, or one that just closed them).")
+            output.line("Some owners are shown as ?: no process visible here holds them (one in another PID namespace, or one that just closed them).")
         }
         if !report.socketDetails {
-            lines.append("This kernel gave no sock_diag answer: IPV6_V6ONLY and bound devices are unknown, and a lone [::] is read as dual-stack.")
+            output.line("This kernel gave no sock_diag answer: IPV6_V6ONLY and bound devices are unknown, and a lone [::] is read as dual-stack.")
         }
-        if report.skippedRows > 0 { lines.append("\(report.skippedRows) rows of /proc/net could not be read and were skipped.") }
-        return lines.joined(separator: "\n")
+        if report.skippedRows > 0 { output.line("\(report.skippedRows) rows of /proc/net could not be read and were skipped.") }
+    }
+
+    /// The table's order: the audit's, with ties (one address, device and uid) broken by the
+    /// owner's name as shown, not by the inode, so that a table that names owners stably (the
+    /// report's socket ids) reads the same every run. `Audit.run` already sorts its sockets,
+    /// so mostly only the ties are sorted here.
+    static func order(_ sockets: [AuditSocket], ownerNames: [String]) -> [Int] {
+        var order = Array(sockets.indices)
+        if !sockets.indices.dropFirst().allSatisfy({ !AuditSocket.precedes(sockets[$0], sockets[$0 - 1]) }) {
+            order.sort { AuditSocket.precedes(sockets[$0], sockets[$1]) }
+        }
+        var start = 0
+        while start < order.count {
+            var end = start + 1
+            while end < order.count && AuditSocket.tied(sockets[order[start]], sockets[order[end]]) { end += 1 }
+            if end - start > 1 { order[start..<end].sort { (ownerNames[$0], sockets[$0].inode) < (ownerNames[$1], sockets[$1].inode) } }
+            start = end
+        }
+        return order
     }
 
     /// What this socket is in the finding: the one that takes traffic, or the one that loses it.
@@ -78,6 +118,102 @@ public enum AuditText {
             return finding.inodes.first == socket.inode ? "\(finding.kind.rawValue) (takes)" : "\(finding.kind.rawValue) (loses)"
         case .loadBalancing, .exposure:
             return finding.kind.rawValue
+        }
+    }
+
+    /// Whether every byte is printable ASCII other than the backslash: text the terminal
+    /// escape leaves as it is, one column per byte.
+    static func isPlain(_ text: String) -> Bool {
+        text.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7f && $0 != UInt8(ascii: "\\") }
+    }
+
+    static func terminal(_ text: String) -> String { isPlain(text) ? text : UntrustedText.terminal(text) }
+
+    /// `text.replacingOccurrences(of: target, with: replacement)`, without Foundation where
+    /// both are printable ASCII: there each character is one byte and one grapheme, and its
+    /// search by canonical equivalence finds exactly what a byte search finds.
+    static func replacing(_ target: String, with replacement: String, in text: String) -> String {
+        let isPrintable = { (text: String) in text.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7f } }
+        guard isPrintable(target) && isPrintable(text), !target.isEmpty else { return text.replacingOccurrences(of: target, with: replacement) }
+        let bytes = Array(text.utf8)
+        let needle = Array(target.utf8)
+        var result: [UInt8] = []
+        var start = 0
+        var index = 0
+        while index + needle.count <= bytes.count {
+            if bytes[index] == needle[0] && bytes[index..<index + needle.count].elementsEqual(needle) {
+                if result.isEmpty { result.reserveCapacity(bytes.count + replacement.utf8.count) }
+                result += bytes[start..<index]
+                result += replacement.utf8
+                index += needle.count
+                start = index
+            } else {
+                index += 1
+            }
+        }
+        guard start > 0 else { return text }
+        result += bytes[start...]
+        return String(decoding: result, as: UTF8.self)
+    }
+
+    /// The table's columns: each cell escaped, padded to its column's widest but the last,
+    /// two spaces between columns.
+    struct Table {
+        private var widths: [Int]
+        private var line: [UInt8] = []
+
+        init(header: [String]) {
+            widths = Array(repeating: 0, count: header.count)
+            measure(header)
+        }
+
+        mutating func measure(_ row: [String]) {
+            for (column, cell) in row.enumerated() {
+                // Plain ASCII is as wide as its bytes; anything else counts its characters, escaped.
+                widths[column] = max(widths[column], AuditText.isPlain(cell) ? cell.utf8.count : UntrustedText.terminal(cell).count)
+            }
+        }
+
+        mutating func write(_ row: [String], to output: inout Lines) {
+            line.removeAll(keepingCapacity: true)
+            for (column, cell) in row.enumerated() {
+                let last = column == row.count - 1
+                if column > 0 { line += [0x20, 0x20] }
+                if AuditText.isPlain(cell) {
+                    line += cell.utf8
+                    if !last { line += repeatElement(0x20, count: widths[column] - cell.utf8.count) }
+                } else {
+                    // Foundation's padding, as before: it counts UTF-16 units, not characters.
+                    let escaped = UntrustedText.terminal(cell)
+                    line += (last ? escaped : escaped.padding(toLength: widths[column], withPad: " ", startingAt: 0)).utf8
+                }
+            }
+            output.line(line)
+        }
+    }
+
+    /// Lines gathered into pieces of about 64 KB, joined by newlines, each piece handed on.
+    struct Lines {
+        let emit: (String) -> Void
+        private var piece: [UInt8] = []
+        private var empty = true
+
+        init(emit: @escaping (String) -> Void) { self.emit = emit }
+
+        mutating func line(_ text: String) { line(Array(text.utf8)) }
+
+        mutating func line(_ bytes: [UInt8]) {
+            if !empty { piece.append(0x0a) }
+            piece += bytes
+            empty = false
+            if piece.count >= 65_536 { flush() }
+        }
+
+        mutating func flush() {
+            guard !empty else { return }
+            emit(String(decoding: piece, as: UTF8.self))
+            piece.removeAll(keepingCapacity: true)
+            empty = true
         }
     }
 }

@@ -1,3 +1,4 @@
+import CHijackLab
 import Foundation
 import Glibc
 
@@ -23,47 +24,159 @@ public struct ProcNetEntry: Codable, Sendable, Equatable {
 public enum ProcNet {
     /// The four files of the current network namespace, with what they hold.
     public static let files: [(path: String, transport: Transport)] = [
-        ("/proc/net/tcp", .tcp), ("/proc/net/tcp6", .tcp), ("/proc/net/udp", .udp), ("/proc/net/udp6", .udp),
+        (net + "tcp", .tcp), (net + "tcp6", .tcp), (net + "udp", .udp), (net + "udp6", .udp),
     ]
+
+    /// /proc/net is /proc/self/net, the namespace of the process's first thread. unshare and
+    /// setns act on the calling thread, so a thread that entered another namespace (as sock_diag
+    /// reads it) finds its own under /proc/thread-self (Linux 3.17 on).
+    static let net = access("/proc/thread-self/net", F_OK) == 0 ? "/proc/thread-self/net/" : "/proc/net/"
 
     /// Parses one file's text. The header and any malformed row are skipped; `skipped` counts the latter.
     public static func parse(_ text: String, transport: Transport) -> (entries: [ProcNetEntry], skipped: Int) {
-        var entries: [ProcNetEntry] = []
-        var skipped = 0
-        for line in text.split(separator: "\n").dropFirst() {
-            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-            guard fields.count >= 10,
-                  let (local, port) = endpoint(fields[1]),
-                  let (remote, remotePort) = endpoint(fields[2]),
-                  let state = UInt8(fields[3], radix: 16),
-                  let uid = UInt32(fields[7]),
-                  let inode = UInt64(fields[9]) else {
-                skipped += 1
-                continue
-            }
-            entries.append(ProcNetEntry(transport: transport, local: local, port: port, remote: remote, remotePort: remotePort,
-                                        state: state, uid: uid, inode: inode))
-        }
-        return (entries, skipped)
+        var rows = RowReader(protocol: transport.ipProtocol)
+        var text = text
+        text.withUTF8 { rows.feed(UnsafeRawBufferPointer($0)) }
+        rows.finish()
+        return (rows.sockets.map { ProcNetEntry($0) }, rows.skipped)
     }
 
-    /// "0100007F:1F90" → ("127.0.0.1", 8080). The kernel prints each 32-bit word of the
-    /// address as a number in host byte order (little-endian here), and the port as a number.
-    static func endpoint(_ text: Substring) -> (String, UInt16)? {
-        let parts = text.split(separator: ":")
-        guard parts.count == 2, let port = UInt16(parts[1], radix: 16) else { return nil }
-        let hex = parts[0]
-        guard hex.count == 8 || hex.count == 32 else { return nil }
-        var bytes: [UInt8] = []
-        var index = hex.startIndex
-        while index < hex.endIndex {
-            let next = hex.index(index, offsetBy: 8)
-            guard let word = UInt32(hex[index..<next], radix: 16) else { return nil }
-            // The word's bytes as they lay in kernel memory: the address in network order.
-            withUnsafeBytes(of: word) { bytes += $0 }
-            index = next
+    /// Every row of one /proc/net file, read 64 KB at a time and parsed as it arrives, so that
+    /// the file's text (several MB with 50,000 sockets) is never held whole. Nil when the
+    /// file cannot be read (no IPv6: no tcp6).
+    static func sockets(_ path: String, transport: Transport) -> (sockets: [hl_diag_socket], skipped: Int)? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { Glibc.close(fd) }
+        var rows = RowReader(protocol: transport.ipProtocol)
+        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 1)
+        defer { chunk.deallocate() }
+        while true {
+            let count = Glibc.read(fd, chunk.baseAddress, chunk.count)
+            if count > 0 {
+                rows.feed(UnsafeRawBufferPointer(rebasing: chunk[..<count]))
+            } else if count == 0 {
+                rows.finish()
+                return (rows.sockets, rows.skipped)
+            } else if errno != EINTR {
+                return nil
+            }
         }
-        return SocketAddress(networkOrder: bytes, port: port).map { ($0.host, port) }
+    }
+
+    /// Cuts text that arrives in pieces into rows, the first (the header) skipped.
+    struct RowReader {
+        let `protocol`: UInt8
+        var sockets: [hl_diag_socket] = []
+        var skipped = 0
+        private var pending: [UInt8] = []
+        private var sawHeader = false
+
+        init(protocol: UInt8) { self.protocol = `protocol` }
+
+        mutating func feed(_ bytes: UnsafeRawBufferPointer) {
+            var start = 0
+            for index in 0..<bytes.count where bytes[index] == UInt8(ascii: "\n") {
+                if pending.isEmpty {
+                    row(UnsafeRawBufferPointer(rebasing: bytes[start..<index]))
+                } else {
+                    pending += bytes[start..<index]
+                    pending.withUnsafeBytes { row($0) }
+                    pending.removeAll(keepingCapacity: true)
+                }
+                start = index + 1
+            }
+            pending += bytes[start...]
+        }
+
+        mutating func finish() {
+            if !pending.isEmpty { pending.withUnsafeBytes { row($0) } }
+            pending = []
+        }
+
+        private mutating func row(_ line: UnsafeRawBufferPointer) {
+            guard sawHeader else { sawHeader = true; return }
+            // An empty line is no row: split(separator:) never yielded one.
+            guard !line.isEmpty else { return }
+            if let socket = ProcNet.row(line, protocol: `protocol`) { sockets.append(socket) } else { skipped += 1 }
+        }
+    }
+
+    /// One row: `sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...`, fields apart by spaces.
+    static func row(_ line: UnsafeRawBufferPointer, protocol: UInt8) -> hl_diag_socket? {
+        var fields: [Range<Int>] = []
+        fields.reserveCapacity(12)
+        var index = 0
+        while index < line.count, fields.count < 10 {
+            while index < line.count, line[index] == UInt8(ascii: " ") { index += 1 }
+            let start = index
+            while index < line.count, line[index] != UInt8(ascii: " ") { index += 1 }
+            if index > start { fields.append(start..<index) }
+        }
+        guard fields.count >= 10 else { return nil }
+        var socket = hl_diag_socket()
+        socket.protocol = `protocol`
+        socket.v6only = -1
+        guard let local = endpoint(UnsafeRawBufferPointer(rebasing: line[fields[1]]), into: &socket.local),
+              let remote = endpoint(UnsafeRawBufferPointer(rebasing: line[fields[2]]), into: &socket.remote),
+              local.family == remote.family,
+              let state = number(UnsafeRawBufferPointer(rebasing: line[fields[3]]), radix: 16, limit: UInt64(UInt8.max)),
+              let uid = number(UnsafeRawBufferPointer(rebasing: line[fields[7]]), radix: 10, limit: UInt64(UInt32.max)),
+              let inode = number(UnsafeRawBufferPointer(rebasing: line[fields[9]]), radix: 10, limit: UInt64.max) else { return nil }
+        socket.family = UInt8(local.family)
+        socket.local_port = local.port
+        socket.remote_port = remote.port
+        socket.state = UInt8(state)
+        socket.uid = UInt32(uid)
+        socket.inode = inode
+        return socket
+    }
+
+    /// "0100007F:1F90" → 127.0.0.1, 8080. The kernel prints each 32-bit word of the address
+    /// as a number in host byte order (little-endian here), and the port as a number.
+    static func endpoint(_ text: UnsafeRawBufferPointer, into address: inout (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                                                                            UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8))
+        -> (family: Int32, port: UInt16)? {
+        guard let colon = text.firstIndex(of: UInt8(ascii: ":")), colon == 8 || colon == 32,
+              let port = number(UnsafeRawBufferPointer(rebasing: text[(colon + 1)...]), radix: 16, limit: UInt64(UInt16.max)) else { return nil }
+        var words: [UInt32] = []
+        for start in stride(from: 0, to: colon, by: 8) {
+            guard let word = number(UnsafeRawBufferPointer(rebasing: text[start..<start + 8]), radix: 16, limit: UInt64(UInt32.max)) else { return nil }
+            words.append(UInt32(word))
+        }
+        // The words' bytes as they lay in kernel memory: the address in network order.
+        withUnsafeMutableBytes(of: &address) { bytes in
+            words.withUnsafeBytes { bytes.copyMemory(from: $0) }
+        }
+        return (colon == 8 ? AF_INET : AF_INET6, UInt16(port))
+    }
+
+    /// A number of one or more digits, nothing else, no greater than `limit`.
+    static func number(_ text: UnsafeRawBufferPointer, radix: UInt64, limit: UInt64) -> UInt64? {
+        guard !text.isEmpty else { return nil }
+        var value: UInt64 = 0
+        for byte in text {
+            let digit: UInt64
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = UInt64(byte - UInt8(ascii: "0"))
+            case UInt8(ascii: "a")...UInt8(ascii: "f") where radix == 16: digit = UInt64(byte - UInt8(ascii: "a") + 10)
+            case UInt8(ascii: "A")...UInt8(ascii: "F") where radix == 16: digit = UInt64(byte - UInt8(ascii: "A") + 10)
+            default: return nil
+            }
+            let (shifted, overflow) = value.multipliedReportingOverflow(by: radix)
+            guard !overflow, shifted <= limit - digit else { return nil }
+            value = shifted + digit
+        }
+        return value
+    }
+
+    /// "0100007F:1F90" → ("127.0.0.1", 8080), the text of one endpoint.
+    static func endpoint(_ text: Substring) -> (String, UInt16)? {
+        var text = String(text)
+        var socket = hl_diag_socket()
+        guard let (family, port) = text.withUTF8({ endpoint(UnsafeRawBufferPointer($0), into: &socket.local) }) else { return nil }
+        socket.family = UInt8(family)
+        return (socket.localHost, port)
     }
 
     /// The whole text of a /proc file. /proc files report size 0 and are generated a page
@@ -73,7 +186,7 @@ public enum ProcNet {
         guard fd >= 0 else { return nil }
         defer { Glibc.close(fd) }
         var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65_536)
+        var chunk = [UInt8](repeating: 0, count: 16_384)
         while true {
             let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
             if count > 0 {
@@ -87,6 +200,40 @@ public enum ProcNet {
     }
 }
 
+extension Transport {
+    var ipProtocol: UInt8 { self == .tcp ? UInt8(IPPROTO_TCP) : UInt8(IPPROTO_UDP) }
+}
+
+extension hl_diag_socket {
+    var transport: Transport { self.protocol == UInt8(IPPROTO_TCP) ? .tcp : .udp }
+
+    /// Sockets that take new traffic for their address: TCP listeners, and UDP sockets that
+    /// are bound but not connected (a connected one only hears from its peer).
+    var isReceiving: Bool {
+        transport == .tcp ? state == 0x0A : (state == 0x07 && remote_port == 0)
+    }
+
+    var localHost: String { Self.text(family: family, address: local) }
+    var remoteHost: String { Self.text(family: family, address: remote) }
+
+    /// An address as inet_ntop writes it: "127.0.0.1", "::1", "::ffff:127.0.0.1".
+    static func text(family: UInt8, address: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                                              UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)) -> String {
+        var address = address
+        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: Int(INET6_ADDRSTRLEN)) { buffer in
+            guard inet_ntop(family == UInt8(AF_INET6) ? AF_INET6 : AF_INET, &address, buffer.baseAddress, socklen_t(buffer.count)) != nil else { return "?" }
+            return String(cString: buffer.baseAddress!)
+        }
+    }
+}
+
+extension ProcNetEntry {
+    init(_ socket: hl_diag_socket) {
+        self.init(transport: socket.transport, local: socket.localHost, port: socket.local_port, remote: socket.remoteHost,
+                  remotePort: socket.remote_port, state: socket.state, uid: socket.uid, inode: socket.inode)
+    }
+}
+
 /// A process that holds a socket.
 public struct SocketOwner: Codable, Sendable, Equatable, Hashable {
     public var pid: Int32
@@ -97,35 +244,55 @@ public enum SocketOwners {
     /// Maps socket inodes to the processes that hold them, through /proc/PID/fd. Where a
     /// process's descriptors cannot be read (another user's, when not root), `complete` is false.
     public static func find(_ inodes: Set<UInt64>) -> (owners: [UInt64: [SocketOwner]], complete: Bool) {
-        var owners: [UInt64: [SocketOwner]] = [:]
-        var complete = true
-        guard !inodes.isEmpty, let proc = opendir("/proc") else { return ([:], inodes.isEmpty) }
-        defer { closedir(proc) }
-        var link = [CChar](repeating: 0, count: 64)
-        while let entry = readdir(proc) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard let pid = Int32(name) else { continue }
-            guard let fds = opendir("/proc/\(pid)/fd") else {
-                if errno == EACCES { complete = false }
-                continue
-            }
-            var command: String?
-            while let fd = readdir(fds) {
-                let fdName = withUnsafeBytes(of: fd.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-                guard fdName.first?.isNumber == true else { continue }
-                let count = readlink("/proc/\(pid)/fd/\(fdName)", &link, link.count - 1)
-                guard count > 8 else { continue }
-                let target = String(decoding: link[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-                guard target.hasPrefix("socket:["), let inode = UInt64(target.dropFirst(8).dropLast()), inodes.contains(inode) else { continue }
-                if command == nil {
-                    command = ProcNet.read("/proc/\(pid)/comm").map(commandName) ?? "?"
-                }
-                let owner = SocketOwner(pid: pid, command: command!)
-                if owners[inode]?.contains(owner) != true { owners[inode, default: []].append(owner) }
-            }
-            closedir(fds)
+        let sorted = inodes.sorted()
+        let (owners, complete) = find(sorted: sorted)
+        var found: [UInt64: [SocketOwner]] = [:]
+        for (inode, holders) in zip(sorted, owners) where !holders.isEmpty { found[inode] = holders }
+        return (found, complete)
+    }
+
+    /// The owners of each of `inodes` (sorted), at its position there: one pass over every
+    /// process's descriptors, in C (a readlink each, as `ss -p` does), reporting only the
+    /// sockets asked for. Each owner's name is read once, and the sockets that one process
+    /// alone holds share one array, not one each.
+    static func find(sorted inodes: [UInt64]) -> (owners: [[SocketOwner]], complete: Bool) {
+        guard !inodes.isEmpty else { return ([], true) }
+        struct Found {
+            let inodes: [UInt64]
+            var owners: [[SocketOwner]]
+            var alone: [Int32: [SocketOwner]] = [:]
         }
-        return (owners, complete)
+        var found = Found(inodes: inodes, owners: Array(repeating: [], count: inodes.count))
+        let status = withUnsafeMutablePointer(to: &found) { pointer in
+            inodes.withUnsafeBufferPointer { sorted in
+                hl_socket_owners(sorted.baseAddress, sorted.count, { pid, inode, context in
+                    let found = context!.assumingMemoryBound(to: Found.self)
+                    let position = SocketOwners.position(of: inode, in: found.pointee.inodes)
+                    let alone = found.pointee.alone[pid] ?? {
+                        let command = ProcNet.read("/proc/\(pid)/comm").map(SocketOwners.commandName) ?? "?"
+                        found.pointee.alone[pid] = [SocketOwner(pid: pid, command: command)]
+                        return found.pointee.alone[pid]!
+                    }()
+                    if found.pointee.owners[position].isEmpty {
+                        found.pointee.owners[position] = alone
+                    } else if !found.pointee.owners[position].contains(alone[0]) {
+                        found.pointee.owners[position].append(alone[0])
+                    }
+                }, pointer)
+            }
+        }
+        return (found.owners, status == 1)
+    }
+
+    /// Where `inode` is (or would go) in `sorted`: the first position not below it.
+    static func position(of inode: UInt64, in sorted: [UInt64]) -> Int {
+        var low = 0
+        var high = sorted.count
+        while low < high {
+            let middle = (low + high) / 2
+            if sorted[middle] < inode { low = middle + 1 } else { high = middle }
+        }
+        return low
     }
 
     /// A process's name as /proc/PID/comm holds it, less the one newline the kernel appends.

@@ -1,3 +1,4 @@
+import CHijackLab
 import Glibc
 
 /// What NETLINK_SOCK_DIAG (the interface `ss` uses) adds to /proc/net: whether an IPv6
@@ -10,90 +11,35 @@ public struct SocketDetails: Sendable, Equatable {
 }
 
 public enum SockDiag {
+    /// The kernel's state numbers (include/net/tcp_states.h), as bits of idiag_states.
+    static let listening: UInt32 = 1 << 10  // TCP_LISTEN
+    static let everyState: UInt32 = .max
+
+    /// Every socket of one transport, both families, whose state is among `states`: one dump
+    /// per family, the addresses, ports, uid, inode, V6ONLY and bound device of each. Nil when
+    /// the kernel offers no sock_diag for it (no inet_diag, or no tcp_diag/udp_diag module).
+    static func sockets(_ transport: Transport, states: UInt32) -> [hl_diag_socket]? {
+        var found: [hl_diag_socket] = []
+        for family in [AF_INET, AF_INET6] {
+            let status = withUnsafeMutablePointer(to: &found) { pointer in
+                hl_sock_diag_dump(family, Int32(transport.ipProtocol), states, 2_000, { socket, context in
+                    context!.assumingMemoryBound(to: [hl_diag_socket].self).pointee.append(socket!.pointee)
+                }, pointer)
+            }
+            guard status == 0 else { return nil }
+        }
+        return found
+    }
+
     /// Details per socket inode, for one transport and both families, or nil when the kernel
     /// offers no sock_diag for it (then the audit knows only what /proc shows).
     public static func details(_ transport: Transport) -> [UInt64: SocketDetails]? {
+        guard let sockets = sockets(transport, states: everyState) else { return nil }
         var all: [UInt64: SocketDetails] = [:]
-        for family in [AF_INET, AF_INET6] {
-            guard let found = dump(family: family, protocol: transport == .tcp ? 6 : 17) else { return nil }
-            all.merge(found) { first, _ in first }
+        for socket in sockets where all[socket.inode] == nil {
+            all[socket.inode] = SocketDetails(v6only: socket.v6only < 0 ? nil : socket.v6only != 0, boundDevice: socket.bound_device)
         }
         return all
-    }
-
-    private static func append<T: FixedWidthInteger>(_ value: T, to bytes: inout [UInt8]) {
-        withUnsafeBytes(of: value) { bytes += $0 }
-    }
-
-    /// One SOCK_DIAG_BY_FAMILY dump request and its answers, read within a deadline.
-    static func dump(family: Int32, protocol number: UInt8) -> [UInt64: SocketDetails]? {
-        let fd = socket(AF_NETLINK, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 4 /* NETLINK_SOCK_DIAG */)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-
-        // struct nlmsghdr, then struct inet_diag_req_v2 with an all-zero inet_diag_sockid.
-        var request: [UInt8] = []
-        append(UInt32(16 + 56), to: &request)      // nlmsg_len
-        append(UInt16(20), to: &request)           // SOCK_DIAG_BY_FAMILY
-        append(UInt16(0x1 | 0x300), to: &request)  // NLM_F_REQUEST | NLM_F_DUMP
-        append(UInt32(1), to: &request)            // nlmsg_seq
-        append(UInt32(0), to: &request)            // nlmsg_pid
-        request += [UInt8(family), number, 0, 0]   // sdiag_family, sdiag_protocol, idiag_ext, pad
-        append(UInt32.max, to: &request)           // idiag_states: every state
-        request += [UInt8](repeating: 0, count: 48)
-        var kernel: [UInt8] = []                   // struct sockaddr_nl for the kernel (pid 0)
-        append(UInt16(AF_NETLINK), to: &kernel)
-        kernel += [UInt8](repeating: 0, count: 10)
-        let sent = request.withUnsafeBytes { body in
-            kernel.withUnsafeBytes { address in
-                sendto(fd, body.baseAddress, body.count, 0, address.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(address.count))
-            }
-        }
-        guard sent == request.count else { return nil }
-
-        var found: [UInt64: SocketDetails] = [:]
-        var unsupported = false
-        var buffer = [UInt8](repeating: 0, count: 65_536)
-        let deadline = Deadline.after(seconds: 2)
-        while true {
-            guard (try? waitFor(fd, events: Int16(POLLIN), until: deadline)) == true else { return nil }
-            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else { return nil }
-            var done = false
-            buffer.withUnsafeBytes { raw in
-                var offset = 0
-                while offset + 16 <= count {
-                    let length = Int(raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
-                    let type = raw.loadUnaligned(fromByteOffset: offset + 4, as: UInt16.self)
-                    guard length >= 16, offset + length <= count else { done = true; return }
-                    if type == 3 { done = true; return }  // NLMSG_DONE
-                    if type == 2 {                        // NLMSG_ERROR: no sock_diag for this protocol
-                        unsupported = true
-                        done = true
-                        return
-                    }
-                    // struct inet_diag_msg: the interface index sits in the socket id, the inode at its end.
-                    let message = offset + 16
-                    if length >= 16 + 72 {
-                        let device = raw.loadUnaligned(fromByteOffset: message + 40, as: UInt32.self)
-                        let inode = UInt64(raw.loadUnaligned(fromByteOffset: message + 68, as: UInt32.self))
-                        var details = SocketDetails(v6only: nil, boundDevice: device)
-                        var attribute = message + 72
-                        while attribute + 4 <= offset + length {
-                            let size = Int(raw.loadUnaligned(fromByteOffset: attribute, as: UInt16.self))
-                            let kind = raw.loadUnaligned(fromByteOffset: attribute + 2, as: UInt16.self)
-                            guard size >= 4 else { break }
-                            if kind == 11, size >= 5 { details.v6only = raw[attribute + 4] != 0 }  // INET_DIAG_SKV6ONLY
-                            attribute += (size + 3) & ~3
-                        }
-                        found[inode] = details
-                    }
-                    offset += (length + 3) & ~3
-                }
-            }
-            if done { return unsupported ? nil : found }
-        }
     }
 
     /// "lo" for an interface index, or "if7" when it has no name here.

@@ -1,0 +1,49 @@
+#ifndef HL_SOCKDIAG_H
+#define HL_SOCKDIAG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/// One socket as NETLINK_SOCK_DIAG (or a row of /proc/net) describes it: fixed-size fields
+/// only, so that tens of thousands of them cost no allocation each.
+struct hl_diag_socket {
+    uint64_t inode;
+    uint32_t uid;
+    /// The interface index of SO_BINDTODEVICE, 0 when unbound.
+    uint32_t bound_device;
+    /// Host byte order.
+    uint16_t local_port;
+    uint16_t remote_port;
+    /// AF_INET or AF_INET6: how many bytes of `local` and `remote` count (4 or 16).
+    uint8_t family;
+    /// The kernel's TCP state number (LISTEN is 10; a bound UDP socket is CLOSE, 7).
+    uint8_t state;
+    /// IPV6_V6ONLY: 1 or 0, or -1 where the kernel did not say (IPv4 sockets, /proc).
+    int8_t v6only;
+    /// IPPROTO_TCP or IPPROTO_UDP.
+    uint8_t protocol;
+    /// Network byte order, as in the kernel's socket.
+    uint8_t local[16];
+    uint8_t remote[16];
+};
+
+typedef void (*hl_diag_each)(const struct hl_diag_socket *socket, void *context);
+
+/// One SOCK_DIAG_BY_FAMILY dump (struct inet_diag_req_v2) of `family` (AF_INET, AF_INET6) and
+/// `protocol` (IPPROTO_TCP, IPPROTO_UDP) for the sockets whose state bit is in `states`
+/// (1 << TCP_LISTEN, ...), in the current network namespace. Calls `each` once per socket.
+/// Returns 0, or -1 with errno: the kernel's own error when it has no sock_diag for the
+/// protocol (ENOENT), ETIMEDOUT when no answer came within `timeout_ms`, EPROTO for an
+/// answer it could not read.
+int hl_sock_diag_dump(int family, int protocol, uint32_t states, int timeout_ms, hl_diag_each each, void *context);
+
+typedef void (*hl_owner_each)(int pid, uint64_t inode, void *context);
+
+/// One pass over /proc/PID/fd of every process: for each descriptor that is a socket whose
+/// inode is in `inodes` (sorted ascending), calls `each(pid, inode)`, in /proc's order of
+/// processes and of their descriptors. Returns 1 when every process's descriptors could be
+/// read, 0 when some could not (EACCES: another user's, when not root), -1 with errno when
+/// /proc itself could not be read.
+int hl_socket_owners(const uint64_t *inodes, size_t count, hl_owner_each each, void *context);
+
+#endif

@@ -1,0 +1,167 @@
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include "hl_sockdiag.h"
+
+static long long monotonic_ms(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* The kernel fills one dump message of at most 32 KB (SKB_WITH_OVERHEAD(32768)); twice that
+ * leaves room whatever a later kernel does, and a read never truncates a message. */
+enum { answer_size = 65536 };
+
+/* 1 when the answer is complete (NLMSG_DONE), 0 when more follows, -1 with errno. */
+static int read_answer(const char *buffer, int length, uint8_t protocol, hl_diag_each each, void *context) {
+    for (const struct nlmsghdr *header = (const struct nlmsghdr *)buffer; NLMSG_OK(header, length);
+         header = NLMSG_NEXT(header, length)) {
+        if (header->nlmsg_type == NLMSG_DONE) return 1;
+        if (header->nlmsg_type == NLMSG_ERROR) {
+            const struct nlmsgerr *failure = NLMSG_DATA(header);
+            errno = header->nlmsg_len >= NLMSG_LENGTH(sizeof *failure) && failure->error < 0 ? -failure->error : EPROTO;
+            return -1;
+        }
+        if (header->nlmsg_type != SOCK_DIAG_BY_FAMILY) continue;
+        if (header->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg))) {
+            errno = EPROTO;
+            return -1;
+        }
+        const struct inet_diag_msg *message = NLMSG_DATA(header);
+        struct hl_diag_socket socket = {
+            .inode = message->idiag_inode,
+            .uid = message->idiag_uid,
+            .bound_device = message->id.idiag_if,
+            .local_port = ntohs(message->id.idiag_sport),
+            .remote_port = ntohs(message->id.idiag_dport),
+            .family = message->idiag_family,
+            .state = message->idiag_state,
+            .v6only = -1,
+            .protocol = protocol,
+        };
+        size_t size = message->idiag_family == AF_INET6 ? 16 : 4;
+        memcpy(socket.local, message->id.idiag_src, size);
+        memcpy(socket.remote, message->id.idiag_dst, size);
+        /* The kernel adds INET_DIAG_SKV6ONLY to every AF_INET6 socket, unasked. */
+        int left = (int)(header->nlmsg_len - NLMSG_LENGTH(sizeof *message));
+        for (const struct rtattr *attribute = (const struct rtattr *)(message + 1); RTA_OK(attribute, left);
+             attribute = RTA_NEXT(attribute, left)) {
+            if (attribute->rta_type == INET_DIAG_SKV6ONLY && RTA_PAYLOAD(attribute) >= 1) {
+                socket.v6only = *(const uint8_t *)RTA_DATA(attribute) != 0;
+            }
+        }
+        each(&socket, context);
+    }
+    return 0;
+}
+
+int hl_sock_diag_dump(int family, int protocol, uint32_t states, int timeout_ms, hl_diag_each each, void *context) {
+    int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (fd < 0) return -1;
+    struct {
+        struct nlmsghdr header;
+        struct inet_diag_req_v2 body;
+    } request;
+    memset(&request, 0, sizeof request);
+    request.header.nlmsg_len = sizeof request;
+    request.header.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    request.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    request.header.nlmsg_seq = 1;
+    request.body.sdiag_family = (uint8_t)family;
+    request.body.sdiag_protocol = (uint8_t)protocol;
+    request.body.idiag_states = states;
+    struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
+    char *buffer = malloc(answer_size);
+    int result = -1;
+    if (buffer == NULL) {
+        errno = ENOMEM;
+    } else if (sendto(fd, &request, sizeof request, 0, (struct sockaddr *)&kernel, sizeof kernel) == (ssize_t)sizeof request) {
+        long long deadline = monotonic_ms() + timeout_ms;
+        for (;;) {
+            long long left = deadline - monotonic_ms();
+            struct pollfd ready = { .fd = fd, .events = POLLIN };
+            int polled = left > 0 ? poll(&ready, 1, (int)left) : 0;
+            if (polled < 0 && errno == EINTR) continue;
+            if (polled == 0) errno = ETIMEDOUT;
+            if (polled <= 0) break;
+            ssize_t count = recv(fd, buffer, answer_size, 0);
+            if (count < 0 && errno == EINTR) continue;
+            if (count == 0) errno = EPROTO;
+            if (count <= 0) break;
+            int state = read_answer(buffer, (int)count, (uint8_t)protocol, each, context);
+            if (state != 0) {
+                result = state == 1 ? 0 : -1;
+                break;
+            }
+        }
+    }
+    int saved = errno;
+    free(buffer);
+    close(fd);
+    errno = saved;
+    return result;
+}
+
+static int contains(const uint64_t *sorted, size_t count, uint64_t value) {
+    size_t low = 0, high = count;
+    while (low < high) {
+        size_t middle = low + (high - low) / 2;
+        if (sorted[middle] < value) low = middle + 1;
+        else if (sorted[middle] > value) high = middle;
+        else return 1;
+    }
+    return 0;
+}
+
+int hl_socket_owners(const uint64_t *inodes, size_t count, hl_owner_each each, void *context) {
+    DIR *proc = opendir("/proc");
+    if (proc == NULL) return -1;
+    int complete = 1;
+    struct dirent *process;
+    while ((process = readdir(proc)) != NULL) {
+        char *end;
+        long pid = strtol(process->d_name, &end, 10);
+        if (process->d_name[0] < '1' || process->d_name[0] > '9' || *end != 0 || pid > 0x7fffffff) continue;
+        char path[32];
+        snprintf(path, sizeof path, "%ld/fd", pid);
+        int folder = openat(dirfd(proc), path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (folder < 0) {
+            if (errno == EACCES) complete = 0;
+            continue;
+        }
+        DIR *fds = fdopendir(folder);
+        if (fds == NULL) {
+            close(folder);
+            continue;
+        }
+        struct dirent *fd;
+        char link[64];
+        while ((fd = readdir(fds)) != NULL) {
+            if (fd->d_name[0] < '0' || fd->d_name[0] > '9') continue;
+            ssize_t length = readlinkat(folder, fd->d_name, link, sizeof link);
+            /* "socket:[12345]": anything else (files, pipes, anon inodes) is not a socket. */
+            if (length < 10 || length >= (ssize_t)sizeof link || memcmp(link, "socket:[", 8) != 0 || link[length - 1] != ']') continue;
+            uint64_t inode = 0;
+            ssize_t index = 8;
+            for (; index < length - 1 && link[index] >= '0' && link[index] <= '9'; index++) inode = inode * 10 + (uint64_t)(link[index] - '0');
+            if (index == length - 1 && contains(inodes, count, inode)) each((int)pid, inode, context);
+        }
+        closedir(fds);
+    }
+    closedir(proc);
+    return complete;
+}

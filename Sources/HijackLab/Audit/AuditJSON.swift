@@ -8,18 +8,19 @@ public enum AuditJSON {
     static let reportKeys = ["findings", "namespace", "ownersComplete", "skippedRows", "socketDetails", "sockets", "source"]
     static let socketKeys = ["address", "device", "inode", "owners", "port", "remote", "transport", "uid", "user", "v6only"]
     static let ownerKeys = ["command", "pid"]
-    static let findingKeys = ["destinations", "explanation", "inodes", "kind", "port", "severity", "transport"]
+    static let findingKeys = ["destinations", "explanation", "inodes", "kind", "likelyIntruder", "port", "severity", "transport"]
 
     /// The whole document, without a final newline (as JSONEncoder writes it).
-    public static func encode(_ report: AuditReport) -> [UInt8] {
+    /// `schemaVersion`, when given, is the `--format json` document's extra key, in its sorted place.
+    public static func encode(_ report: AuditReport, schemaVersion: Int? = nil) -> [UInt8] {
         var document: [UInt8] = []
-        write(report) { document += $0 }
+        write(report, schemaVersion: schemaVersion) { document += $0 }
         return document
     }
 
     /// The same bytes, handed to `emit` in pieces of about 64 KB, so that a caller can stream
     /// them to a file instead of holding tens of MB.
-    public static func write(_ report: AuditReport, to emit: (UnsafeRawBufferPointer) -> Void) {
+    public static func write(_ report: AuditReport, schemaVersion: Int? = nil, to emit: (UnsafeRawBufferPointer) -> Void) {
         withoutActuallyEscaping(emit) { emit in
             var out = Writer(emit: emit)
             out.object(level: 0) { out in
@@ -34,6 +35,10 @@ public enum AuditJSON {
                         out.array(finding.inodes, level: 3) { out, inode in out.number(inode) }
                         out.key("kind", level: 3)
                         out.string(finding.kind.rawValue)
+                        if let intruder = finding.likelyIntruder {
+                            out.key("likelyIntruder", level: 3)
+                            out.number(intruder)
+                        }
                         out.key("port", level: 3)
                         out.number(finding.port)
                         out.key("severity", level: 3)
@@ -46,6 +51,10 @@ public enum AuditJSON {
                 out.string(report.namespace)
                 out.key("ownersComplete", level: 1)
                 out.bool(report.ownersComplete)
+                if let schemaVersion {
+                    out.key("schemaVersion", level: 1)
+                    out.number(schemaVersion)
+                }
                 out.key("skippedRows", level: 1)
                 out.number(report.skippedRows)
                 out.key("socketDetails", level: 1)

@@ -115,7 +115,8 @@ public enum AuditText {
     static func role(of socket: AuditSocket, in finding: AuditFinding) -> String {
         switch finding.kind {
         case .interception, .shadowing:
-            return finding.inodes.first == socket.inode ? "\(finding.kind.rawValue) (takes)" : "\(finding.kind.rawValue) (loses)"
+            let role = finding.inodes.first == socket.inode ? "takes" : "loses"
+            return "\(finding.kind.rawValue) (\(role)\(finding.likelyIntruder == socket.inode ? ", likely intruder" : ""))"
         case .loadBalancing, .exposure:
             return finding.kind.rawValue
         }

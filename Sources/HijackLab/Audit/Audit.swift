@@ -29,8 +29,10 @@ public enum Audit {
         receivingUDP = []
         let (sockets, complete) = auditSockets(raw, userNames: userNames)
         raw = []
+        // Each process's start time and parents are read once per audit, however many ports it holds.
+        let facts = ProcessFacts()
         let context = Context(unprivilegedPortStart: unprivilegedPortStart, ephemeral: ephemeralPorts, ipv6: ipv6Available,
-                              related: SocketOwners.related, lineage: SocketOwners.lineage, startTime: processStartTime)
+                              related: facts.related, lineage: facts.lineage, startTime: facts.startTime)
         return AuditReport(namespace: namespace, sockets: sockets, findings: findings(sockets, context: context),
                            ownersComplete: complete, skippedRows: skipped, socketDetails: socketDetails, source: source)
     }
@@ -180,4 +182,28 @@ extension AuditSocket {
     static func tied(_ lhs: AuditSocket, _ rhs: AuditSocket) -> Bool {
         lhs.transport == rhs.transport && lhs.port == rhs.port && lhs.address == rhs.address && (lhs.device ?? "") == (rhs.device ?? "") && lhs.uid == rhs.uid
     }
+}
+
+/// What the rules ask about processes, read from /proc once per process and audit.
+final class ProcessFacts {
+    private var starts: [Int32: UInt64?] = [:]
+    private var chains: [Int32: [Int32]] = [:]
+
+    func startTime(_ pid: Int32) -> UInt64? {
+        if let known = starts[pid] { return known }
+        let time = Audit.processStartTime(pid)
+        starts[pid] = time
+        return time
+    }
+
+    func ancestors(_ pid: Int32) -> [Int32] {
+        if let known = chains[pid] { return known }
+        let chain = SocketOwners.ancestors(of: pid)
+        chains[pid] = chain
+        return chain
+    }
+
+    func lineage(_ one: Int32, _ other: Int32) -> Bool { SocketOwners.lineage(one, other, ancestors: ancestors) }
+
+    func related(_ one: Int32, _ other: Int32) -> Bool { SocketOwners.related(one, other, ancestors: ancestors) }
 }

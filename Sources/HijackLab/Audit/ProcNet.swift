@@ -319,15 +319,15 @@ public enum SocketOwners {
     }
 
     /// Whether one of the two processes started the other (directly or further up).
-    public static func lineage(_ one: Int32, _ other: Int32) -> Bool {
-        ancestors(of: one).contains(other) || ancestors(of: other).contains(one)
+    public static func lineage(_ one: Int32, _ other: Int32, ancestors: (Int32) -> [Int32] = ancestors(of:)) -> Bool {
+        ancestors(one).contains(other) || ancestors(other).contains(one)
     }
 
     /// Whether two processes belong to one service: one started the other, or one parent
     /// (other than init) started both, as a master starts its workers.
-    public static func related(_ one: Int32, _ other: Int32) -> Bool {
-        let first = ancestors(of: one)
-        let second = ancestors(of: other)
+    public static func related(_ one: Int32, _ other: Int32, ancestors: (Int32) -> [Int32] = ancestors(of:)) -> Bool {
+        let first = ancestors(one)
+        let second = ancestors(other)
         if first.contains(other) || second.contains(one) { return true }
         guard let parent = first.first, parent > 1 else { return false }
         return second.first == parent

@@ -125,15 +125,23 @@ struct AuditCommand: Command {
             AuditText.write(report, minimum: minimum, to: console.out)
             return status
         }
+        // One namespace in JSON: the audit's own writer, in pieces, straight into the temp file
+        // (AuditSpeedTests holds its bytes to JSONEncoder's).
+        if chosen == .json, !allNamespaces, let report = audits[0].report {
+            var files = OutputSet()
+            files.stage(to: output) { write in
+                AuditJSON.write(report, schemaVersion: AuditFormats.schemaVersion, to: write)
+                [UInt8(ascii: "\n")].withUnsafeBytes(write)
+            }
+            _ = files.publish(console: console)
+            for failure in files.failures { console.err("hijack-lab audit: \(failure)") }
+            return files.failures.isEmpty ? status : .usage
+        }
         let content: String
         switch chosen {
         case .table: content = table(audits, unreadable: unreadable, allNamespaces: allNamespaces, minimum: minimum) + "\n"
         case .json:
-            // One namespace: the audit's own writer, several times faster than JSONEncoder at 50k
-            // sockets, with the same bytes (AuditSpeedTests holds it to JSONEncoder's output).
-            content = allNamespaces
-                ? String(decoding: JSONFormat.encode(AuditFormats.FleetDocument(namespaces: audits, unreadableProcesses: unreadable)), as: UTF8.self) + "\n"
-                : String(decoding: AuditJSON.encode(audits[0].report!, schemaVersion: AuditFormats.schemaVersion), as: UTF8.self) + "\n"
+            content = String(decoding: JSONFormat.encode(AuditFormats.FleetDocument(namespaces: audits, unreadableProcesses: unreadable)), as: UTF8.self) + "\n"
         case .jsonl: content = AuditFormats.jsonLines(audits, minimum: minimum, timestamp: ended)
         case .prometheus:
             content = AuditFormats.prometheus(audits, unreadableProcesses: unreadable, duration: duration, timestamp: ended)

@@ -8,11 +8,14 @@ struct OptionSpec: Sendable {
     let name: String
     let value: String?
     let help: String
+    /// May be given more than once (`kernels --kernel-package A --kernel-package B`); `values(_:)` reads them all.
+    var repeatable = false
 
-    init(_ name: String, _ value: String? = nil, _ help: String) {
+    init(_ name: String, _ value: String? = nil, _ help: String, repeatable: Bool = false) {
         self.name = name
         self.value = value
         self.help = help
+        self.repeatable = repeatable
     }
 
     /// The help line: `  --json FILE        write …`.
@@ -29,6 +32,7 @@ struct OptionSpec: Sendable {
 struct Arguments {
     let command: String
     private(set) var values: [String: String] = [:]
+    private(set) var repeated: [String: [String]] = [:]
     private(set) var flags: Set<String> = []
     private(set) var operands: [String] = []
     private(set) var help = false
@@ -58,7 +62,7 @@ struct Arguments {
                 if options.isEmpty { message += " (it takes no options)" }
                 throw UsageError(message: message)
             }
-            if values[name] != nil || flags.contains(name) { throw UsageError(message: "\(name) is given twice") }
+            if !spec.repeatable, values[name] != nil || flags.contains(name) { throw UsageError(message: "\(name) is given twice") }
             guard let valueName = spec.value else {
                 if inline != nil { throw UsageError(message: "\(name) takes no value") }
                 flags.insert(name)
@@ -66,18 +70,23 @@ struct Arguments {
             }
             if let inline {
                 values[name] = inline
+                repeated[name, default: []].append(inline)
             } else {
                 // A value may be "-" (stdout), but not the next option.
                 guard index < arguments.count, arguments[index] == "-" || !arguments[index].hasPrefix("--") else {
                     throw UsageError(message: "\(name) needs a value (\(valueName))")
                 }
                 values[name] = arguments[index]
+                repeated[name, default: []].append(arguments[index])
                 index += 1
             }
         }
     }
 
     func value(_ name: String) -> String? { values[name] }
+
+    /// Every value of a repeatable option, in the order given.
+    func allValues(_ name: String) -> [String] { repeated[name] ?? [] }
 
     func flag(_ name: String) -> Bool { flags.contains(name) }
 

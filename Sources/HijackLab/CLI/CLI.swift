@@ -7,7 +7,7 @@ public enum CLI {
 
     static let commands: [any Command.Type] = [
         AllCommand.self, RunCommand.self, ListCommand.self, ShowCommand.self, CheckCommand.self,
-        AuditCommand.self, MatrixCommand.self,
+        AuditCommand.self, MatrixCommand.self, KernelsCommand.self,
     ]
 
     /// `agentExecutable` is the binary started in the agent role: normally this program itself.

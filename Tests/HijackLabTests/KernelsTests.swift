@@ -1,0 +1,258 @@
+import Foundation
+import Glibc
+import Testing
+@testable import HijackLab
+
+/// What the kernel tests need from this machine: qemu, a kernel package, root.
+enum KernelsTestEnvironment {
+    static var qemu: String? { HostTools.find("qemu-system-x86_64") }
+
+    /// A Debian kernel package named by HIJACK_LAB_TEST_KERNEL (CI downloads one there).
+    static var kernelPackage: String? {
+        guard let path = ProcessInfo.processInfo.environment["HIJACK_LAB_TEST_KERNEL"], !path.isEmpty,
+              FileManager.default.isReadableFile(atPath: path) else { return nil }
+        return path
+    }
+
+    static var canBootGuest: Bool { qemu != nil && kernelPackage != nil && geteuid() == 0 }
+
+    static var skipReason: Comment {
+        if qemu == nil { return "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)" }
+        if kernelPackage == nil { return "HIJACK_LAB_TEST_KERNEL does not name a readable Debian kernel package (.deb)" }
+        return "needs root: the host's column runs the netns topology"
+    }
+}
+
+@Suite("Kernels")
+struct KernelsTests {
+    func temporaryPath(_ name: String) -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("hijack-lab-test-\(UUID().uuidString)-\(name)").path
+    }
+
+    func writeArchive(_ build: (inout CpioWriter) -> Void) throws -> [UInt8] {
+        let path = temporaryPath("initramfs.cpio")
+        defer { unlink(path) }
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        try #require(fd >= 0)
+        var writer = CpioWriter(fd: fd)
+        build(&writer)
+        let failure = writer.finish()
+        close(fd)
+        #expect(failure == nil)
+        return try Array(Data(contentsOf: URL(fileURLWithPath: path)))
+    }
+
+    @Test("the cpio writer: newc entries read back with their names, types, modes and bytes, parents first, 4-byte aligned")
+    func cpioRoundTrip() throws {
+        let payload = Array("hello, initramfs\n".utf8)
+        let odd = [UInt8](repeating: 0xAB, count: 4097)
+        let bytes = try writeArchive { writer in
+            writer.add("/opt/hijack-lab/hijack-lab", kind: .file, permissions: 0o755, data: payload)
+            writer.add("/dev/console", kind: .characterDevice(major: 5, minor: 1), permissions: 0o600)
+            writer.addFolder("/opt")
+            writer.add("kernels/modules/veth.ko", kind: .file, permissions: 0o644, data: odd)
+            writer.add("/lib64/ld-linux-x86-64.so.2", kind: .symlink, permissions: 0o777, data: Array("/lib/x86_64-linux-gnu/ld.so".utf8))
+        }
+        #expect(bytes.count % 4 == 0)
+        let entries = try CpioReader.entries(bytes)
+        #expect(entries.map(\.name) == ["opt", "opt/hijack-lab", "opt/hijack-lab/hijack-lab", "dev", "dev/console", "kernels", "kernels/modules",
+                                        "kernels/modules/veth.ko", "lib64", "lib64/ld-linux-x86-64.so.2"])
+        let binary = try #require(entries.first { $0.name == "opt/hijack-lab/hijack-lab" })
+        #expect(binary.mode == 0o100755)
+        #expect(binary.data == payload)
+        let console = try #require(entries.first { $0.name == "dev/console" })
+        #expect(console.mode == 0o020600)
+        #expect(console.rdevMajor == 5 && console.rdevMinor == 1)
+        #expect(entries.first { $0.name == "kernels/modules/veth.ko" }?.data == odd)
+        #expect(entries.first { $0.name == "opt" }?.mode == 0o040755)
+        #expect(entries.first { $0.name.hasPrefix("lib64/") }?.mode == 0o120777)
+    }
+
+    @Test("the cpio writer agrees with GNU cpio's reader", .enabled(if: HostTools.find("cpio") != nil, "GNU cpio is not installed"))
+    func cpioAgreesWithGNUCpio() throws {
+        let bytes = try writeArchive { writer in
+            writer.add("/etc/passwd", kind: .file, permissions: 0o644, data: Array("root:x:0:0::/root:/bin/sh\n".utf8))
+            writer.add("/tmp", kind: .directory, permissions: 0o1777)
+        }
+        let path = temporaryPath("check.cpio")
+        defer { unlink(path) }
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let listing = HostTools.run(try #require(HostTools.find("cpio")), ["-t", "-v", "-F", path])
+        #expect(listing.status == 0, "\(listing.output)")
+        #expect(listing.output.contains("etc/passwd"))
+        #expect(listing.output.contains("drwxrwxrwt"))
+        #expect(!listing.output.contains("TRAILER"), "the trailer ends the archive and is no entry")
+    }
+
+    @Test("a malformed archive is refused by the reader, with where")
+    func cpioReaderRefusesGarbage() {
+        #expect(throws: CpioReader.Malformed.self) { try CpioReader.entries(Array("070702".utf8) + [UInt8](repeating: 48, count: 200)) }
+        #expect(throws: CpioReader.Malformed.self) { try CpioReader.entries([1, 2, 3]) }
+    }
+
+    @Test(".deb unpacking says what is wrong: no file, not a package, a package without a kernel")
+    func debErrors() throws {
+        let folder = temporaryPath("unpack")
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let missing = KernelSource.unpack(package: "/nonexistent/linux-image.deb", into: folder)
+        #expect(failureMessage(missing)?.contains("no such file") == true)
+
+        let text = temporaryPath("not-a.deb")
+        defer { unlink(text) }
+        try Data("just text\n".utf8).write(to: URL(fileURLWithPath: text))
+        let notPackage = KernelSource.unpack(package: text, into: folder)
+        #expect(failureMessage(notPackage)?.contains("not a Debian package") == true)
+        #expect(failureMessage(KernelSource.unpack(package: "/tmp", into: folder))?.contains("not a regular file") == true)
+    }
+
+    @Test("a Debian package without boot/vmlinuz-* is named as such", .enabled(if: HostTools.find("dpkg-deb") != nil, "dpkg-deb is not installed"))
+    func debWithoutKernel() throws {
+        let source = temporaryPath("package")
+        let package = temporaryPath("empty.deb")
+        let folder = temporaryPath("unpack")
+        defer { [source, package, folder].forEach { try? FileManager.default.removeItem(atPath: $0) } }
+        try FileManager.default.createDirectory(atPath: source + "/DEBIAN", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: source + "/usr/share/doc/empty", withIntermediateDirectories: true)
+        try Data("Package: empty\nVersion: 1.0\nArchitecture: amd64\nMaintainer: test <t@example.org>\nDescription: nothing\n".utf8)
+            .write(to: URL(fileURLWithPath: source + "/DEBIAN/control"))
+        let built = HostTools.run(try #require(HostTools.find("dpkg-deb")), ["-b", source, package])
+        try #require(built.status == 0, "\(built.output)")
+        let message = failureMessage(KernelSource.unpack(package: package, into: folder))
+        #expect(message?.contains("holds no boot/vmlinuz-*") == true, "\(message ?? "it unpacked")")
+    }
+
+    func failureMessage(_ result: Result<KernelSource, KernelsError>) -> String? {
+        if case .failure(let error) = result { return error.message }
+        return nil
+    }
+
+    @Test("module dependencies come from the module's own depends= field")
+    func moduleDependencies() {
+        let module = Array("\u{7f}ELF....\0license=GPL\0depends=virtio,virtio_ring\0retpoline=Y\0".utf8)
+        #expect(KernelSource.dependencies(of: module) == ["virtio", "virtio_ring"])
+        #expect(KernelSource.dependencies(of: Array("\0depends=\0".utf8)) == [])
+        #expect(KernelSource.dependencies(of: Array("nothing here".utf8)) == [])
+        #expect(KernelSource.moduleName("kernel/drivers/net/veth.ko.xz") == "veth")
+        #expect(KernelSource.moduleName("kernel/drivers/virtio/virtio-pci.ko") == "virtio_pci")
+    }
+
+    @Test("frames from the guest: split anywhere, a result's bytes may hold newlines")
+    func frames() {
+        let stream = Array("hello 6.1.0-56-cloud-amd64\nnote module x: errno 2\nstart catalog\nprogress catalog [ 1/34] a b\nresult catalog 1 7\n{\n\"a\"}\n\ndone\n".utf8)
+        for cut in [1, 5, 40, 83, stream.count - 1] {
+            var reader = FrameReader()
+            let events = reader.feed(Array(stream[..<cut])) + reader.feed(Array(stream[cut...]))
+            #expect(events == [.hello("6.1.0-56-cloud-amd64"), .note("module x: errno 2"), .start("catalog"),
+                               .progress(job: "catalog", text: "[ 1/34] a b"), .result(job: "catalog", status: 1, output: Array("{\n\"a\"}\n".utf8)), .done],
+                    "cut at \(cut)")
+        }
+    }
+
+    @Test("a matrix key turns back into the filter that runs its case again")
+    func matrixKeys() {
+        let endpoints = MatrixEndpoint.standard
+        let mapped = endpoints.first { $0.label == "::ffff:127.0.0.1" }!
+        let loopback = endpoints.first { $0.label == "127.0.0.1" }!
+        let matrixCase = MatrixCase(transport: .tcp, first: mapped, firstOptions: .reuseAddress, second: loopback, secondOptions: .reuseAddress, secondUser: .other)
+        let key = OutcomeKeys.key(matrixCase)
+        #expect(key == "matrix tcp other ::ffff:127.0.0.1 SO_REUSEADDR / 127.0.0.1 SO_REUSEADDR")
+        #expect(OutcomeKeys.matrixArguments(forKey: key) == ["--transport", "tcp", "--addresses", "::ffff:127.0.0.1,127.0.0.1", "--options", "SO_REUSEADDR",
+                                                             "--users", "other"])
+        var filter = MatrixFilter()
+        filter.transports = [.tcp]
+        filter.addresses = [mapped, loopback]
+        filter.options = [.reuseAddress]
+        filter.users = [.other]
+        #expect(filter.cases.map(OutcomeKeys.key).contains(key), "the filter runs the very case again")
+        let alone = OutcomeKeys.key(MatrixCase(transport: .udp, first: loopback, firstOptions: .none, second: nil))
+        #expect(OutcomeKeys.matrixArguments(forKey: alone) == ["--transport", "udp", "--addresses", "127.0.0.1", "--options", "none", "--users", "same"])
+    }
+
+    @Test("a difference is confirmed only when every kernel held its outcome every time")
+    func classification() {
+        var host = KernelColumn(label: "6.18.44 (host)", release: "6.18.44", isHost: true, how: "host")
+        var old = KernelColumn(label: "6.1.192", release: "6.1.0-56-cloud-amd64", isHost: false, how: "qemu")
+        host.outcomes = ["a": "V", "b": "V", "c": "V"]
+        old.outcomes = ["a": "-", "b": "-", "c": "V"]
+        host.reruns = ["a": ["V", "V"], "b": ["V", "V"]]
+        old.reruns = ["a": ["-", "-"], "b": ["V", "-"]]
+        #expect(KernelComparison.differingKeys([host, old]) == ["a", "b"])
+        #expect(KernelComparison.sameKeys([host, old]) == ["c"])
+        let verdicts = KernelComparison.classify([host, old], keys: ["a", "b"])
+        #expect(verdicts.map(\.kind) == [.confirmed, .unstable])
+        #expect(verdicts[1].outcomes["6.1.192"] == ["-": 2, "V": 1])
+        let markdown = KernelsReport.render(KernelsResult(date: "d", toolVersion: "t", repeats: 2, matrix: false, columns: [host, old], compared: 3,
+                                                          differences: verdicts, notRerun: [], failures: [:]))
+        #expect(markdown.contains("Same on 2 kernels:** 1 of 3"))
+        #expect(markdown.contains("| a | V (3/3) | \\- (3/3) |"))
+        #expect(markdown.contains("\\- ×2<br>V ×1"))
+    }
+
+    @Test("known changes are matched to kernels by version only")
+    func knownChanges() {
+        let cve = KnownKernelChange.all[2]
+        #expect(cve.included(in: "6.1.192") == "yes")
+        #expect(cve.included(in: "6.1.100") == "no")
+        #expect(cve.included(in: "6.12.79") == "no")
+        #expect(cve.included(in: "6.18.44 (host)") == "yes")
+        #expect(cve.included(in: "6.19.1") == "yes (newer line)")
+        #expect(cve.included(in: "5.15.0") == "unknown")
+        #expect(KernelColumn.upstreamVersion(procVersion: "Linux version 6.1.0-56-cloud-amd64 (debian-kernel@lists.debian.org) (gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0) #1 SMP PREEMPT_DYNAMIC Debian 6.1.192-2 (2026-11-16)",
+                                             release: "6.1.0-56-cloud-amd64") == "6.1.192")
+        #expect(KernelColumn.upstreamVersion(procVersion: nil, release: "6.18.44-fc-v782") == "6.18.44")
+    }
+
+    @Test("kernels: a repeatable option, and usage errors that exit 2 before anything starts")
+    func usage() throws {
+        let arguments = try Arguments(["--kernel-package", "a.deb", "--kernel-package=b.deb"], command: "kernels", options: KernelsCommand.options)
+        #expect(arguments.allValues("--kernel-package") == ["a.deb", "b.deb"])
+        #expect(throws: UsageError.self) { try Arguments(["--report", "a", "--report", "b"], command: "kernels", options: KernelsCommand.options) }
+        for (words, message) in [([String](), "name at least one kernel"), (["--kernel", "/boot/x"], "each --kernel needs its own --modules"),
+                                 (["--kernel-package", "x.deb", "--repeat", "0"], "--repeat expects a whole number")] {
+            let captured = TestLab.Captured()
+            let status = CLI.run(["kernels"] + words, console: captured.console, agentExecutable: TestLab.agentExecutable)
+            #expect(status == 2)
+            #expect(captured.err.contains(message), "\(captured.err)")
+        }
+        let help = TestLab.Captured()
+        #expect(CLI.run(["help", "kernels"], console: help.console) == 0)
+        #expect(help.out.contains("apt-get download"))
+    }
+
+    @Test("the guest and the host agree on the catalog, except confirmed differences KERNELS.md lists; nothing is left behind",
+          .enabled(if: KernelsTestEnvironment.canBootGuest, KernelsTestEnvironment.skipReason), .timeLimit(.minutes(20)))
+    func guestMatchesHost() throws {
+        let package = try #require(KernelsTestEnvironment.kernelPackage)
+        let json = temporaryPath("kernels.json")
+        let report = temporaryPath("KERNELS.md")
+        defer { unlink(json); unlink(report) }
+        let before = leftovers()
+        let captured = TestLab.Captured()
+        let status = CLI.run(["kernels", "--kernel-package", package, "--scenarios", TestLab.scenariosDirectory, "--repeat", "2",
+                              "--json", json, "--report", report], console: captured.console, agentExecutable: TestLab.agentExecutable)
+        #expect(status == 0, "\(captured.err.suffix(3000))")
+        let result = try JSONDecoder().decode(KernelsResult.self, from: Data(contentsOf: URL(fileURLWithPath: json)))
+        #expect(result.failures.isEmpty)
+        try #require(result.columns.count == 2)
+        let scenarios = try ScenarioFile.loadDirectory(TestLab.scenariosDirectory).scenarios.map { "scenario " + $0.name }
+        for column in result.columns {
+            #expect(Set(column.outcomes.keys) == Set(scenarios), "every scenario ran on \(column.label)")
+            #expect(!column.outcomes.values.contains("could not finish"), "\(column.label)")
+        }
+        // Names resolve from the lab's own table inside and out: this one once differed by resolver.
+        let resolver = "scenario ipv4-only-leaves-ipv6-loopback-open"
+        #expect(result.columns[0].outcomes[resolver] == result.columns[1].outcomes[resolver])
+        #expect(result.differences.allSatisfy { $0.kind == .confirmed }, "unstable: \(result.differences.filter { $0.kind == .unstable }.map(\.key))")
+        let committed = (try? String(contentsOfFile: TestLab.packageRoot.appendingPathComponent("KERNELS.md").path, encoding: .utf8)) ?? ""
+        for difference in result.differences {
+            #expect(committed.contains(UntrustedText.markdown(difference.key)), "\(difference.key) differs but the committed KERNELS.md does not list it")
+        }
+        #expect(leftovers() == before, "a temp folder was left behind")
+        #expect(!HostTools.run("/usr/bin/pgrep", ["-a", "-f", "qemu-system-x86_64 .*hijack-lab-kernels-"]).output.contains("qemu"), "qemu was left running")
+    }
+
+    func leftovers() -> Set<String> {
+        let base = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        return Set(((try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []).filter { $0.hasPrefix("hijack-lab-kernels-") })
+    }
+}

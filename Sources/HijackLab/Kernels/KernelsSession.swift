@@ -19,31 +19,37 @@ struct LabJob {
 
     func outputFile(in folder: String) -> String { folder + "/" + name + ".json" }
 
+    /// Deadlines for agents and scenarios, the same on the host and in every guest: software
+    /// emulation runs the lab some 50 times slower, and an agent that misses its deadline there
+    /// is a slow machine, not a kernel's answer. Deadlines do not change what the kernel does.
+    static let patience = ["--timeout", "60"]
+    static let scenarioPatience = patience + ["--deadline", "900"]
+
     /// Every valid scenario, by name: `run` rather than `all`, since `all` also runs the
     /// matrix cases of its "At a glance" table, minutes under emulation, and they are not compared.
     static func catalog(_ names: [String]) -> LabJob {
         LabJob(name: "catalog", kind: .scenarios) { output, scenarios in
-            ["run"] + names + ["--scenarios", scenarios, "--topology", "netns", "--json", output + "/catalog.json"]
+            ["run"] + names + ["--scenarios", scenarios, "--topology", "netns", "--json", output + "/catalog.json"] + scenarioPatience
         }
     }
 
     static func matrix() -> LabJob {
         LabJob(name: "matrix", kind: .matrix) { output, _ in
-            ["matrix", "--topology", "netns", "--json", output + "/matrix.json", "--report", output + "/MATRIX.md"]
+            ["matrix", "--topology", "netns", "--json", output + "/matrix.json", "--report", output + "/MATRIX.md"] + patience
         }
     }
 
     static func rerunScenarios(_ names: [String], repetition: Int) -> LabJob {
         let job = "rerun-scenarios-\(repetition)"
         return LabJob(name: job, kind: .scenarios, keys: Set(names.map { "scenario " + $0 })) { output, scenarios in
-            ["run"] + names + ["--scenarios", scenarios, "--topology", "netns", "--json", output + "/\(job).json"]
+            ["run"] + names + ["--scenarios", scenarios, "--topology", "netns", "--json", output + "/\(job).json"] + scenarioPatience
         }
     }
 
     static func rerunMatrix(_ filter: [String], key: String, index: Int, repetition: Int) -> LabJob {
         let job = "rerun-matrix-\(index)-\(repetition)"
         return LabJob(name: job, kind: .matrix, keys: [key]) { output, _ in
-            ["matrix"] + filter + ["--topology", "netns", "--json", output + "/\(job).json"]
+            ["matrix"] + filter + ["--topology", "netns", "--json", output + "/\(job).json"] + patience
         }
     }
 }

@@ -12,6 +12,10 @@ struct KernelsCommand: Command {
         OptionSpec("--modules", "DIR", "its lib/modules/RELEASE folder (holds modules.dep)", repeatable: true),
         LabOptions.scenarios,
         OptionSpec("--matrix", nil, "also run the full matrix (3,136 cases) on every kernel: minutes per kernel under emulation"),
+        OptionSpec("--transport", "LIST", "with --matrix: only these cases, as `matrix` takes them (also --addresses, --options, --users)"),
+        OptionSpec("--addresses", "LIST", "with --matrix: a subset of the matrix's addresses"),
+        OptionSpec("--options", "LIST", "with --matrix: a subset of none, SO_REUSEADDR, SO_REUSEPORT, both"),
+        OptionSpec("--users", "LIST", "with --matrix: same, other"),
         OptionSpec("--repeat", "N", "re-runs of each difference on every kernel before it counts as confirmed (default 5)"),
         OptionSpec("--report", "FILE", "the comparison (default KERNELS.md; - for stdout)"),
         OptionSpec("--json", "FILE", "the comparison as JSON, every outcome included (- for stdout)"),
@@ -42,6 +46,7 @@ struct KernelsCommand: Command {
         "apt-get download $(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image/ {print $2}')",
         "hijack-lab kernels --kernel-package linux-image-6.1.0-*-cloud-amd64_*.deb",
         "hijack-lab kernels --kernel-package a.deb --kernel-package b.deb --matrix --report KERNELS.md",
+        "hijack-lab kernels --kernel-package a.deb --matrix --transport tcp --addresses ::ffff:127.0.0.1,127.0.0.1 --options SO_REUSEADDR --users other",
         "hijack-lab kernels --kernel /boot/vmlinuz-6.8.0 --modules /lib/modules/6.8.0 --scenarios my-scenarios",
     ]
     static let exitStatusHelp = """
@@ -70,6 +75,13 @@ struct KernelsCommand: Command {
             runTimeout = try arguments.seconds("--run-timeout", default: arguments.flag("--matrix") ? 5400 : 900, range: 1...86400)
         } catch {
             return usageFailure(name, error.message, console: console)
+        }
+        var matrixFilter: [String] = []
+        for option in ["--transport", "--addresses", "--options", "--users"] {
+            guard let value = arguments.value(option) else { continue }
+            guard arguments.flag("--matrix") else { return usageFailure(name, "\(option) selects matrix cases: it needs --matrix", console: console) }
+            if let problem = Self.matrixFilterProblem(option, value) { return usageFailure(name, problem, console: console) }
+            matrixFilter += [option, value]
         }
         guard images.count == moduleFolders.count else {
             return usageFailure(name, "each --kernel needs its own --modules (got \(images.count) --kernel and \(moduleFolders.count) --modules)", console: console)
@@ -157,7 +169,7 @@ struct KernelsCommand: Command {
         }
 
         let session = KernelsSession(console: console, executable: context.agentExecutable, qemu: qemu, folder: temporary.path,
-                                     scenarioFolder: scenarioFolder, scenarioFiles: scenarioFiles, scenarioNames: scenarioNames, matrix: arguments.flag("--matrix"),
+                                     scenarioFolder: scenarioFolder, scenarioFiles: scenarioFiles, scenarioNames: scenarioNames, matrix: arguments.flag("--matrix"), matrixFilter: matrixFilter,
                                      bootTimeout: bootTimeout, runTimeout: runTimeout, useKVM: hl_kvm_usable() == 1)
         let result = session.run(kernels: kernels, modules: modulePlans, repeats: repeats)
         if let signal = ChildRegistry.shared.interruption { return .interrupted(signal: signal) }
@@ -172,7 +184,27 @@ struct KernelsCommand: Command {
         let unstable = result.differences.count - confirmed
         console.err("\(result.columns.count) kernels (the host's included), \(result.compared) outcomes compared: \(confirmed) confirmed differences, \(unstable) unstable"
             + (result.failures.isEmpty ? "" : "; no results from " + result.failures.keys.sorted().map(UntrustedText.terminal).joined(separator: ", ")))
+        if !matrixFilter.isEmpty { console.err("the matrix was filtered: KERNELS.md covers only the selected cases") }
         let status: ExitStatus = result.failures.isEmpty && result.notRerun.isEmpty ? .success : .differs
         return files.failures.isEmpty ? status : status.worst(.usage)
+    }
+
+    /// The matrix's own reading of a filter list, so that a typo stops here and not in every guest.
+    static func matrixFilterProblem(_ option: String, _ value: String) -> String? {
+        let result: Result<[String], Topology.Unavailable>
+        switch option {
+        case "--transport":
+            result = MatrixFilter.parseList(value, flag: option, parse: { Transport(rawValue: $0)?.rawValue }, allowed: ["tcp", "udp"])
+        case "--addresses":
+            let labels = MatrixEndpoint.standard.map(\.label)
+            result = MatrixFilter.parseList(value, flag: option, parse: { labels.contains($0) ? $0 : nil }, allowed: labels)
+        case "--options":
+            result = MatrixFilter.parseList(value, flag: option, parse: { name in (MatrixOptions(rawValue: name) ?? MatrixOptions.allCases.first { $0.short == name })?.rawValue },
+                                            allowed: ["none", "SO_REUSEADDR", "SO_REUSEPORT", "both"])
+        default:
+            result = MatrixFilter.parseList(value, flag: option, parse: { SocketUser(rawValue: $0)?.rawValue }, allowed: ["same", "other"])
+        }
+        if case .failure(let problem) = result { return problem.reason }
+        return nil
     }
 }

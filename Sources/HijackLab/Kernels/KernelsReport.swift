@@ -6,6 +6,8 @@ struct KernelsResult: Codable, Sendable {
     var toolVersion: String
     var repeats: Int
     var matrix: Bool
+    /// The matrix options that narrowed the cases (`--transport tcp`), when any did.
+    var matrixFilter: [String]? = nil
     var columns: [KernelColumn]
     /// Keys compared on every column.
     var compared: Int
@@ -79,7 +81,10 @@ enum KernelsReport {
             out.append("**\(md(label)) gave no results:** \(md(failure))")
         }
         out.append("")
-        out.append("What was compared: the scenario catalog" + (result.matrix ? " and the full matrix (every case and every baseline)" : "") + ".")
+        let filter = result.matrixFilter ?? []
+        let matrixPart = !result.matrix ? "" : filter.isEmpty ? " and the full matrix (every case and every baseline)"
+            : " and the matrix cases selected by " + UntrustedText.markdownCode("matrix " + filter.joined(separator: " "))
+        out.append("What was compared: the scenario catalog" + matrixPart + ".")
         out.append("")
         let confirmed = result.differences.filter { $0.kind == .confirmed }
         let unstable = result.differences.filter { $0.kind == .unstable }

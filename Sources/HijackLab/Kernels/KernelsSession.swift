@@ -33,9 +33,10 @@ struct LabJob {
         }
     }
 
-    static func matrix() -> LabJob {
+    /// The full matrix, or the cases a filter selects (`--transport tcp --users other`).
+    static func matrix(filter: [String]) -> LabJob {
         LabJob(name: "matrix", kind: .matrix) { output, _ in
-            ["matrix", "--topology", "netns", "--json", output + "/matrix.json", "--report", output + "/MATRIX.md"] + patience
+            ["matrix"] + filter + ["--topology", "netns", "--json", output + "/matrix.json", "--report", output + "/MATRIX.md"] + patience
         }
     }
 
@@ -65,6 +66,7 @@ final class KernelsSession {
     /// The names of the valid scenarios in the folder.
     let scenarioNames: [String]
     let matrix: Bool
+    let matrixFilter: [String]
     let bootTimeout: Double
     let runTimeout: Double
     /// KVM is tried while it has not failed; a guest that does not come up under KVM is booted
@@ -75,7 +77,7 @@ final class KernelsSession {
     /// More differing matrix cells than this are listed, not re-run (each re-run is a matrix run).
     static let rerunLimit = 40
 
-    init(console: Console, executable: String, qemu: String, folder: String, scenarioFolder: String, scenarioFiles: [String], scenarioNames: [String], matrix: Bool,
+    init(console: Console, executable: String, qemu: String, folder: String, scenarioFolder: String, scenarioFiles: [String], scenarioNames: [String], matrix: Bool, matrixFilter: [String],
          bootTimeout: Double, runTimeout: Double, useKVM: Bool) {
         self.console = console
         self.executable = executable
@@ -85,13 +87,14 @@ final class KernelsSession {
         self.scenarioFiles = scenarioFiles
         self.scenarioNames = scenarioNames
         self.matrix = matrix
+        self.matrixFilter = matrixFilter
         self.bootTimeout = bootTimeout
         self.runTimeout = runTimeout
         self.useKVM = useKVM
     }
 
     func run(kernels: [KernelSource], modules: [[(String, [UInt8])]], repeats: Int) -> KernelsResult {
-        let firstJobs = [LabJob.catalog(scenarioNames)] + (matrix ? [LabJob.matrix()] : [])
+        let firstJobs = [LabJob.catalog(scenarioNames)] + (matrix ? [LabJob.matrix(filter: matrixFilter)] : [])
         var failures: [String: String] = [:]
         var host = hostColumn()
         runOnHost(firstJobs, into: &host, rerun: false)
@@ -139,7 +142,7 @@ final class KernelsSession {
         let differences = KernelComparison.classify(columns, keys: differing)
         let compared = KernelComparison.sameKeys(columns).count + differing.count + notRerun.count
         let formatter = ISO8601DateFormatter()
-        return KernelsResult(date: formatter.string(from: Date()), toolVersion: CLI.version, repeats: repeats, matrix: matrix, columns: columns,
+        return KernelsResult(date: formatter.string(from: Date()), toolVersion: CLI.version, repeats: repeats, matrix: matrix, matrixFilter: matrixFilter.isEmpty ? nil : matrixFilter, columns: columns,
                              compared: compared, differences: differences, notRerun: notRerun, failures: failures)
     }
 

@@ -45,6 +45,7 @@ public enum MarkdownReport {
         out.append("- Verdicts: **hijacked**, in some probe every connection that reached a socket reached an attacker; **shared**, attacker and others both received; **blocked**, every attacker failed to bind or listen; **squatted**, an attacker holds the port and the victim could not bind or listen; **unaffected**, attackers were bound but received nothing; **restarted** / **restart-blocked**, whether a restarted server (with no attacker present) could bind and listen again.")
         out.append("- ✅ the kernel did what the scenario file expects; ❌ it did not, and the section says how.")
         out.append("- Every two-socket combination (transport, both addresses, both sockets' options, same or other user) is in [MATRIX.md](MATRIX.md), from `hijack-lab matrix`.")
+        out.append("- The same scenarios and matrix on other Linux kernels, booted under qemu and compared with this one, are in [KERNELS.md](KERNELS.md), from `hijack-lab kernels`.")
         out.append("")
         out.append("</details>")
         out.append("")

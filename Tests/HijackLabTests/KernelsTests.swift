@@ -181,6 +181,9 @@ struct KernelsTests {
         let verdicts = KernelComparison.classify([host, old], keys: ["a", "b"])
         #expect(verdicts.map(\.kind) == [.confirmed, .unstable])
         #expect(verdicts[1].outcomes["6.1.192"] == ["-": 2, "V": 1])
+        host.reruns["c"] = ["V", "V"]
+        old.reruns["c"] = ["V", "V"]
+        #expect(KernelComparison.classify([host, old], keys: ["c"]).map(\.kind) == [.same], "a watched case that agrees every time")
         let markdown = KernelsReport.render(KernelsResult(date: "d", toolVersion: "t", repeats: 2, matrix: false, columns: [host, old], compared: 3,
                                                           differences: verdicts, notRerun: [], failures: [:]))
         #expect(markdown.contains("Same on 2 kernels:** 1 of 3"))

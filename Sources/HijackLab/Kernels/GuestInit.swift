@@ -164,7 +164,14 @@ public enum GuestInit {
         var status: Int32?
         var pending: [UInt8] = []
         var reading = true
+        // An agent the job left behind may hold the pipe open: after the job exits, its stderr
+        // is drained for at most two more seconds.
+        var drainPolls = 10
         while reading || status == nil {
+            if status != nil {
+                drainPolls -= 1
+                if drainPolls < 0 { break }
+            }
             if reading {
                 var poller = pollfd(fd: pipeFDs[0], events: Int16(POLLIN), revents: 0)
                 if poll(&poller, 1, 200) > 0 {

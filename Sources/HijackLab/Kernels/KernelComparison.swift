@@ -118,6 +118,8 @@ struct KernelDifference: Codable, Sendable {
         case confirmed
         /// Some kernel gave different outcomes across runs.
         case unstable
+        /// Every kernel gave one and the same outcome every time (a watched case that agreed).
+        case same
     }
 
     var key: String
@@ -161,7 +163,7 @@ enum KernelComparison {
                 outcomes[column.label] = counts
             }
             let distinct = Set(outcomes.values.compactMap { $0.count == 1 ? $0.keys.first : nil })
-            let kind: KernelDifference.Kind = stable && distinct.count > 1 ? .confirmed : .unstable
+            let kind: KernelDifference.Kind = !stable ? .unstable : distinct.count > 1 ? .confirmed : .same
             return KernelDifference(key: key, kind: kind, outcomes: outcomes, runs: runs == .max ? 0 : runs)
         }
     }

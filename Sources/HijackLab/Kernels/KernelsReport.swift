@@ -16,6 +16,16 @@ struct KernelsResult: Codable, Sendable {
     var notRerun: [String]
     /// Why a column lacks results, per column label.
     var failures: [String: String]
+    /// Outcomes the same on every kernel, per kind: scenarios, matrix cases, matrix baselines.
+    var sameByKind: [KindCount] = []
+    /// Cases re-run on every kernel whatever the first run showed, and what each run gave.
+    var watched: [KernelDifference]? = nil
+
+    struct KindCount: Codable, Sendable {
+        var kind: String
+        var same: Int
+        var compared: Int
+    }
 }
 
 /// A change in Linux's bind rules that the issue names, with the first release of each stable
@@ -87,11 +97,12 @@ enum KernelsReport {
         out.append("What was compared: the scenario catalog" + matrixPart + ".")
         out.append("")
         let confirmed = result.differences.filter { $0.kind == .confirmed }
-        let unstable = result.differences.filter { $0.kind == .unstable }
+        let unstable = result.differences.filter { $0.kind != .confirmed }
         let same = result.compared - result.differences.count - result.notRerun.count
         out.append("## Summary")
         out.append("")
-        out.append("- **Same on \(result.columns.count) kernels:** \(same) of \(result.compared) outcomes compared.")
+        out.append("- **Same on \(result.columns.count) kernels:** \(same) of \(result.compared) outcomes compared"
+            + (result.sameByKind.isEmpty ? "" : " (" + result.sameByKind.map { "\($0.same) of \($0.compared) \($0.kind)" }.joined(separator: ", ") + ")") + ".")
         out.append("- **Confirmed differences:** \(confirmed.count).")
         out.append("- **Unstable (an outcome changed between runs on one kernel):** \(unstable.count).")
         if !result.notRerun.isEmpty { out.append("- **Differed once, not re-run:** \(result.notRerun.count).") }
@@ -113,6 +124,20 @@ enum KernelsReport {
                 + "A case that changes between runs on one kernel is not a kernel difference: it shows timing or a lost probe.")
             out.append("")
             out.append(table(unstable, columns: result.columns, counts: true))
+        }
+        if let watched = result.watched, !watched.isEmpty {
+            out.append("")
+            out.append("## Watched cases")
+            out.append("")
+            out.append("Re-run \(result.repeats) more times on every kernel even though the first runs agreed. The issue's prototype saw the first one "
+                + "differ on Linux 6.1.170: its probe to 127.0.0.1 reached nobody, where 6.18 delivered it to the first socket. "
+                + "Each cell counts the outcomes of all runs on that kernel.")
+            out.append("")
+            out.append(table(watched, columns: result.columns, counts: true))
+            for case let difference in watched where difference.kind == .same {
+                out.append("")
+                out.append("\(md(difference.key)): the same outcome on every kernel in every run.")
+            }
         }
         if !result.notRerun.isEmpty {
             out.append("")

@@ -74,6 +74,10 @@ final class KernelsSession {
     private(set) var useKVM: Bool
     /// A KVM guest that has not said hello by then is taken for a KVM that does not work.
     static let kvmBootSeconds = 60.0
+    /// Matrix cases re-run on every kernel whatever the first run shows. The prototype
+    /// saw this one differ once on Linux 6.1.170 (the probe to 127.0.0.1 reached nobody, where
+    /// 6.18 delivered it to the first socket): repetition tells a kernel rule from a lost probe.
+    static let watchedKeys = ["matrix tcp other ::ffff:127.0.0.1 SO_REUSEADDR / 127.0.0.1 SO_REUSEADDR"]
     /// More differing matrix cells than this are listed, not re-run (each re-run is a matrix run).
     static let rerunLimit = 40
 
@@ -114,14 +118,18 @@ final class KernelsSession {
         // Only kernels that gave results are compared.
         var differing = KernelComparison.differingKeys(columns)
         var notRerun: [String] = []
-        if !differing.isEmpty, ChildRegistry.shared.interruption == nil {
+        // Cases watched for a known question are re-run on every kernel even when they agree.
+        let watched = Self.watchedKeys.filter { key in !differing.contains(key) && columns.allSatisfy { $0.outcomes[key] != nil } }
+        if !differing.isEmpty || !watched.isEmpty, ChildRegistry.shared.interruption == nil {
             let scenarioNames = differing.filter { $0.hasPrefix("scenario ") }.map { String($0.dropFirst("scenario ".count)) }
             var matrixKeys = differing.filter { $0.hasPrefix("matrix ") }
             if matrixKeys.count > Self.rerunLimit {
                 notRerun = Array(matrixKeys[Self.rerunLimit...])
                 matrixKeys = Array(matrixKeys.prefix(Self.rerunLimit))
             }
-            console.err("\(differing.count) outcomes differ between kernels; re-running \(scenarioNames.count + matrixKeys.count) of them \(repeats) times on every kernel")
+            matrixKeys += watched
+            console.err("\(differing.count) outcomes differ between kernels; re-running \(scenarioNames.count + matrixKeys.count - watched.count) of them"
+                + (watched.isEmpty ? "" : " and \(watched.count) watched case(s)") + " \(repeats) times on every kernel")
             var jobs: [LabJob] = []
             for repetition in 1...repeats {
                 if !scenarioNames.isEmpty { jobs.append(.rerunScenarios(scenarioNames, repetition: repetition)) }
@@ -142,8 +150,20 @@ final class KernelsSession {
         let differences = KernelComparison.classify(columns, keys: differing)
         let compared = KernelComparison.sameKeys(columns).count + differing.count + notRerun.count
         let formatter = ISO8601DateFormatter()
-        return KernelsResult(date: formatter.string(from: Date()), toolVersion: CLI.version, repeats: repeats, matrix: matrix, matrixFilter: matrixFilter.isEmpty ? nil : matrixFilter, columns: columns,
+        let same = Set(KernelComparison.sameKeys(columns))
+        let comparedKeys = Array(same) + differing + notRerun
+        let kinds: [(String, (String) -> Bool)] = [("scenarios", { $0.hasPrefix("scenario ") }),
+                                                   ("matrix cases", { $0.hasPrefix("matrix ") && !$0.contains(" alone ") }),
+                                                   ("matrix baselines", { $0.hasPrefix("matrix ") && $0.contains(" alone ") })]
+        let sameByKind = kinds.map { kind, matches in
+            KernelsResult.KindCount(kind: kind, same: same.filter(matches).count, compared: comparedKeys.filter(matches).count)
+        }.filter { $0.compared > 0 }
+        let watchedResults = KernelComparison.classify(columns, keys: watched)
+        var result = KernelsResult(date: formatter.string(from: Date()), toolVersion: CLI.version, repeats: repeats, matrix: matrix, matrixFilter: matrixFilter.isEmpty ? nil : matrixFilter, columns: columns,
                              compared: compared, differences: differences, notRerun: notRerun, failures: failures)
+        result.sameByKind = sameByKind
+        result.watched = watchedResults
+        return result
     }
 
     /// A failure's first line, then its console lines (already escaped, one per line).

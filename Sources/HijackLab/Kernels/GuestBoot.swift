@@ -69,6 +69,8 @@ struct GuestBoot {
     let kernel: KernelSource
     let initramfs: String
     let initramfsBytes: Int
+    /// The guest path of the executable the kernel starts as init.
+    let initPath: String
     let folder: String
     let useKVM: Bool
     let bootSeconds: Double
@@ -85,7 +87,7 @@ struct GuestBoot {
                          "-nic", "none", "-m", "\(memory)", "-smp", "2"]
         arguments += useKVM ? ["-accel", "kvm", "-cpu", "host"] : ["-accel", "tcg", "-cpu", "max"]
         arguments += ["-kernel", kernel.image, "-initrd", initramfs,
-                      "-append", "console=ttyS0 panic=-1 rdinit=\(Initramfs.binFolder)/hijack-lab -- \(GuestInit.argument)",
+                      "-append", "console=ttyS0 panic=-1 rdinit=\(initPath) -- \(GuestInit.argument)",
                       "-serial", "file:" + consoleLog,
                       "-device", "virtio-serial-pci",
                       "-chardev", "file,id=results,path=" + resultsFile,

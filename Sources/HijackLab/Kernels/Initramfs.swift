@@ -33,6 +33,13 @@ struct Initramfs {
         return Array(Set(siblings + [running])).sorted()
     }
 
+    /// The guest's init: the front executable `hijack-lab` when it is among the copies (the
+    /// heavy commands may live in a sibling), else the running executable.
+    static func initPath(running: String) -> String {
+        let names = labExecutables(running: running).map { $0.split(separator: "/").last.map(String.init) ?? $0 }
+        return binFolder + "/" + (names.contains("hijack-lab") ? "hijack-lab" : (running.split(separator: "/").last.map(String.init) ?? "hijack-lab"))
+    }
+
     /// Writes the archive to `path`. `modules` are file names and contents, in load order.
     static func build(at path: String, modules: [(String, [UInt8])], running: String, scenarios: [String],
                       jobs: [Job]) -> Result<Int, KernelsError> {

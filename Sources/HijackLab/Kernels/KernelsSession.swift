@@ -233,7 +233,7 @@ final class KernelsSession {
         repeat {
             unlink(bootFolder + "/console.log")
             unlink(bootFolder + "/results.port")
-            let machine = GuestBoot(qemu: qemu, kernel: kernel, initramfs: initramfs, initramfsBytes: size, folder: bootFolder, useKVM: useKVM,
+            let machine = GuestBoot(qemu: qemu, kernel: kernel, initramfs: initramfs, initramfsBytes: size, initPath: Initramfs.initPath(running: executable), folder: bootFolder, useKVM: useKVM,
                                     bootSeconds: useKVM ? min(bootTimeout, Self.kvmBootSeconds) : bootTimeout,
                                     runSeconds: runTimeout) { line in console.err("\(UntrustedText.terminal(label)): \(line)") }
             outcome = machine.run()

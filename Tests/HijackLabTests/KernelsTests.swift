@@ -126,6 +126,18 @@ struct KernelsTests {
         return nil
     }
 
+    @Test("the initramfs takes the running hijack-lab and its hijack-lab-* siblings, never the test bundle; init is the front")
+    func executablesToCopy() {
+        let running = TestLab.agentExecutable
+        let copies = Initramfs.labExecutables(running: running)
+        #expect(copies.contains(running))
+        #expect(copies.allSatisfy { path in
+            let name = path.split(separator: "/").last.map(String.init) ?? ""
+            return (name == "hijack-lab" || name.hasPrefix("hijack-lab-")) && !name.contains(".")
+        }, "\(copies)")
+        #expect(Initramfs.initPath(running: running) == Initramfs.binFolder + "/hijack-lab")
+    }
+
     @Test("module dependencies come from the module's own depends= field")
     func moduleDependencies() {
         let module = Array("\u{7f}ELF....\0license=GPL\0depends=virtio,virtio_ring\0retpoline=Y\0".utf8)

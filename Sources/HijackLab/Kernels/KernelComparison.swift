@@ -82,19 +82,33 @@ enum OutcomeKeys {
         return "matrix \(matrixCase.transport.rawValue) \(matrixCase.secondUser.rawValue) \(first) / \(second.label) \(matrixCase.secondOptions.rawValue)"
     }
 
-    /// The grid letter, spelt out per destination: "127.0.0.1 V, ::1 -, lab-interface V".
+    /// What the case did, in words: a refused bind or listen, then who received the probes to
+    /// each destination (V first, A second, S both, - nobody, with why nobody). Deliveries are
+    /// kept even when the second bind failed: the first socket must still receive then, and a
+    /// probe that reached nobody is exactly what the watched cell is about.
     static func cellText(_ outcome: MatrixCaseOutcome, destinations: [String]) -> String {
-        let cell = outcome.cell
-        guard outcome.status == .ran, cell.count == outcome.deliveries.count, !["B", "L", "F"].contains(cell) else {
-            switch cell {
-            case "B": return "second bind \(outcome.secondBind)"
-            case "L": return "second listen \(outcome.secondListen)"
-            case "F": return "first bind \(outcome.firstBind)" + (outcome.firstListen == "ok" || outcome.firstListen == "not-applicable" ? "" : ", listen \(outcome.firstListen)")
-            case "·": return "skipped"
-            default: return "could not finish"
-            }
+        switch outcome.status {
+        case .skipped: return "skipped"
+        case .error: return "could not finish"
+        case .ran: break
         }
-        return outcome.deliveries.map { "\($0.destination) \($0.letter)" }.joined(separator: ", ")
+        var parts: [String] = []
+        let tcpListens = outcome.matrixCase.transport == .tcp && outcome.matrixCase.listens
+        if outcome.firstBind != "ok" { parts.append("first bind \(outcome.firstBind)") }
+        else if tcpListens, outcome.firstListen != "ok" { parts.append("first listen \(outcome.firstListen)") }
+        if outcome.matrixCase.second != nil {
+            if outcome.secondBind != "ok" { parts.append("second bind \(outcome.secondBind)") }
+            else if tcpListens, outcome.secondListen != "ok" { parts.append("second listen \(outcome.secondListen)") }
+        }
+        let deliveries = outcome.deliveries.map { delivery -> String in
+            var text = "\(delivery.destination) \(delivery.letter)"
+            if delivery.letter == "-" {
+                if delivery.lost > 0 { text += " (lost)" } else if delivery.refused > 0 { text += " (refused)" } else if delivery.nobody > 0 { text += " (no answer)" }
+            }
+            return text
+        }
+        if !deliveries.isEmpty { parts.append(deliveries.joined(separator: ", ")) }
+        return parts.joined(separator: "; ")
     }
 
     /// The matrix filter that runs one key again (a few neighbouring cases come along).

@@ -201,6 +201,18 @@ struct KernelsTests {
         #expect(markdown.contains("Same on 2 kernels:** 1 of 3"))
         #expect(markdown.contains("| a | V (3/3) | \\- (3/3) |"))
         #expect(markdown.contains("\\- ×2<br>V ×1"))
+
+        // --from-json renders the same report from a saved run, booting nothing.
+        let saved = temporaryPath("kernels.json")
+        let rendered = temporaryPath("KERNELS.md")
+        defer { unlink(saved); unlink(rendered) }
+        let result = KernelsResult(date: "d", toolVersion: "t", repeats: 2, matrix: false, columns: [host, old], compared: 3,
+                                   differences: Array(verdicts), notRerun: [], failures: [:])
+        #expect(FileManager.default.createFile(atPath: saved, contents: JSONFormat.encode(result)))
+        let captured = TestLab.Captured()
+        #expect(CLI.run(["kernels", "--from-json", saved, "--report", rendered], console: captured.console) == 0, "\(captured.err)")
+        #expect((try? String(contentsOfFile: rendered, encoding: .utf8)) == KernelsReport.render(result))
+        #expect(CLI.run(["kernels", "--from-json", saved, "--matrix"], console: captured.console) == 2)
     }
 
     @Test("known changes are matched to kernels by version only")

@@ -19,6 +19,7 @@ struct KernelsCommand: Command {
         OptionSpec("--repeat", "N", "re-runs of each difference on every kernel before it counts as confirmed (default 5)"),
         OptionSpec("--report", "FILE", "the comparison (default KERNELS.md; - for stdout)"),
         OptionSpec("--json", "FILE", "the comparison as JSON, every outcome included (- for stdout)"),
+        OptionSpec("--from-json", "FILE", "boot nothing: render --report again from the --json of an earlier run"),
         OptionSpec("--boot-timeout", "SECONDS", "how long a guest may take to come up (default 300)"),
         OptionSpec("--run-timeout", "SECONDS", "how long a guest may take to run its jobs (default 900; 5400 with --matrix)"),
     ]
@@ -63,6 +64,7 @@ struct KernelsCommand: Command {
         if let extra = arguments.operands.first {
             return usageFailure(name, "kernels takes no operands (got \"\(UntrustedText.terminal(extra))\"); name kernels with --kernel-package", console: console)
         }
+        if let saved = arguments.value("--from-json") { return render(saved, arguments, console: console) }
         let packages = arguments.allValues("--kernel-package")
         let images = arguments.allValues("--kernel")
         let moduleFolders = arguments.allValues("--modules")
@@ -187,6 +189,34 @@ struct KernelsCommand: Command {
         if !matrixFilter.isEmpty { console.err("the matrix was filtered: KERNELS.md covers only the selected cases") }
         let status: ExitStatus = result.failures.isEmpty && result.notRerun.isEmpty ? .success : .differs
         return files.failures.isEmpty ? status : status.worst(.usage)
+    }
+
+    /// `--from-json`: the report of an earlier run, rendered again from its JSON (after a change
+    /// in the renderer, without hours of emulation). Nothing is run, so nothing new is claimed.
+    static func render(_ saved: String, _ arguments: Arguments, console: Console) -> ExitStatus {
+        let clashing = ["--kernel-package", "--kernel", "--modules", "--matrix", "--json"].filter { arguments.value($0) != nil || arguments.flag($0) }
+        guard clashing.isEmpty else {
+            return usageFailure(name, "--from-json renders a saved run; it takes no \(clashing.joined(separator: ", "))", console: console)
+        }
+        guard let data = FileManager.default.contents(atPath: saved) else {
+            console.err("hijack-lab kernels: --from-json \(UntrustedText.terminal(saved)): cannot read it")
+            return .usage
+        }
+        let result: KernelsResult
+        do {
+            result = try JSONDecoder().decode(KernelsResult.self, from: data)
+        } catch {
+            console.err("hijack-lab kernels: --from-json \(UntrustedText.terminal(saved)): not the JSON of `hijack-lab kernels --json`: \(UntrustedText.terminal(String(describing: error).prefix(300).description))")
+            return .usage
+        }
+        let report = OutputFile(option: "--report", path: arguments.value("--report") ?? "KERNELS.md")
+        if let refused = OutputFile.refuse([report], command: name, console: console) { return refused }
+        var files = OutputSet()
+        files.stage(KernelsReport.render(result), to: report)
+        guard let written = files.publish(console: console) else { return .interrupted(signal: ChildRegistry.shared.interruption ?? SIGINT) }
+        for output in written where !output.isStandardOutput { console.err("wrote \(output.shown)") }
+        for failure in files.failures { console.err("hijack-lab kernels: \(failure)") }
+        return files.failures.isEmpty ? .success : .usage
     }
 
     /// The matrix's own reading of a filter list, so that a typo stops here and not in every guest.

@@ -110,7 +110,9 @@ enum KernelsReport {
         out.append("## Confirmed differences")
         out.append("")
         if confirmed.isEmpty {
-            out.append("None: every outcome that differed in the first run either matched on re-run or changed between runs (below).")
+            out.append(result.differences.isEmpty && result.notRerun.isEmpty
+                ? "None: no outcome differed between the kernels."
+                : "None: every outcome that differed in the first run changed between runs on some kernel (below).")
         } else {
             out.append(table(confirmed, columns: result.columns, counts: false))
         }

@@ -3,6 +3,10 @@ import Foundation
 import Glibc
 import Testing
 @testable import HijackLab
+@testable import HijackSystem
+@testable import HijackAudit
+@testable import HijackAgent
+@testable import HijackCLI
 
 /// Output a fleet collects: every namespace, changes over time, Prometheus and JSON lines.
 @Suite("Audit for fleets")

@@ -2,6 +2,10 @@ import Foundation
 import Glibc
 import Testing
 @testable import HijackLab
+@testable import HijackSystem
+@testable import HijackAudit
+@testable import HijackAgent
+@testable import HijackCLI
 
 /// The audit's rules against the cases the matrix found it missing (issue 11): every split of
 /// the loopback families between two sockets takes "localhost" from one of them.

@@ -3,6 +3,10 @@ import Glibc
 import Testing
 @testable import CHijackLab
 @testable import HijackLab
+@testable import HijackSystem
+@testable import HijackAudit
+@testable import HijackAgent
+@testable import HijackCLI
 
 /// The audit's fast paths (sock_diag, the byte-buffer table, the hand-written JSON, the
 /// streamed /proc/net) against the plain ones they replace: same sockets, same bytes.

@@ -3,6 +3,10 @@ import Foundation
 import Glibc
 import Testing
 @testable import HijackLab
+@testable import HijackSystem
+@testable import HijackAudit
+@testable import HijackAgent
+@testable import HijackCLI
 
 /// Issue 9, "give nothing away": names stay in the lab, and each agent holds only the
 /// descriptors and capabilities it needs.

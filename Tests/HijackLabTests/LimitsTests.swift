@@ -2,6 +2,10 @@ import Foundation
 import Glibc
 import Testing
 @testable import HijackLab
+@testable import HijackSystem
+@testable import HijackAudit
+@testable import HijackAgent
+@testable import HijackCLI
 
 /// Issue 9's "bounded everything": a scenario cannot run for ever, and a machine out of
 /// processes gets a clear error at once, never a hang.

@@ -3,6 +3,10 @@ import Foundation
 import Glibc
 import Testing
 @testable import HijackLab
+@testable import HijackSystem
+@testable import HijackAudit
+@testable import HijackAgent
+@testable import HijackCLI
 
 /// The netns topology: real namespaces, a real veth, another user. These need root and `ip`.
 @Suite("Lab network (netns, as root)", .enabled(if: Topology.netnsMissing() == nil, "needs root and iproute2's ip"))

@@ -1,6 +1,10 @@
 import Foundation
 import Glibc
 @testable import HijackLab
+@testable import HijackSystem
+@testable import HijackAudit
+@testable import HijackAgent
+@testable import HijackCLI
 
 /// Paths and settings shared by the tests.
 enum TestLab {

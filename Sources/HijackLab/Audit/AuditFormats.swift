@@ -1,3 +1,4 @@
+import HijackSystem
 import Foundation
 
 /// The audit in the formats fleets already collect: node_exporter's textfile collector
@@ -97,7 +98,7 @@ public enum AuditFormats {
     }
 
     /// A sample value: plain decimal, never Swift's exponent form for small durations.
-    static func number(_ value: Double) -> String {
+    package static func number(_ value: Double) -> String {
         String(format: "%.6f", value)
     }
 

@@ -1,3 +1,5 @@
+import HijackSystem
+
 /// The audit's JSON, written by hand: the very bytes that JSONEncoder writes for an
 /// AuditReport with [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes] (the CLI's one JSON
 /// style), without its cost, which at 50,000 sockets is most of the audit's time and memory.
@@ -5,10 +7,10 @@
 public enum AuditJSON {
     /// The keys written for each type, in order. They are the stored properties, sorted by
     /// their UTF-8 bytes as .sortedKeys sorts them; an optional one is left out when nil.
-    static let reportKeys = ["findings", "namespace", "ownersComplete", "skippedRows", "socketDetails", "sockets", "source"]
-    static let socketKeys = ["address", "device", "inode", "owners", "port", "remote", "transport", "uid", "user", "v6only"]
-    static let ownerKeys = ["command", "pid"]
-    static let findingKeys = ["destinations", "explanation", "inodes", "kind", "likelyIntruder", "port", "severity", "transport"]
+    package static let reportKeys = ["findings", "namespace", "ownersComplete", "skippedRows", "socketDetails", "sockets", "source"]
+    package static let socketKeys = ["address", "device", "inode", "owners", "port", "remote", "transport", "uid", "user", "v6only"]
+    package static let ownerKeys = ["command", "pid"]
+    package static let findingKeys = ["destinations", "explanation", "inodes", "kind", "likelyIntruder", "port", "severity", "transport"]
 
     /// The whole document, without a final newline (as JSONEncoder writes it).
     /// `schemaVersion`, when given, is the `--format json` document's extra key, in its sorted place.
@@ -108,34 +110,34 @@ public enum AuditJSON {
 
     /// JSONEncoder's pretty layout: two spaces a level, `"key" : value`, and an empty array
     /// as `[`, an empty line, `]`.
-    struct Writer {
-        let emit: (UnsafeRawBufferPointer) -> Void
+    package struct Writer {
+        package let emit: (UnsafeRawBufferPointer) -> Void
         private var bytes: [UInt8] = []
 
-        init(emit: @escaping (UnsafeRawBufferPointer) -> Void) {
+        package init(emit: @escaping (UnsafeRawBufferPointer) -> Void) {
             self.emit = emit
             bytes.reserveCapacity(70_000)
         }
 
-        mutating func flush() {
+        package mutating func flush() {
             bytes.withUnsafeBytes(emit)
             bytes.removeAll(keepingCapacity: true)
         }
 
-        mutating func newline(level: Int) {
+        package mutating func newline(level: Int) {
             bytes.append(0x0a)
             bytes += repeatElement(0x20, count: 2 * level)
             if bytes.count >= 65_536 { flush() }
         }
 
-        mutating func object(level: Int, _ body: (inout Writer) -> Void) {
+        package mutating func object(level: Int, _ body: (inout Writer) -> Void) {
             bytes.append(UInt8(ascii: "{"))
             body(&self)
             newline(level: level)
             bytes.append(UInt8(ascii: "}"))
         }
 
-        mutating func array<Element>(_ elements: [Element], level: Int, _ each: (inout Writer, Element) -> Void) {
+        package mutating func array<Element>(_ elements: [Element], level: Int, _ each: (inout Writer, Element) -> Void) {
             bytes.append(UInt8(ascii: "["))
             if elements.isEmpty { bytes.append(0x0a) }
             for (index, element) in elements.enumerated() {
@@ -147,7 +149,7 @@ public enum AuditJSON {
             bytes.append(UInt8(ascii: "]"))
         }
 
-        mutating func key(_ name: StaticString, first: Bool = false, level: Int) {
+        package mutating func key(_ name: StaticString, first: Bool = false, level: Int) {
             if !first { bytes.append(UInt8(ascii: ",")) }
             newline(level: level)
             bytes.append(UInt8(ascii: "\""))
@@ -155,17 +157,17 @@ public enum AuditJSON {
             bytes += [UInt8(ascii: "\""), 0x20, UInt8(ascii: ":"), 0x20]
         }
 
-        mutating func number<Value: BinaryInteger>(_ value: Value) {
+        package mutating func number<Value: BinaryInteger>(_ value: Value) {
             bytes += String(value).utf8
         }
 
-        mutating func bool(_ value: Bool) {
+        package mutating func bool(_ value: Bool) {
             bytes += (value ? "true" : "false").utf8
         }
 
         /// Quotes and backslashes escaped, control characters as \n, \t, … or \u001b; the
         /// rest (slashes, DEL, every non-ASCII character) as it is, like JSONEncoder.
-        mutating func string(_ text: String) {
+        package mutating func string(_ text: String) {
             bytes.append(UInt8(ascii: "\""))
             defer { bytes.append(UInt8(ascii: "\"")) }
             // Most text (addresses, names, explanations) needs no escape: copied whole.

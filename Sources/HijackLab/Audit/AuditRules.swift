@@ -1,6 +1,7 @@
+import HijackSystem
 import Foundation
 
-extension Audit {
+package extension Audit {
     /// What the rules need to know about the host besides its sockets.
     public struct Context {
         public var unprivilegedPortStart: UInt16 = 1024
@@ -119,7 +120,7 @@ extension Audit {
 
     /// Sockets sharing one address: a reuseport group (same uid, spread by hash) or, for UDP,
     /// SO_REUSEADDR, where the most recently bound socket receives every unicast datagram.
-    static func sharing(_ members: [AuditSocket], address: String, transport: Transport, port: UInt16, context: Context) -> AuditFinding {
+    package static func sharing(_ members: [AuditSocket], address: String, transport: Transport, port: UInt16, context: Context) -> AuditFinding {
         let uids = Set(members.map(\.uid))
         let endpoint = members[0].endpoint
         // The table names each member's process; here the owners, in an order no run changes.
@@ -146,14 +147,14 @@ extension Audit {
     }
 
     /// The socket that receives ::1: ::1 itself, else a [::] (dual-stack or V6ONLY).
-    static func receiver(ofIPv6Loopback group: [AuditSocket]) -> AuditSocket? {
+    package static func receiver(ofIPv6Loopback group: [AuditSocket]) -> AuditSocket? {
         let unbound = group.filter { $0.device == nil }
         return unbound.first(where: \.isLocalhost6) ?? unbound.first(where: \.isWildcard6)
     }
 
     /// The socket that receives 127.0.0.1, in the kernel's order: the exact address over a
     /// wildcard, and an IPv4 socket over an IPv6 one (v4-mapped, or a dual-stack [::]).
-    static func receiver(ofIPv4Loopback group: [AuditSocket]) -> AuditSocket? {
+    package static func receiver(ofIPv4Loopback group: [AuditSocket]) -> AuditSocket? {
         let unbound = group.filter { $0.device == nil }
         return unbound.first { $0.isLocalhost4 && !$0.isIPv6 } ?? unbound.first { $0.isLocalhost4 }
             ?? unbound.first { $0.isWildcard4 && !$0.isIPv6 } ?? unbound.first { $0.isWildcard4 || ($0.isWildcard6 && $0.takesIPv4) }
@@ -161,7 +162,7 @@ extension Audit {
 
     /// Of two sockets, the one whose process started later, where the start times tell: on
     /// a host where a service ran first, that one is the likely intruder.
-    static func later(_ one: AuditSocket, _ other: AuditSocket, context: Context) -> AuditSocket? {
+    package static func later(_ one: AuditSocket, _ other: AuditSocket, context: Context) -> AuditSocket? {
         // A socket's earliest holder made it (the others inherited it).
         func started(_ socket: AuditSocket) -> UInt64? { socket.owners.compactMap { context.startTime($0.pid) }.min() }
         guard let first = started(one), let second = started(other), first != second else { return nil }
@@ -171,7 +172,7 @@ extension Audit {
     /// A split in which each socket takes something from the other (one family each): the
     /// likely intruder is named as the taker where the start times tell; `takes` says what
     /// the taker gets, given (taker, loser).
-    static func split(_ one: AuditSocket, _ other: AuditSocket, port: UInt16, context: Context,
+    package static func split(_ one: AuditSocket, _ other: AuditSocket, port: UInt16, context: Context,
                       takes: (AuditSocket, AuditSocket) -> String) -> [AuditFinding] {
         let taker = later(one, other, context: context) ?? one
         let loser = taker.inode == one.inode ? other : one
@@ -179,7 +180,7 @@ extension Audit {
     }
 
     /// The wildcard socket whose traffic `specific` takes, if any.
-    static func shadowedWildcard(by specific: AuditSocket, in group: [AuditSocket]) -> AuditSocket? {
+    package static func shadowedWildcard(by specific: AuditSocket, in group: [AuditSocket]) -> AuditSocket? {
         let wildcards = group.filter { $0.isWildcard && $0.device == nil }
         if specific.ipv4 != nil {
             // An IPv4 wildcard first; a [::] only where it also takes IPv4 (dual-stack).
@@ -189,7 +190,7 @@ extension Audit {
     }
 
     /// interception when the taker has another uid; shadowing when the same uid but unrelated processes.
-    static func overlap(_ taker: AuditSocket, over loser: AuditSocket, port: UInt16, context: Context, takes: String) -> [AuditFinding] {
+    package static func overlap(_ taker: AuditSocket, over loser: AuditSocket, port: UInt16, context: Context, takes: String) -> [AuditFinding] {
         let destination = [taker.address]
         let intruder = later(taker, loser, context: context)
         let blame = intruder.map { intruder in
@@ -215,7 +216,7 @@ extension Audit {
     }
 
     /// One family's localhost or wildcard held while the other family's is free to bind.
-    static func exposure(_ group: [AuditSocket], transport: Transport, port: UInt16, context: Context) -> [AuditFinding] {
+    package static func exposure(_ group: [AuditSocket], transport: Transport, port: UInt16, context: Context) -> [AuditFinding] {
         // A bound UDP socket on an ephemeral port is most likely a client waiting for replies.
         if transport == .udp && context.ephemeral.contains(port) { return [] }
         let v6Held = group.contains { $0.isLocalhost6 || $0.isWildcard6 }

@@ -1,3 +1,7 @@
+import HijackCLI
+import HijackAgent
+import HijackAudit
+import HijackSystem
 import Glibc
 
 /// The clients of a run and, in the netns topology, the namespaces they hold.

@@ -1,3 +1,7 @@
+import HijackCLI
+import HijackAgent
+import HijackAudit
+import HijackSystem
 import Foundation
 
 /// An address a matrix socket binds: a host, and whether the socket sets IPV6_V6ONLY.

@@ -1,3 +1,7 @@
+import HijackCLI
+import HijackAgent
+import HijackAudit
+import HijackSystem
 import Foundation
 
 /// The whole matrix run: what `matrix --json` writes and what MATRIX.md renders.

@@ -1,3 +1,7 @@
+import HijackCLI
+import HijackAgent
+import HijackAudit
+import HijackSystem
 import Foundation
 
 /// One picture of the matrix: a file to write next to MATRIX.md, which embeds it by name.

@@ -1,3 +1,8 @@
+import HijackAgent
+import HijackAudit
+import HijackCLI
+import HijackSystem
+
 /// "What to do" and "The article's claims, checked": answers read off this run's scenario
 /// outcomes. Each piece names the outcome that makes it so; a kernel that behaves otherwise
 /// changes the text, and a scenario that did not run is said to be not shown.

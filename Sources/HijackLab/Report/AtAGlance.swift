@@ -1,3 +1,8 @@
+import HijackAgent
+import HijackAudit
+import HijackCLI
+import HijackSystem
+
 /// The matrix cases that `all` runs for the "At a glance" table: a first socket bound the way
 /// a service commonly binds, and every second socket of the matrix beside it.
 public struct GlanceEvidence: Codable, Sendable {

@@ -1,3 +1,8 @@
+import HijackAgent
+import HijackAudit
+import HijackCLI
+import HijackSystem
+
 /// One scenario in REPORT.md: in view, the story, who received what, the diagram and the
 /// lesson; the steps and every system call fold into `<details>`.
 enum ScenarioSection {

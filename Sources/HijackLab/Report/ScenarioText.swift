@@ -1,3 +1,8 @@
+import HijackAgent
+import HijackAudit
+import HijackCLI
+import HijackSystem
+
 /// Short texts for the terminal: progress lines and `show`.
 ///
 /// A scenario file is untrusted: whatever its patterns do not constrain (title, story,

@@ -1,3 +1,8 @@
+import HijackAgent
+import HijackAudit
+import HijackCLI
+import HijackSystem
+
 /// A JSON document as the scenario parser reads it, kept generic so that validation can
 /// name the exact field that is wrong and reject fields nobody reads.
 enum JSONValue: Sendable, Equatable {

@@ -1,3 +1,8 @@
+import HijackAgent
+import HijackAudit
+import HijackCLI
+import HijackSystem
+
 /// A scenario, validated: everything the runner needs and nothing it has to guess.
 public struct Scenario: Sendable {
     public var name: String
@@ -44,14 +49,6 @@ public enum SocketUser: String, Codable, Sendable {
     case same
     /// uid and gid 65534 (nobody), for the rules that depend on the effective uid.
     case other
-}
-
-/// Which side of a served TCP connection closes first, and so which side keeps TIME_WAIT.
-public enum CloseOrder: String, Codable, Sendable {
-    case clientFirst = "client-first"
-    case serverFirst = "server-first"
-    /// The client closes with SO_LINGER 0: a RST, and no TIME_WAIT on either side.
-    case clientReset = "client-reset"
 }
 
 public struct SocketSpec: Sendable {

@@ -11,7 +11,7 @@ public final class ChildRegistry: Sendable {
 
     /// Each child leads its own process group. A full table (4,096 live children) cannot
     /// guard the child, so it is killed at once rather than left unguarded.
-    func add(_ pid: pid_t) {
+    package func add(_ pid: pid_t) {
         if hl_children_add(pid) != 0 { kill(-pid, SIGKILL) }
     }
 
@@ -23,7 +23,7 @@ public final class ChildRegistry: Sendable {
     }
 
     /// Called only while the child is still unreaped, so its pid cannot have been reused.
-    func remove(_ pid: pid_t) { hl_children_remove(pid) }
+    package func remove(_ pid: pid_t) { hl_children_remove(pid) }
 
     /// SIGKILL to every child's process group, and from now on to any child started later.
     public func closeAndKillAll() { hl_children_kill_all() }

@@ -1,3 +1,5 @@
+import HijackAudit
+import HijackSystem
 import Foundation
 import Glibc
 
@@ -23,7 +25,7 @@ public struct ProcessIdentity: Hashable, Sendable, CustomStringConvertible {
 
     /// State and start time from /proc/PID/stat: the fields after "(comm)" begin with the
     /// state, and the start time is the 20th of them (field 22 of the whole line).
-    static func stat(_ pid: pid_t) -> (state: String, startTime: UInt64)? {
+    package static func stat(_ pid: pid_t) -> (state: String, startTime: UInt64)? {
         guard let text = ProcNet.read("/proc/\(pid)/stat"),
               let close = text.lastIndex(of: ")") else { return nil }
         let fields = text[text.index(after: close)...].split(separator: " ")

@@ -5,7 +5,7 @@ public enum Transport: String, Codable, Sendable, CaseIterable {
     case tcp
     case udp
 
-    var socketType: Int32 {
+    package var socketType: Int32 {
         switch self {
         case .tcp: Int32(SOCK_STREAM.rawValue)
         case .udp: Int32(SOCK_DGRAM.rawValue)

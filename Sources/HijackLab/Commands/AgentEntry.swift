@@ -1,3 +1,8 @@
+import HijackAgent
+import HijackAudit
+import HijackCLI
+import HijackSystem
+
 /// The hidden role the runner starts: `agent --id ID [--netns new|PATH] [--user other] [--host-client] [--bind-service]`.
 enum AgentEntry {
     static func run(_ arguments: [String], console: Console) -> ExitStatus {

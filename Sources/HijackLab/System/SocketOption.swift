@@ -44,7 +44,7 @@ public enum SocketOption: Equatable, Hashable, Sendable, CustomStringConvertible
     /// `setsockopt(SO_REUSEPORT, 1)`
     public var description: String { "setsockopt(\(name), \(valueDescription))" }
 
-    func apply(to fd: Int32) throws(SystemError) {
+    package func apply(to fd: Int32) throws(SystemError) {
         switch self {
         case .reuseAddress: try Self.setInt(fd, SOL_SOCKET, SO_REUSEADDR, 1)
         case .reusePort: try Self.setInt(fd, SOL_SOCKET, SO_REUSEPORT, 1)

@@ -1,7 +1,7 @@
 import Glibc
 
 /// Writes every byte, retrying after EINTR and short writes. Returns nil, or the errno.
-func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Int32? {
+package func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Int32? {
     var offset = 0
     while offset < bytes.count {
         let count = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }

@@ -1,3 +1,8 @@
+import HijackAgent
+import HijackAudit
+import HijackCLI
+import HijackSystem
+
 /// What happened in one scenario: every field comes from a reply of a real agent.
 /// The JSON output is these values as they are; the Markdown report renders them.
 public struct ScenarioOutcome: Codable, Sendable {

@@ -1,3 +1,5 @@
+import HijackAudit
+import HijackSystem
 import Glibc
 
 /// The lab's own name resolution: its hosts file, read by the lab's own code and nothing else.
@@ -9,12 +11,12 @@ import Glibc
 /// file below says, on every machine.
 public struct LabHosts: Sendable {
     /// One line of the file: an address and the names it gives that address.
-    struct Entry: Sendable {
-        var address: SocketAddress
-        var names: [String]
+    package struct Entry: Sendable {
+        package var address: SocketAddress
+        package var names: [String]
     }
 
-    let entries: [Entry]
+    package let entries: [Entry]
 
     /// The lab host's /etc/hosts, as Debian ships it: `localhost` is both loopbacks.
     public static let labFile = """
@@ -71,7 +73,7 @@ public struct LabHosts: Sendable {
 /// addresses (a loopback reached from a loopback, the lab link from the lab link), and it
 /// makes the order the same on every machine: `localhost` gives ::1 (precedence 50) before
 /// 127.0.0.1 (as ::ffff:127.0.0.1, precedence 35).
-enum DestinationOrder {
+package enum DestinationOrder {
     /// RFC 6724 section 2.1, the default policy table: prefix, length, precedence.
     /// (The labels matter only for rule 5, which needs the source.)
     private static let policy: [(prefix: [UInt8], length: Int, precedence: Int)] = [
@@ -86,7 +88,7 @@ enum DestinationOrder {
         (v6("3ffe::"), 16, 1),
     ]
 
-    static func sorted(_ addresses: [SocketAddress]) -> [SocketAddress] {
+    package static func sorted(_ addresses: [SocketAddress]) -> [SocketAddress] {
         addresses.enumerated().sorted { left, right in
             let (a, b) = (bytes(left.element), bytes(right.element))
             if precedence(a) != precedence(b) { return precedence(a) > precedence(b) }
@@ -96,13 +98,13 @@ enum DestinationOrder {
     }
 
     /// The precedence of the longest matching prefix in the policy table.
-    static func precedence(_ address: [UInt8]) -> Int {
+    package static func precedence(_ address: [UInt8]) -> Int {
         policy.filter { matches(address, $0.prefix, $0.length) }.max { $0.length < $1.length }?.precedence ?? 40
     }
 
     /// RFC 6724 section 3.1 (with RFC 4291): multicast carries its scope; link-local and the
     /// loopback are link-local (2); IPv4 loopback and 169.254/16 too; site-local 5; else global (14).
-    static func scope(_ address: [UInt8]) -> Int {
+    package static func scope(_ address: [UInt8]) -> Int {
         if address[0] == 0xff { return Int(address[1] & 0x0f) }
         if matches(address, v6("fe80::"), 10) || matches(address, v6("::1"), 128) { return 2 }
         if matches(address, v6("fec0::"), 10) { return 5 }
@@ -113,7 +115,7 @@ enum DestinationOrder {
     }
 
     /// The address as IPv6 bytes; IPv4 as ::ffff:a.b.c.d, as the RFC compares it.
-    static func bytes(_ address: SocketAddress) -> [UInt8] {
+    package static func bytes(_ address: SocketAddress) -> [UInt8] {
         switch address {
         case .v4(var v4):
             return [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff] + withUnsafeBytes(of: &v4.sin_addr) { Array($0) }

@@ -1,3 +1,6 @@
+import HijackAudit
+import HijackSystem
+
 /// The runner and its agents speak one JSON object per line: commands on the agent's
 /// stdin, replies and events on its stdout. Every reply carries the results of the
 /// system calls it made, so readiness and outcomes both come from the kernel's answers.
@@ -147,4 +150,12 @@ public struct AgentMessage: Codable, Sendable, Equatable {
         self.resolved = resolved
         audit = nil
     }
+}
+
+/// Which side of a served TCP connection closes first, and so which side keeps TIME_WAIT.
+public enum CloseOrder: String, Codable, Sendable {
+    case clientFirst = "client-first"
+    case serverFirst = "server-first"
+    /// The client closes with SO_LINGER 0: a RST, and no TIME_WAIT on either side.
+    case clientReset = "client-reset"
 }

@@ -22,7 +22,7 @@ public enum UntrustedText {
     }
 
     /// A scalar as the terminal may show it: itself, or an escape for a control character.
-    static func visible(_ scalar: Unicode.Scalar) -> String {
+    package static func visible(_ scalar: Unicode.Scalar) -> String {
         switch scalar {
         case "\n": return "\\n"
         case "\r": return "\\r"
@@ -36,7 +36,7 @@ public enum UntrustedText {
 
     /// C0 and C1 controls, DEL, and the format characters that change how the text
     /// around them is displayed (bidi embeddings, overrides and isolates, marks).
-    static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+    package static func isControl(_ scalar: Unicode.Scalar) -> Bool {
         switch scalar.value {
         case 0x00...0x1f, 0x7f...0x9f: true
         case 0x200e, 0x200f, 0x061c, 0x202a...0x202e, 0x2066...0x2069: true

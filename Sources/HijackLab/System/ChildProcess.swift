@@ -4,8 +4,8 @@ import Glibc
 
 /// A child process with a pipe to its stdin and one from its stdout, read line by line
 /// with deadlines. Its stderr is the runner's, so a crash message reaches the user.
-final class ChildProcess {
-    let pid: pid_t
+package final class ChildProcess {
+    package let pid: pid_t
     private var stdinFD: Int32
     private var stdoutFD: Int32
     private var buffer: [UInt8] = []
@@ -16,7 +16,7 @@ final class ChildProcess {
 
     /// `mergeStandardError` sends the child's stderr into the same pipe as its stdout, for
     /// tools whose complaints belong in the reply (ip); agents keep the runner's stderr.
-    init(executable: String, arguments: [String], mergeStandardError: Bool = false) throws(SystemError) {
+    package init(executable: String, arguments: [String], mergeStandardError: Bool = false) throws(SystemError) {
         var toChild: [Int32] = [-1, -1]
         var fromChild: [Int32] = [-1, -1]
         guard hl_pipe_cloexec(&toChild) == 0 else { throw SystemError.last("pipe2") }
@@ -74,7 +74,7 @@ final class ChildProcess {
     deinit { killAndReap() }
 
     /// The child's stdout until it closes it, or up to the deadline (then nil).
-    func readAll(until deadline: Deadline) -> String? {
+    package func readAll(until deadline: Deadline) -> String? {
         var lines: [String] = []
         while true {
             do throws(SystemError) {
@@ -86,7 +86,7 @@ final class ChildProcess {
         }
     }
 
-    func send(_ line: String) throws(SystemError) {
+    package func send(_ line: String) throws(SystemError) {
         let bytes = Array((line + "\n").utf8)
         var offset = 0
         while offset < bytes.count {
@@ -100,7 +100,7 @@ final class ChildProcess {
     }
 
     /// The next line from the child, or nil when it closed its stdout. Throws ETIMEDOUT at the deadline.
-    func readLine(until deadline: Deadline) throws(SystemError) -> String? {
+    package func readLine(until deadline: Deadline) throws(SystemError) -> String? {
         while true {
             if let newline = buffer[scanned...].firstIndex(of: UInt8(ascii: "\n")) {
                 let line = String(decoding: buffer[..<newline], as: UTF8.self)
@@ -127,7 +127,7 @@ final class ChildProcess {
     /// Closes the child's stdin (its cue to exit), waits until it closes stdout, and reaps it.
     /// Past the deadline it is killed. Returns the wait status.
     @discardableResult
-    func finish(until deadline: Deadline) -> Int32 {
+    package func finish(until deadline: Deadline) -> Int32 {
         closeStdin()
         while (try? readLine(until: deadline)).flatMap({ $0 }) != nil {}
         // Closed stdout usually means exiting; a child that closed it and lingers is killed
@@ -142,14 +142,14 @@ final class ChildProcess {
         return waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info._sifields._sigchld.si_pid == pid
     }
 
-    func killAndReap() {
+    package func killAndReap() {
         guard !reaped else { return }
         kill(-pid, SIGKILL)
         closeStdin()
         reap()
     }
 
-    func closeStdin() {
+    package func closeStdin() {
         if stdinFD >= 0 { Glibc.close(stdinFD); stdinFD = -1 }
     }
 

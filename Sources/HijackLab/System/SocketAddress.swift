@@ -56,7 +56,7 @@ public enum SocketAddress: Equatable, Sendable, CustomStringConvertible {
     }
 
     /// Reads an address the kernel filled in (accept, getsockname).
-    init?(storage: sockaddr_storage) {
+    package init?(storage: sockaddr_storage) {
         var storage = storage
         switch Int32(storage.ss_family) {
         case AF_INET:
@@ -110,7 +110,7 @@ public enum SocketAddress: Equatable, Sendable, CustomStringConvertible {
 
     /// The only crossing into C: the kernel sees a pointer and a length.
     @discardableResult
-    func withSockAddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) throws(SystemError) -> R) throws(SystemError) -> R {
+    package func withSockAddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) throws(SystemError) -> R) throws(SystemError) -> R {
         switch self {
         case .v4(var a):
             return try withUnsafeBytes(of: &a) { (raw) throws(SystemError) -> R in

@@ -4,6 +4,8 @@ import Glibc
 public struct Deadline: Sendable, Comparable {
     public var nanoseconds: UInt64
 
+    package init(nanoseconds: UInt64) { self.nanoseconds = nanoseconds }
+
     public static func now() -> Deadline {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
@@ -27,7 +29,7 @@ public struct Deadline: Sendable, Comparable {
 }
 
 /// Waits until `fd` is ready for `events` or the deadline passes. Returns false on timeout.
-func waitFor(_ fd: Int32, events: Int16, until deadline: Deadline) throws(SystemError) -> Bool {
+package func waitFor(_ fd: Int32, events: Int16, until deadline: Deadline) throws(SystemError) -> Bool {
     var entry = pollfd(fd: fd, events: events, revents: 0)
     while true {
         let count = poll(&entry, 1, deadline.pollTimeout)

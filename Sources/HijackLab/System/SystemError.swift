@@ -15,7 +15,7 @@ public struct SystemError: Error, Equatable, Sendable, CustomStringConvertible {
     }
 
     /// The errno in force right after `call` failed.
-    static func last(_ call: String) -> SystemError {
+    package static func last(_ call: String) -> SystemError {
         SystemError(call: call, code: errno)
     }
 
@@ -40,7 +40,7 @@ public struct SystemError: Error, Equatable, Sendable, CustomStringConvertible {
 /// Runs a call that returns -1 on failure, retrying while it is interrupted by a signal.
 /// Never use this for `close`, where a retry may close someone else's descriptor.
 @discardableResult
-func retryingOnInterrupt<T: FixedWidthInteger>(_ call: String, _ body: () -> T) throws(SystemError) -> T {
+package func retryingOnInterrupt<T: FixedWidthInteger>(_ call: String, _ body: () -> T) throws(SystemError) -> T {
     while true {
         let result = body()
         if result != -1 { return result }

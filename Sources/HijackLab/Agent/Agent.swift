@@ -1,3 +1,5 @@
+import HijackAudit
+import HijackSystem
 import CHijackLab
 import Foundation
 import Glibc
@@ -7,14 +9,14 @@ import Glibc
 /// It blocks only in poll(2), on stdin and its sockets. End of stdin means the runner is
 /// gone, so an agent never outlives the run that started it, however that run ended.
 public final class Agent {
-    let id: String
+    package let id: String
     /// "new" for a fresh network namespace, a /proc/PID/ns/net path to join one, or nil.
-    let netns: String?
+    package let netns: String?
     /// Drop to uid and gid 65534 with no supplementary groups, after entering the namespace.
-    let runAsOther: Bool
+    package let runAsOther: Bool
     /// The lab host's own client: it audits the lab host, so it keeps what reading other
     /// processes' descriptors takes (`AgentPrivileges`).
-    let hostClient: Bool
+    package let hostClient: Bool
     private var socket: Socket?
     private var transport: Transport = .tcp
     private var serving = false
@@ -23,7 +25,7 @@ public final class Agent {
     private let decoder = JSONDecoder()
 
     /// Keep CAP_NET_BIND_SERVICE: the scenario's port is below ip_unprivileged_port_start.
-    let bindService: Bool
+    package let bindService: Bool
 
     public init(id: String, netns: String? = nil, runAsOther: Bool = false, hostClient: Bool = false, bindService: Bool = false) {
         self.id = id
@@ -76,7 +78,7 @@ public final class Agent {
     }
 
     /// The identity written on every accepted connection: "socket-id pid uid".
-    var identity: String { "\(id) \(getpid()) \(geteuid())" }
+    package var identity: String { "\(id) \(getpid()) \(geteuid())" }
 
     /// Serves commands until stdin closes or an `exit` command. Returns the process exit status.
     public func run() -> Int32 {
@@ -275,7 +277,7 @@ public final class Agent {
     }
 
     /// The only settings an agent may change: ICMP rate limits, and only inside a namespace the run made.
-    static let writableSysctls: Set<String> = ["/proc/sys/net/ipv4/icmp_ratemask", "/proc/sys/net/ipv4/icmp_ratelimit"]
+    package static let writableSysctls: Set<String> = ["/proc/sys/net/ipv4/icmp_ratemask", "/proc/sys/net/ipv4/icmp_ratelimit"]
 
     private func writeSysctl(_ command: AgentCommand) -> AgentMessage {
         guard netns != nil else { return AgentMessage(ok: false, error: "sysctl is refused outside a lab namespace") }
@@ -431,30 +433,30 @@ private func check(_ call: String, _ result: Int32) throws(SystemError) {
 }
 
 /// Linux capability numbers (<linux/capability.h>) that an agent may keep.
-enum Capability: Int32, CaseIterable {
+package enum Capability: Int32, CaseIterable {
     case dacReadSearch = 2
     case setpcap = 8
     case netBindService = 10
     case netAdmin = 12
     case sysPtrace = 19
 
-    var mask: UInt64 { 1 << UInt64(rawValue) }
+    package var mask: UInt64 { 1 << UInt64(rawValue) }
 }
 
 /// The capabilities an agent keeps once its namespace is set up, by what it is for; as
 /// masks, bit n for capability n. Anything not named here is gone before its first socket.
-struct AgentPrivileges: Equatable {
+package struct AgentPrivileges: Equatable {
     /// What the agent itself still uses.
-    var effective: UInt64 = 0
+    package var effective: UInt64 = 0
     /// `effective`, and what it only hands on to a tool it execs.
-    var permitted: UInt64 = 0
+    package var permitted: UInt64 = 0
     /// The most that any program it execs may have.
-    var bounding: UInt64 = 0
+    package var bounding: UInt64 = 0
 
     /// A socket agent keeps nothing: it binds ports from 10000 up (no CAP_NET_BIND_SERVICE),
     /// its reuse, V6ONLY and linger options need none, and SO_BINDTODEVICE on a socket not yet
     /// bound to a device is unprivileged since Linux 5.7. Entering its namespace came first.
-    init(netns: String?, hostClient: Bool, bindService: Bool = false) {
+    package init(netns: String?, hostClient: Bool, bindService: Bool = false) {
         if bindService {
             // A socket agent of a privileged-port scenario binds a port below
             // ip_unprivileged_port_start; it uses nothing else.
@@ -483,8 +485,8 @@ struct AgentPrivileges: Equatable {
 }
 
 /// Raw capget/capset and the bounding set (no libcap), each call checked.
-enum Capabilities {
-    static func current() throws(SystemError) -> (effective: UInt64, permitted: UInt64) {
+package enum Capabilities {
+    package static func current() throws(SystemError) -> (effective: UInt64, permitted: UInt64) {
         var effective: UInt64 = 0, permitted: UInt64 = 0, inheritable: UInt64 = 0
         try check("capget", hl_capget(&effective, &permitted, &inheritable))
         return (effective, permitted)
@@ -494,7 +496,7 @@ enum Capabilities {
     /// agent execs, as uid 0 or through file capabilities, can come back with one. Dropping
     /// takes CAP_SETPCAP; a process without it (not root) has nothing the bounding set could
     /// hand out, since under NO_NEW_PRIVS an exec never gets more than the permitted set.
-    static func limitBoundingSet(to keep: UInt64) throws(SystemError) {
+    package static func limitBoundingSet(to keep: UInt64) throws(SystemError) {
         guard try current().permitted & Capability.setpcap.mask != 0 else { return }
         var capability: Int32 = 0
         while true {
@@ -511,7 +513,7 @@ enum Capabilities {
 
     /// Puts those of `capabilities` still permitted into the inheritable and ambient sets,
     /// so that a program exec'd by a uid other than 0 gets them.
-    static func handOn(_ capabilities: UInt64) throws(SystemError) {
+    package static func handOn(_ capabilities: UInt64) throws(SystemError) {
         var effective: UInt64 = 0, permitted: UInt64 = 0, inheritable: UInt64 = 0
         try check("capget", hl_capget(&effective, &permitted, &inheritable))
         let given = capabilities & permitted
@@ -524,7 +526,7 @@ enum Capabilities {
 
     /// Keeps only the given capabilities of those held, and none inheritable. capset can
     /// only lower a set, so what is not held now stays absent.
-    static func limit(effective: UInt64, permitted: UInt64) throws(SystemError) {
+    package static func limit(effective: UInt64, permitted: UInt64) throws(SystemError) {
         let held = try current().permitted
         try check("capset", hl_capset(effective & permitted & held, permitted & held, 0))
     }

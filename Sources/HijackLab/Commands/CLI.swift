@@ -1,3 +1,7 @@
+import HijackCLI
+import HijackAgent
+import HijackAudit
+import HijackSystem
 import Glibc
 
 /// The command line: finds the command, reads its arguments, and returns the exit status.

@@ -1,3 +1,5 @@
+import HijackAudit
+import HijackSystem
 import Foundation
 import Glibc
 
@@ -28,22 +30,22 @@ public enum LabError: Error, Sendable, CustomStringConvertible {
 }
 
 /// The runner's handle on one agent process.
-final class AgentClient {
-    let id: String
+package final class AgentClient {
+    package let id: String
     private let process: ChildProcess
     private let timeout: Double
     /// The pid the runner itself started; an agent's own claim is only checked against it.
-    let pid: pid_t
+    package let pid: pid_t
     /// The pid together with its start time, which no later process with that pid shares.
-    let identity: ProcessIdentity
-    private(set) var uid: UInt32?
+    package let identity: ProcessIdentity
+    package private(set) var uid: UInt32?
     /// Peers of the connections it accepted, or datagrams it answered, as it reported them.
     private var acceptedPeers: [String] = []
     private let encoder = JSONEncoder()
     private let decoder = JSONDecoder()
 
     /// Starts the agent; `awaitReady()` then waits for its first line.
-    init(executable: String, id: String, extraArguments: [String] = [], timeout: Double) throws(LabError) {
+    package init(executable: String, id: String, extraArguments: [String] = [], timeout: Double) throws(LabError) {
         self.id = id
         self.timeout = timeout
         do throws(SystemError) {
@@ -55,7 +57,7 @@ final class AgentClient {
         identity = ProcessIdentity(of: process.pid)
     }
 
-    func awaitReady(timeout override: Double? = nil) throws(LabError) {
+    package func awaitReady(timeout override: Double? = nil) throws(LabError) {
         let ready = try nextMessage(waitingFor: "its start-up", seconds: override ?? timeout, acceptEvents: true)
         guard ready.event == "ready" else { throw .agentRefused(agent: id, command: "start", reason: "its first line was not \"ready\"") }
         if ready.ok == false { throw .agentRefused(agent: id, command: "start", reason: ready.error ?? "no reason given") }
@@ -66,7 +68,7 @@ final class AgentClient {
     }
 
     /// Sends one command and returns its reply; events that arrive first are recorded.
-    func request(_ command: AgentCommand, timeout override: Double? = nil) throws(LabError) -> AgentMessage {
+    package func request(_ command: AgentCommand, timeout override: Double? = nil) throws(LabError) -> AgentMessage {
         let what = "\"\(command.op.rawValue)\""
         let line = (try? encoder.encode(command)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
         do throws(SystemError) {
@@ -107,7 +109,7 @@ final class AgentClient {
     /// Checks that this agent wrote the identity a client read on `connection`: the pid is the
     /// one the runner started, and the agent itself reported serving that very client. Call it
     /// after a `sync`, which brings in every report written before the identity.
-    func confirm(_ connection: ProbeConnection, in probe: String) throws(LabError) {
+    package func confirm(_ connection: ProbeConnection, in probe: String) throws(LabError) {
         let parts = (connection.identity ?? "").split(separator: " ")
         guard parts.count == 3, parts[0] == id, Int32(parts[1]) == pid else {
             throw .identityMismatch("probe \(probe) read \"\(connection.identity ?? "")\" for \(id), whose agent is pid \(pid)")
@@ -119,16 +121,16 @@ final class AgentClient {
 
     /// Forgets the reports so far: a long-lived matrix agent would otherwise keep every
     /// connection of every case.
-    func forgetAcceptedPeers() {
+    package func forgetAcceptedPeers() {
         acceptedPeers.removeAll(keepingCapacity: true)
     }
 
     /// Lets the agent exit on its own (stdin closed), killing it at the deadline.
-    func finish() {
+    package func finish() {
         process.finish(until: .after(seconds: timeout))
     }
 
-    func kill() {
+    package func kill() {
         process.killAndReap()
     }
 }

@@ -167,7 +167,7 @@ public enum Audit {
     }
 }
 
-package extension AuditSocket {
+extension AuditSocket {
     /// `inOrder`, one field at a time: the same order without building two tuples of
     /// strings for every comparison, which sorting 50,000 sockets makes a million times.
     package static func precedes(_ lhs: AuditSocket, _ rhs: AuditSocket) -> Bool {

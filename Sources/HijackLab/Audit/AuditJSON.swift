@@ -24,7 +24,7 @@ public enum AuditJSON {
     /// them to a file instead of holding tens of MB.
     public static func write(_ report: AuditReport, schemaVersion: Int? = nil, to emit: (UnsafeRawBufferPointer) -> Void) {
         withoutActuallyEscaping(emit) { emit in
-            var out = Writer(emit: emit)
+            var out = JSONWriter(emit: emit)
             out.object(level: 0) { out in
                 out.key("findings", first: true, level: 1)
                 out.array(report.findings, level: 1) { out, finding in
@@ -105,91 +105,6 @@ public enum AuditJSON {
                 }
             }
             out.flush()
-        }
-    }
-
-    /// JSONEncoder's pretty layout: two spaces a level, `"key" : value`, and an empty array
-    /// as `[`, an empty line, `]`.
-    package struct Writer {
-        package let emit: (UnsafeRawBufferPointer) -> Void
-        private var bytes: [UInt8] = []
-
-        package init(emit: @escaping (UnsafeRawBufferPointer) -> Void) {
-            self.emit = emit
-            bytes.reserveCapacity(70_000)
-        }
-
-        package mutating func flush() {
-            bytes.withUnsafeBytes(emit)
-            bytes.removeAll(keepingCapacity: true)
-        }
-
-        package mutating func newline(level: Int) {
-            bytes.append(0x0a)
-            bytes += repeatElement(0x20, count: 2 * level)
-            if bytes.count >= 65_536 { flush() }
-        }
-
-        package mutating func object(level: Int, _ body: (inout Writer) -> Void) {
-            bytes.append(UInt8(ascii: "{"))
-            body(&self)
-            newline(level: level)
-            bytes.append(UInt8(ascii: "}"))
-        }
-
-        package mutating func array<Element>(_ elements: [Element], level: Int, _ each: (inout Writer, Element) -> Void) {
-            bytes.append(UInt8(ascii: "["))
-            if elements.isEmpty { bytes.append(0x0a) }
-            for (index, element) in elements.enumerated() {
-                if index > 0 { bytes.append(UInt8(ascii: ",")) }
-                newline(level: level + 1)
-                each(&self, element)
-            }
-            newline(level: level)
-            bytes.append(UInt8(ascii: "]"))
-        }
-
-        package mutating func key(_ name: StaticString, first: Bool = false, level: Int) {
-            if !first { bytes.append(UInt8(ascii: ",")) }
-            newline(level: level)
-            bytes.append(UInt8(ascii: "\""))
-            name.withUTF8Buffer { bytes += $0 }
-            bytes += [UInt8(ascii: "\""), 0x20, UInt8(ascii: ":"), 0x20]
-        }
-
-        package mutating func number<Value: BinaryInteger>(_ value: Value) {
-            bytes += String(value).utf8
-        }
-
-        package mutating func bool(_ value: Bool) {
-            bytes += (value ? "true" : "false").utf8
-        }
-
-        /// Quotes and backslashes escaped, control characters as \n, \t, … or \u001b; the
-        /// rest (slashes, DEL, every non-ASCII character) as it is, like JSONEncoder.
-        package mutating func string(_ text: String) {
-            bytes.append(UInt8(ascii: "\""))
-            defer { bytes.append(UInt8(ascii: "\"")) }
-            // Most text (addresses, names, explanations) needs no escape: copied whole.
-            if !text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
-                bytes += text.utf8
-                return
-            }
-            for byte in text.utf8 {
-                switch byte {
-                case UInt8(ascii: "\""): bytes += [UInt8(ascii: "\\"), UInt8(ascii: "\"")]
-                case UInt8(ascii: "\\"): bytes += [UInt8(ascii: "\\"), UInt8(ascii: "\\")]
-                case 0x08: bytes += [UInt8(ascii: "\\"), UInt8(ascii: "b")]
-                case 0x09: bytes += [UInt8(ascii: "\\"), UInt8(ascii: "t")]
-                case 0x0a: bytes += [UInt8(ascii: "\\"), UInt8(ascii: "n")]
-                case 0x0c: bytes += [UInt8(ascii: "\\"), UInt8(ascii: "f")]
-                case 0x0d: bytes += [UInt8(ascii: "\\"), UInt8(ascii: "r")]
-                case 0x00..<0x20:
-                    let hex = Array("0123456789abcdef".utf8)
-                    bytes += [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(byte >> 4)], hex[Int(byte & 0x0f)]]
-                default: bytes.append(byte)
-                }
-            }
         }
     }
 }

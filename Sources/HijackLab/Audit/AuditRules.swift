@@ -1,7 +1,7 @@
 import HijackSystem
 import Foundation
 
-package extension Audit {
+extension Audit {
     /// What the rules need to know about the host besides its sockets.
     public struct Context {
         public var unprivilegedPortStart: UInt16 = 1024

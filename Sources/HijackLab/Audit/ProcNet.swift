@@ -201,11 +201,11 @@ public enum ProcNet {
     }
 }
 
-package extension Transport {
+extension Transport {
     package var ipProtocol: UInt8 { self == .tcp ? UInt8(IPPROTO_TCP) : UInt8(IPPROTO_UDP) }
 }
 
-package extension hl_diag_socket {
+extension hl_diag_socket {
     package var transport: Transport { self.protocol == UInt8(IPPROTO_TCP) ? .tcp : .udp }
 
     /// Sockets that take new traffic for their address: TCP listeners, and UDP sockets that
@@ -228,7 +228,7 @@ package extension hl_diag_socket {
     }
 }
 
-package extension ProcNetEntry {
+extension ProcNetEntry {
     package init(_ socket: hl_diag_socket) {
         self.init(transport: socket.transport, local: socket.localHost, port: socket.local_port, remote: socket.remoteHost,
                   remotePort: socket.remote_port, state: socket.state, uid: socket.uid, inode: socket.inode)

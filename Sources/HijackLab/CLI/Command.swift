@@ -30,7 +30,7 @@ package protocol Command: Sendable {
     static func run(_ arguments: Arguments, in context: CommandContext) -> ExitStatus
 }
 
-package extension Command {
+extension Command {
     package static var examples: [String] { [] }
     package static var exitStatusHelp: String { ExitStatus.helpText }
 

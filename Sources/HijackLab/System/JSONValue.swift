@@ -1,11 +1,7 @@
-import HijackAgent
-import HijackAudit
-import HijackCLI
-import HijackSystem
 
 /// A JSON document as the scenario parser reads it, kept generic so that validation can
 /// name the exact field that is wrong and reject fields nobody reads.
-enum JSONValue: Sendable, Equatable {
+package enum JSONValue: Sendable, Equatable {
     case string(String)
     /// Kept as written, so that a range error shows `1e400` and not what a Double made of it.
     case number(JSONNumber)
@@ -15,7 +11,7 @@ enum JSONValue: Sendable, Equatable {
     case object(JSONObject)
 
     /// How a value is described in an error: `"SO_REUSE"`, `1e400`, `an object`.
-    var summary: String {
+    package var summary: String {
         switch self {
         case .string(let text): "\"\(text.count > 60 ? String(text.prefix(57)) + "..." : text)\""
         case .number(let number): number.text.count > 60 ? String(number.text.prefix(57)) + "..." : number.text
@@ -28,13 +24,13 @@ enum JSONValue: Sendable, Equatable {
 }
 
 /// A JSON number in its decimal text, checked against RFC 8259's grammar by the parser.
-struct JSONNumber: Sendable, Equatable {
-    let text: String
+package struct JSONNumber: Sendable, Equatable {
+    package let text: String
 
     /// The value, if the text is a whole number written in decimal digits only (no sign,
     /// fraction or exponent: `1000`, not `1e3` or `1000.0`) and lies in `range`. Counts in a
     /// scenario are written the way people count; anything else is a mistake worth naming.
-    func wholeNumber(in range: ClosedRange<Int>) -> Int? {
+    package func wholeNumber(in range: ClosedRange<Int>) -> Int? {
         guard !text.isEmpty, text.utf8.count <= 18, text.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
               let value = Int(text), range.contains(value) else { return nil }
         return value
@@ -43,40 +39,40 @@ struct JSONNumber: Sendable, Equatable {
 
 /// An object's members in file order. Keys are unique: the parser refuses a repeated key,
 /// because two values for one field leave the reader to guess which one the author meant.
-struct JSONObject: Sendable, Equatable {
-    struct Member: Sendable, Equatable {
-        let key: String
-        let value: JSONValue
+package struct JSONObject: Sendable, Equatable {
+    package struct Member: Sendable, Equatable {
+        package let key: String
+        package let value: JSONValue
     }
 
-    let members: [Member]
+    package let members: [Member]
     private let index: [String: Int]
 
-    init(_ members: [Member]) {
+    package init(_ members: [Member]) {
         self.members = members
         var index: [String: Int] = [:]
         for (position, member) in members.enumerated() where index[member.key] == nil { index[member.key] = position }
         self.index = index
     }
 
-    var keys: [String] { members.map(\.key) }
+    package var keys: [String] { members.map(\.key) }
 
-    subscript(key: String) -> JSONValue? {
+    package subscript(key: String) -> JSONValue? {
         index[key].map { members[$0].value }
     }
 
-    static func == (lhs: JSONObject, rhs: JSONObject) -> Bool { lhs.members == rhs.members }
+    package static func == (lhs: JSONObject, rhs: JSONObject) -> Bool { lhs.members == rhs.members }
 }
 
 /// Why a document is not JSON, or not JSON this lab accepts, and where: 1-based line and
 /// column (columns count characters, so a tab or an "é" is one column).
-struct JSONParseError: Error, Sendable, Equatable {
-    var line: Int
-    var column: Int
+package struct JSONParseError: Error, Sendable, Equatable {
+    package var line: Int
+    package var column: Int
     /// The path to the member or element being read, like `sockets[1].address`; empty at the top.
-    var field: String
-    var expected: String
-    var found: String?
+    package var field: String
+    package var expected: String
+    package var found: String?
 }
 
 /// A strict RFC 8259 parser over a file's bytes. Strict, because a scenario file is evidence:
@@ -85,8 +81,9 @@ struct JSONParseError: Error, Sendable, Equatable {
 ///
 /// Beyond the RFC, it bounds nesting (a hostile file cannot exhaust the stack) and refuses a
 /// repeated key in one object.
-struct JSONParser {
-    static let maximumDepth = ScenarioLimits.nestingDepth
+package struct JSONParser {
+    /// Arrays and objects inside one another; a scenario needs five (ScenarioLimits.nestingDepth).
+    package static let maximumDepth = 64
 
     private enum PathComponent {
         case key(String)
@@ -102,7 +99,7 @@ struct JSONParser {
         self.bytes = bytes
     }
 
-    static func parse(_ bytes: [UInt8]) throws(JSONParseError) -> JSONValue {
+    package static func parse(_ bytes: [UInt8]) throws(JSONParseError) -> JSONValue {
         var parser = JSONParser(bytes: bytes)
         if let invalid = firstInvalidUTF8(bytes) {
             throw parser.error(at: invalid, expected: "UTF-8 text", found: "the byte 0x" + hex(bytes[invalid]) + ", which is not valid UTF-8 here")
@@ -430,7 +427,7 @@ struct JSONParser {
 
     /// The offset of the first byte that does not start a well-formed UTF-8 sequence
     /// (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF), or nil.
-    static func firstInvalidUTF8(_ bytes: [UInt8]) -> Int? {
+    package static func firstInvalidUTF8(_ bytes: [UInt8]) -> Int? {
         var index = 0
         while index < bytes.count {
             let lead = bytes[index]

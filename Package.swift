@@ -18,7 +18,15 @@ let package = Package(
         .target(name: "HijackCLI", dependencies: ["HijackSystem", "HijackAudit", "HijackAgent", "CHijackLab"], path: "Sources/HijackLab/CLI"),
         .target(name: "HijackLab", dependencies: ["HijackSystem", "HijackAudit", "HijackAgent", "HijackCLI", "CHijackLab"],
                 exclude: ["System", "Audit", "Agent", "CLI"]),
-        .executableTarget(name: "hijack-lab", dependencies: ["HijackLab"]),
+        // The Foundation half: the lab, the matrix and the reports. The front execs it.
+        .executableTarget(name: "hijack-lab-full", dependencies: ["HijackLab"]),
+        // The front door, with no Foundation: help, --version and the audit run here, small and
+        // fast; every other command is handed to hijack-lab-full, built beside it (the
+        // dependency only makes `swift run hijack-lab` build it). A release build links the Swift
+        // runtime statically, which halves its start-up; a debug build (and `swift test`, whose
+        // test bundle would inherit the flag) links it dynamically.
+        .executableTarget(name: "hijack-lab", dependencies: ["HijackCLI", "hijack-lab-full"],
+                          linkerSettings: [.unsafeFlags(["-static-stdlib"], .when(configuration: .release))]),
         // The tests drive the real binary as an agent, so they depend on it being built.
         .testTarget(name: "HijackLabTests", dependencies: ["HijackLab", "hijack-lab"], exclude: ["Fixtures"]),
     ],

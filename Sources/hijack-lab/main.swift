@@ -1,4 +1,5 @@
 import Glibc
-import HijackLab
+import HijackCLI
 
-exit(CLI.run(Array(CommandLine.arguments.dropFirst())))
+// The front door, with no Foundation: help, --version and audit here; the rest in hijack-lab-full.
+exit(Front.run(Array(CommandLine.arguments.dropFirst())))

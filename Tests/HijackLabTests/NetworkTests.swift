@@ -144,7 +144,7 @@ struct NetworkTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let json = directory + "/out.json"
         let run = try ChildProcess(executable: "/usr/bin/setpriv", arguments: [
-            "--reuid=65534", "--regid=65534", "--clear-groups", TestLab.agentExecutable,
+            "--reuid=65534", "--regid=65534", "--clear-groups", TestLab.toolExecutable,
             "all", "--scenarios", TestLab.scenariosDirectory, "--report", "/dev/null", "--json", json], mergeStandardError: true)
         let output = run.readAll(until: .after(seconds: 60)) ?? ""
         let status = run.finish(until: .after(seconds: 5))

@@ -1,6 +1,5 @@
 import HijackSystem
 import CHijackLab
-import Foundation
 import Glibc
 
 public enum Audit {
@@ -152,7 +151,7 @@ public enum Audit {
     /// CAP_NET_BIND_SERVICE) can take a free address.
     public static var unprivilegedPortStart: UInt16 {
         ProcNet.read("/proc/sys/net/ipv4/ip_unprivileged_port_start")
-            .flatMap { UInt16($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 1024
+            .flatMap { UInt16($0.trimmed) } ?? 1024
     }
 
     /// The ports the kernel hands to clients: a bound UDP socket there is most likely one.

@@ -25,86 +25,91 @@ public enum AuditJSON {
     public static func write(_ report: AuditReport, schemaVersion: Int? = nil, to emit: (UnsafeRawBufferPointer) -> Void) {
         withoutActuallyEscaping(emit) { emit in
             var out = JSONWriter(emit: emit)
-            out.object(level: 0) { out in
-                out.key("findings", first: true, level: 1)
-                out.array(report.findings, level: 1) { out, finding in
-                    out.object(level: 2) { out in
-                        out.key("destinations", first: true, level: 3)
-                        out.array(finding.destinations, level: 3) { out, destination in out.string(destination) }
-                        out.key("explanation", level: 3)
-                        out.string(finding.explanation)
-                        out.key("inodes", level: 3)
-                        out.array(finding.inodes, level: 3) { out, inode in out.number(inode) }
-                        out.key("kind", level: 3)
-                        out.string(finding.kind.rawValue)
-                        if let intruder = finding.likelyIntruder {
-                            out.key("likelyIntruder", level: 3)
-                            out.number(intruder)
-                        }
-                        out.key("port", level: 3)
-                        out.number(finding.port)
-                        out.key("severity", level: 3)
-                        out.string(finding.severity.rawValue)
-                        out.key("transport", level: 3)
-                        out.string(finding.transport.rawValue)
+            write(report, schemaVersion: schemaVersion, base: 0, into: &out)
+            out.flush()
+        }
+    }
+
+    /// The report as one value inside a larger document, its braces at nesting level `base`.
+    package static func write(_ report: AuditReport, schemaVersion: Int? = nil, base: Int, into out: inout JSONWriter) {
+        out.object(level: base) { out in
+            out.key("findings", first: true, level: base + 1)
+            out.array(report.findings, level: base + 1) { out, finding in
+                out.object(level: base + 2) { out in
+                    out.key("destinations", first: true, level: base + 3)
+                    out.array(finding.destinations, level: base + 3) { out, destination in out.string(destination) }
+                    out.key("explanation", level: base + 3)
+                    out.string(finding.explanation)
+                    out.key("inodes", level: base + 3)
+                    out.array(finding.inodes, level: base + 3) { out, inode in out.number(inode) }
+                    out.key("kind", level: base + 3)
+                    out.string(finding.kind.rawValue)
+                    if let intruder = finding.likelyIntruder {
+                        out.key("likelyIntruder", level: base + 3)
+                        out.number(intruder)
                     }
-                }
-                out.key("namespace", level: 1)
-                out.string(report.namespace)
-                out.key("ownersComplete", level: 1)
-                out.bool(report.ownersComplete)
-                if let schemaVersion {
-                    out.key("schemaVersion", level: 1)
-                    out.number(schemaVersion)
-                }
-                out.key("skippedRows", level: 1)
-                out.number(report.skippedRows)
-                out.key("socketDetails", level: 1)
-                out.bool(report.socketDetails)
-                out.key("sockets", level: 1)
-                out.array(report.sockets, level: 1) { out, socket in
-                    out.object(level: 2) { out in
-                        out.key("address", first: true, level: 3)
-                        out.string(socket.address)
-                        if let device = socket.device {
-                            out.key("device", level: 3)
-                            out.string(device)
-                        }
-                        out.key("inode", level: 3)
-                        out.number(socket.inode)
-                        out.key("owners", level: 3)
-                        out.array(socket.owners, level: 3) { out, owner in
-                            out.object(level: 4) { out in
-                                out.key("command", first: true, level: 5)
-                                out.string(owner.command)
-                                out.key("pid", level: 5)
-                                out.number(owner.pid)
-                            }
-                        }
-                        out.key("port", level: 3)
-                        out.number(socket.port)
-                        if let remote = socket.remote {
-                            out.key("remote", level: 3)
-                            out.string(remote)
-                        }
-                        out.key("transport", level: 3)
-                        out.string(socket.transport.rawValue)
-                        out.key("uid", level: 3)
-                        out.number(socket.uid)
-                        out.key("user", level: 3)
-                        out.string(socket.user)
-                        if let v6only = socket.v6only {
-                            out.key("v6only", level: 3)
-                            out.bool(v6only)
-                        }
-                    }
-                }
-                if let source = report.source {
-                    out.key("source", level: 1)
-                    out.string(source.rawValue)
+                    out.key("port", level: base + 3)
+                    out.number(finding.port)
+                    out.key("severity", level: base + 3)
+                    out.string(finding.severity.rawValue)
+                    out.key("transport", level: base + 3)
+                    out.string(finding.transport.rawValue)
                 }
             }
-            out.flush()
+            out.key("namespace", level: base + 1)
+            out.string(report.namespace)
+            out.key("ownersComplete", level: base + 1)
+            out.bool(report.ownersComplete)
+            if let schemaVersion {
+                out.key("schemaVersion", level: base + 1)
+                out.number(schemaVersion)
+            }
+            out.key("skippedRows", level: base + 1)
+            out.number(report.skippedRows)
+            out.key("socketDetails", level: base + 1)
+            out.bool(report.socketDetails)
+            out.key("sockets", level: base + 1)
+            out.array(report.sockets, level: base + 1) { out, socket in
+                out.object(level: base + 2) { out in
+                    out.key("address", first: true, level: base + 3)
+                    out.string(socket.address)
+                    if let device = socket.device {
+                        out.key("device", level: base + 3)
+                        out.string(device)
+                    }
+                    out.key("inode", level: base + 3)
+                    out.number(socket.inode)
+                    out.key("owners", level: base + 3)
+                    out.array(socket.owners, level: base + 3) { out, owner in
+                        out.object(level: base + 4) { out in
+                            out.key("command", first: true, level: base + 5)
+                            out.string(owner.command)
+                            out.key("pid", level: base + 5)
+                            out.number(owner.pid)
+                        }
+                    }
+                    out.key("port", level: base + 3)
+                    out.number(socket.port)
+                    if let remote = socket.remote {
+                        out.key("remote", level: base + 3)
+                        out.string(remote)
+                    }
+                    out.key("transport", level: base + 3)
+                    out.string(socket.transport.rawValue)
+                    out.key("uid", level: base + 3)
+                    out.number(socket.uid)
+                    out.key("user", level: base + 3)
+                    out.string(socket.user)
+                    if let v6only = socket.v6only {
+                        out.key("v6only", level: base + 3)
+                        out.bool(v6only)
+                    }
+                }
+            }
+            if let source = report.source {
+                out.key("source", level: base + 1)
+                out.string(source.rawValue)
+            }
         }
     }
 }

@@ -1,5 +1,4 @@
 import HijackSystem
-import Foundation
 import Glibc
 
 /// A socket as the audit reports it: one that receives new traffic for its address (a TCP

@@ -1,5 +1,4 @@
 import HijackSystem
-import Foundation
 
 extension Audit {
     /// What the rules need to know about the host besides its sockets.

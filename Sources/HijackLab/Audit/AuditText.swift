@@ -1,5 +1,4 @@
 import HijackSystem
-import Foundation
 
 /// The audit for people: an ss-like table of receiving sockets, then one line per finding.
 public enum AuditText {
@@ -131,12 +130,12 @@ public enum AuditText {
 
     package static func terminal(_ text: String) -> String { isPlain(text) ? text : UntrustedText.terminal(text) }
 
-    /// `text.replacingOccurrences(of: target, with: replacement)`, without Foundation where
-    /// both are printable ASCII: there each character is one byte and one grapheme, and its
-    /// search by canonical equivalence finds exactly what a byte search finds.
+    /// `text.replacing(target, with: replacement)`, by bytes where both are printable ASCII:
+    /// there each character is one byte and one grapheme, and the standard library's search
+    /// by whole characters (canonical equivalence) finds exactly what a byte search finds.
     package static func replacing(_ target: String, with replacement: String, in text: String) -> String {
         let isPrintable = { (text: String) in text.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7f } }
-        guard isPrintable(target) && isPrintable(text), !target.isEmpty else { return text.replacingOccurrences(of: target, with: replacement) }
+        guard isPrintable(target) && isPrintable(text), !target.isEmpty else { return text.replacing(target, with: replacement) }
         let bytes = Array(text.utf8)
         let needle = Array(target.utf8)
         var result: [UInt8] = []
@@ -187,7 +186,7 @@ public enum AuditText {
                 } else {
                     // Foundation's padding, as before: it counts UTF-16 units, not characters.
                     let escaped = UntrustedText.terminal(cell)
-                    line += (last ? escaped : escaped.padding(toLength: widths[column], withPad: " ", startingAt: 0)).utf8
+                    line += (last ? escaped : escaped.padded(toUTF16Length: widths[column])).utf8
                 }
             }
             output.line(line)

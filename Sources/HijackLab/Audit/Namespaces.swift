@@ -1,5 +1,4 @@
 import HijackSystem
-import Foundation
 import Glibc
 
 /// A container that a namespace's holder runs in, as its cgroup path tells.
@@ -255,8 +254,8 @@ public enum Namespaces {
     private static func podUID(_ component: String) -> String? {
         var text = Substring(component)
         if text.hasSuffix(".slice") { text = text.dropLast(6) }
-        guard let range = text.range(of: "pod", options: .backwards) else { return nil }
-        let uid = text[range.upperBound...].replacingOccurrences(of: "_", with: "-")
+        guard let range = text.ranges(of: "pod").last else { return nil }
+        let uid = String(text[range.upperBound...]).replacing("_", with: "-")
         return uid.count >= 32 && uid.allSatisfy({ $0.isHexDigit || $0 == "-" }) ? uid : nil
     }
 

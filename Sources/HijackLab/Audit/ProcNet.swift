@@ -1,6 +1,5 @@
 import HijackSystem
 import CHijackLab
-import Foundation
 import Glibc
 
 /// One row of /proc/net/{tcp,tcp6,udp,udp6}.
@@ -312,7 +311,7 @@ public enum SocketOwners {
         while current > 1, chain.count < 64,
               let status = ProcNet.read("/proc/\(current)/status"),
               let line = status.split(separator: "\n").first(where: { $0.hasPrefix("PPid:") }),
-              let parent = Int32(line.dropFirst(5).trimmingCharacters(in: .whitespaces)) {
+              let parent = Int32(line.dropFirst(5).trimmed) {
             chain.append(parent)
             current = parent
         }

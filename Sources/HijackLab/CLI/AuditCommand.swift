@@ -2,13 +2,12 @@ import HijackAgent
 import HijackAudit
 import HijackSystem
 import CHijackLab
-import Foundation
 import Glibc
 
 package struct AuditCommand: Command {
     package static let name = "audit"
     package static let synopsis = "audit [options]"
-    package static let summary = "find shadowed and shadowable listeners on this host, now"
+    package static let summary = CommandIndex.summary(of: name)
 
     package enum Format: String, CaseIterable {
         case table, json, jsonl, prometheus
@@ -109,7 +108,7 @@ package struct AuditCommand: Command {
         let started = Deadline.now()
         let (audits, unreadable) = source.audit()
         let duration = Double(Deadline.now().nanoseconds - started.nanoseconds) / 1e9
-        let ended = Date()
+        let ended = WallTime.now()
         for audit in audits {
             if let error = audit.error {
                 console.err("hijack-lab audit: network namespace \(UntrustedText.terminal(audit.netns.label)) was not audited: \(UntrustedText.terminal(error))")
@@ -144,7 +143,7 @@ package struct AuditCommand: Command {
         switch chosen {
         case .table: content = table(audits, unreadable: unreadable, allNamespaces: allNamespaces, minimum: minimum) + "\n"
         case .json:
-            content = String(decoding: JSONFormat.encode(AuditFormats.FleetDocument(namespaces: audits, unreadableProcesses: unreadable)), as: UTF8.self) + "\n"
+            content = String(decoding: AuditFormats.fleetJSON(audits, unreadableProcesses: unreadable), as: UTF8.self) + "\n"
         case .jsonl: content = AuditFormats.jsonLines(audits, minimum: minimum, timestamp: ended)
         case .prometheus:
             content = AuditFormats.prometheus(audits, unreadableProcesses: unreadable, duration: duration, timestamp: ended)
@@ -303,7 +302,7 @@ package final class AuditWatcher {
 
     /// Audits once and returns the changes since the last step, each line timestamped and
     /// escaped for the terminal. The first step returns the findings present now.
-    package func step(at now: Date = Date()) -> [String] {
+    package func step(at now: WallTime = .now()) -> [String] {
         let audits = audit()
         let time = AuditFormats.timestampText(now)
         var currentFindings: [String: String] = [:]
@@ -370,15 +369,5 @@ package final class AuditWatcher {
             var wake = timespec(tv_sec: Int(next.nanoseconds / 1_000_000_000), tv_nsec: Int(next.nanoseconds % 1_000_000_000))
             while clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &wake, nil) == EINTR {}
         }
-    }
-}
-
-/// The one JSON style of every `--json` output: pretty, keys sorted so diffs stay small.
-package enum JSONFormat {
-    package static func encode<T: Encodable>(_ value: T) -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        // Plain structs of strings and numbers: encoding cannot fail.
-        return (try? encoder.encode(value)) ?? Data("{}".utf8)
     }
 }

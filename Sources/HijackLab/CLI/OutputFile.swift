@@ -2,7 +2,6 @@ import HijackAgent
 import HijackAudit
 import HijackSystem
 import CHijackLab
-import Foundation
 import Glibc
 
 /// A file a command writes: REPORT.md, MATRIX.md, the JSON. `-` is stdout.

@@ -8,7 +8,7 @@ import Glibc
 struct MatrixCommand: Command {
     static let name = "matrix"
     static let synopsis = "matrix [options]"
-    static let summary = "every two-socket combination, run for real; writes MATRIX.md"
+    static let summary = CommandIndex.summary(of: name)
     static let options = [
         OptionSpec("--transport", "LIST", "tcp, udp (comma-separated subset)"),
         OptionSpec("--addresses", "LIST", "a subset of: " + MatrixEndpoint.standard.map(\.label).joined(separator: ", ")),

@@ -25,7 +25,7 @@ enum LabOptions {
 struct AllCommand: Command {
     static let name = "all"
     static let synopsis = "all [options]"
-    static let summary = "run every scenario in scenarios/ and write REPORT.md"
+    static let summary = CommandIndex.summary(of: name)
     static let options = LabOptions.shared + [OptionSpec("--report", "FILE", "where the Markdown report goes (default REPORT.md; - for stdout)")]
     static let discussion = """
         Runs every scenario file in the folder, one real process per socket, and writes REPORT.md.
@@ -52,7 +52,7 @@ struct AllCommand: Command {
 struct RunCommand: Command {
     static let name = "run"
     static let synopsis = "run NAME... [options]"
-    static let summary = "run the named scenarios (a report only with --report)"
+    static let summary = CommandIndex.summary(of: name)
     static let options = LabOptions.shared + [OptionSpec("--report", "FILE", "also write the Markdown report here (- for stdout)")]
     static let discussion = """
         Runs the named scenarios from the folder, as `all` does, and writes no report unless
@@ -229,7 +229,7 @@ enum ScenarioPicker {
 struct ListCommand: Command {
     static let name = "list"
     static let synopsis = "list [--scenarios DIR]"
-    static let summary = "list the scenarios: name and title"
+    static let summary = CommandIndex.summary(of: name)
     static let options = [LabOptions.scenarios]
     static let discussion = "Prints one line per scenario file on stdout. Files that cannot be read are named on stderr, and the exit status is then 2."
 
@@ -256,7 +256,7 @@ struct ListCommand: Command {
 struct ShowCommand: Command {
     static let name = "show"
     static let synopsis = "show NAME [--scenarios DIR]"
-    static let summary = "explain one scenario: sockets, steps, probes, expectation"
+    static let summary = CommandIndex.summary(of: name)
     static let options = [LabOptions.scenarios]
     static let discussion = "Prints the scenario as the lab reads it, without running it."
 
@@ -286,7 +286,7 @@ struct ShowCommand: Command {
 struct CheckCommand: Command {
     static let name = "check"
     static let synopsis = "check FILE|DIR..."
-    static let summary = "validate scenario files without running them"
+    static let summary = CommandIndex.summary(of: name)
     static let options: [OptionSpec] = []
     static let discussion = """
         Reads each file (or every *.json in each folder) exactly as `all` would, and prints `ok`

@@ -1,5 +1,4 @@
 import CHijackLab
-import Foundation
 import Glibc
 
 /// A child process with a pipe to its stdin and one from its stdout, read line by line

@@ -58,8 +58,8 @@ public enum UntrustedText {
     /// as a link by GitHub; it leads where its text says. Markdown the
     /// text holds on purpose, such as a code span, is shown as its characters, not rendered.
     public static func markdown(_ text: String) -> String {
-        let flat = Array(terminal(text.replacingOccurrences(of: "\r\n", with: " ")
-            .replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "\r", with: " ")))
+        let flat = Array(terminal(text.replacing("\r\n", with: " ")
+            .replacing("\n", with: " ").replacing("\r", with: " ")))
         var escaped = ""
         escaped.reserveCapacity(flat.count)
         let isWordCharacter = { (index: Int) -> Bool in

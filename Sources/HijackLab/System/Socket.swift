@@ -92,15 +92,9 @@ public final class Socket {
     /// Writes all of `text`; used for the short identity line an agent sends.
     public func write(_ text: String) throws(SystemError) {
         let bytes = Array(text.utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let count = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
-            if count == -1 {
-                if errno == EINTR { continue }
-                throw SystemError.last("send")
-            }
-            offset += count
-        }
+        try bytes.withUnsafeBytes { buffer in
+            Result { () throws(SystemError) in try writeAll(buffer, call: "send") { Glibc.send(fd, $0, $1, Int32(MSG_NOSIGNAL)) } }
+        }.get()
     }
 
     /// Reads until a newline or end of stream, within the deadline. Returns what arrived, without the newline.

@@ -94,9 +94,10 @@ final class MatrixWorker {
         let second = matrixCase.second == nil ? nil : matrixCase.secondUser == .other ? secondOther : secondSame
         guard matrixCase.second == nil || second != nil else { throw .setup("no agent for uid 65534 (not root)") }
         let agents = [first] + (second.map { [$0] } ?? [])
+        var closed = false
         defer {
             // Close both sockets whatever happened, so the next case starts clean.
-            for agent in agents where (try? agent.request(.close(waitMilliseconds: 100))) == nil { healthy = false }
+            if !closed, (try? Self.close(agents)) == nil { healthy = false }
             for agent in agents { agent.forgetAcceptedPeers() }
         }
         let firstOptions = (matrixCase.first.v6only ? ["IPV6_V6ONLY"] : []) + matrixCase.firstOptions.names
@@ -120,19 +121,30 @@ final class MatrixWorker {
         // With one socket serving, one connection per destination says who gets it. With two,
         // the kernel may split by hash: 16 make a missed 50/50 split a 1-in-32,768 event.
         let count = bothServe ? 16 : 1
-        var connections: [(label: String, ProbeConnection)] = []
+        // The host's and the peer's probes go out together and run at once; each reply is
+        // then read in turn.
+        var sent: [(client: AgentClient, targets: [(label: String, address: String, from: ProbeClient)], command: AgentCommand)] = []
         for from in [ProbeClient.host, .peer] {
             let targets = destinations.filter { $0.from == from }
             guard !targets.isEmpty, let client = network.client(from) else { continue }
             let request = ProbeRequest(transport: transport, destinations: targets.map { .init(address: $0.address, count: count) }, port: port,
                                        closes: .clientReset, timeoutMilliseconds: Int(settings.connectTimeout * 1000), labRanges: settings.topology.kind == .netns)
-            let received = try client.probe(request, timeout: settings.replyTimeout + settings.connectTimeout * Double(count * targets.count)).connections
+            try client.send([.probe(request)])
+            sent.append((client, targets, .probe(request)))
+        }
+        var connections: [(label: String, ProbeConnection)] = []
+        for (client, targets, command) in sent {
+            let reply = try client.reply(to: command, timeout: settings.replyTimeout + settings.connectTimeout * Double(count * targets.count))
+            guard case .probed(let received, _) = reply else { throw .agentRefused(agent: client.id, command: "\"probe\"", reason: "it answered without connections") }
             for (index, target) in targets.enumerated() {
                 connections += received.dropFirst(index * count).prefix(count).map { (target.label, $0) }
             }
         }
-        // Cross-check identities with the agents' own acceptance reports, before the close.
-        for agent in agents { _ = try agent.request(.sync) }
+        // Each agent wrote every acceptance before the identity that a client read, and its
+        // close reply after them: once both sockets are closed, the runner holds every report
+        // that the identities are checked against.
+        closed = true
+        try Self.close(agents)
         for destination in destinations {
             var delivery = MatrixDelivery(destination: destination.label, sent: 0, first: 0, second: 0, nobody: 0, lost: 0)
             for (label, connection) in connections where label == destination.label {
@@ -160,6 +172,14 @@ final class MatrixWorker {
             outcome.deliveries.append(delivery)
         }
         return outcome
+    }
+
+    /// Closes every agent's socket at once: each close is sent, then each reply read. A
+    /// close that fails marks the lane unhealthy, so the next case gets a new lab.
+    private static func close(_ agents: [AgentClient]) throws(LabError) {
+        let command = AgentCommand.close(waitMilliseconds: 100)
+        for agent in agents { try agent.send([command]) }
+        for agent in agents { _ = try agent.reply(to: command) }
     }
 
     /// The audit as the lab host's client runs it, while the case's sockets are live: its

@@ -29,7 +29,7 @@ struct MatrixModelTests {
         #expect(cases.allSatisfy { $0.transport == .udp && $0.secondUser == .other && [.none, .reusePort].contains($0.firstOptions) })
         #expect(Set(cases.flatMap { [$0.first.label, $0.second!.label] }) == ["0.0.0.0", "::1"])
         let bad = MatrixFilter.parseList("tcp,sctp", flag: "--transport", parse: { Transport(rawValue: $0) }, allowed: ["tcp", "udp"])
-        #expect(throws: Topology.Unavailable.self) { try bad.get() }
+        #expect(throws: MatrixFilter.ListError.self) { try bad.get() }
         if case .failure(let problem) = bad { #expect(problem.reason == "--transport: \"sctp\" is not one of tcp, udp") }
     }
 

@@ -5,37 +5,6 @@ import HijackSystem
 import Foundation
 import Glibc
 
-/// How a run is carried out.
-public struct LabSettings: Sendable {
-    /// The binary started in the agent role: this program itself, found via /proc/self/exe.
-    public var agentExecutable: String
-    public var topology: Topology
-    /// How long any agent may take to answer one command.
-    public var replyTimeout: Double
-    /// How long one probe connection may take to connect and deliver the identity line.
-    public var connectTimeout: Double
-    /// Audit every scenario while its sockets are live (`run --audit`), not only those that ask.
-    public var auditAll = false
-    /// How long one whole scenario may take, start-up and probes included. Past it the
-    /// scenario's agents are killed and it is reported as not finished.
-    public var scenarioDeadline: Double = 60
-
-    public init(agentExecutable: String, topology: Topology, replyTimeout: Double = 5, connectTimeout: Double = 2) {
-        self.agentExecutable = agentExecutable
-        self.topology = topology
-        self.replyTimeout = replyTimeout
-        self.connectTimeout = connectTimeout
-    }
-
-    /// The path of the running executable, which doubles as the agent binary.
-    public static func currentExecutable() -> String {
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        guard count > 0 else { return CommandLine.arguments[0] }
-        return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-}
-
 /// Runs scenarios: starts one agent per socket, carries out the steps, probes, and turns
 /// the agents' replies into a `ScenarioOutcome`. It formats nothing for people.
 public final class Runner {
@@ -135,13 +104,7 @@ public final class Runner {
                 // The host client lives in the lab host, so it reads the scenario's own sockets.
                 outcome.audit = try clock.request(host, .audit(port: outcome.port), wanting: settings.replyTimeout).audit
             }
-            for (probe, connection) in seen {
-                guard let line = connection.identity else { continue }
-                guard let agent = agents[AgentIdentity.receiver(named: line)] ?? ended[AgentIdentity.receiver(named: line)] else {
-                    throw LabError.identityMismatch("probe \(probe) read \"\(line)\", which names no socket of this scenario")
-                }
-                try agent.confirm(connection, in: probe)
-            }
+            try IdentityCheck.confirm(seen, in: "scenario") { agents[$0] ?? ended[$0] }
             for agent in agents.values { agent.finish() }
         } catch {
             outcome.status = .error
@@ -160,25 +123,16 @@ public final class Runner {
     public func skipReason(_ scenario: Scenario) -> String? {
         for socket in scenario.sockets {
             if case .failure(let unavailable) = settings.topology.resolve(socket.address) { return "socket \(socket.id): \(unavailable.reason)" }
-            if socket.user == .other && geteuid() != 0 {
-                return "socket \(socket.id) runs as another user (uid 65534), which only root can start; this run is uid \(geteuid())"
-            }
-            if socket.device != nil && settings.topology.kind != .netns {
-                return "socket \(socket.id) binds to a device, which the lab does only inside its own namespace (netns topology)"
-            }
+            if socket.user == .other, let reason = settings.otherUserSkip("socket \(socket.id)") { return reason }
+            if socket.device != nil, let reason = settings.netnsSkip("socket \(socket.id) binds to a device, which the lab does") { return reason }
         }
         for probe in scenario.probes {
             if case .failure(let unavailable) = settings.topology.resolve(probe.to) { return "probe \(probe.id): \(unavailable.reason)" }
-            if probe.from == .peer && settings.topology.kind != .netns {
-                return "probe \(probe.id) comes from the external peer, which exists only in the netns topology"
-            }
+            if probe.from == .peer, let reason = settings.netnsSkip("probe \(probe.id) comes from the external peer, which exists") { return reason }
         }
-        if scenario.port == .privileged && settings.topology.kind != .netns {
-            return "its port is a privileged one (below 1024), which the lab binds only inside its own namespace (netns topology)"
-        }
-        if scenario.steps.contains(where: { if case .addAddress = $0 { true } else { false } }) && settings.topology.kind != .netns {
-            return "it adds an address to the lab host's interface, which exists only in the netns topology"
-        }
+        if scenario.port == .privileged, let reason = settings.netnsSkip("its port is a privileged one (below 1024), which the lab binds") { return reason }
+        if scenario.steps.contains(where: { if case .addAddress = $0 { true } else { false } }),
+           let reason = settings.netnsSkip("it adds an address to the lab host's interface, which exists") { return reason }
         return nil
     }
 

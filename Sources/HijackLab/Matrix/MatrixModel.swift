@@ -111,7 +111,7 @@ public struct MatrixDelivery: Codable, Sendable, Equatable {
 
 public struct MatrixCaseOutcome: Codable, Sendable, Equatable {
     public var matrixCase: MatrixCase
-    public var status: ScenarioOutcome.Status
+    public var status: RunStatus
     public var skipReason: String?
     public var error: String?
     public var port: UInt16?
@@ -123,7 +123,7 @@ public struct MatrixCaseOutcome: Codable, Sendable, Equatable {
     /// What the audit said in the lab host while this case's sockets were live (`--audit`).
     public var audit: MatrixCaseAudit?
 
-    public init(matrixCase: MatrixCase, status: ScenarioOutcome.Status, skipReason: String? = nil) {
+    public init(matrixCase: MatrixCase, status: RunStatus, skipReason: String? = nil) {
         self.matrixCase = matrixCase
         self.status = status
         self.skipReason = skipReason
@@ -182,7 +182,12 @@ public struct MatrixFilter: Sendable {
     }
 
     /// Parses a comma-separated list, naming what was expected on error.
-    public static func parseList<T>(_ text: String, flag: String, parse: (String) -> T?, allowed: [String]) -> Result<[T], Topology.Unavailable> {
+    /// A list flag whose value names something that is not among the allowed ones.
+    public struct ListError: Error, Sendable {
+        public var reason: String
+    }
+
+    public static func parseList<T>(_ text: String, flag: String, parse: (String) -> T?, allowed: [String]) -> Result<[T], ListError> {
         var values: [T] = []
         for item in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
             guard let value = parse(item) else {

@@ -3,15 +3,18 @@ import HijackAudit
 import HijackCLI
 import HijackSystem
 
+/// Whether a scenario or a matrix case ran.
+public enum RunStatus: String, Codable, Sendable {
+    case ran
+    case skipped
+    /// The runner could not finish it (a timeout, a refused command).
+    case error
+}
+
 /// What happened in one scenario: every field comes from a reply of a real agent.
 /// The JSON output is these values as they are; the Markdown report renders them.
 public struct ScenarioOutcome: Codable, Sendable {
-    public enum Status: String, Codable, Sendable {
-        case ran
-        case skipped
-        /// The runner could not finish the scenario (a timeout, a refused command).
-        case error
-    }
+    public typealias Status = RunStatus
 
     public var name: String
     public var title: String

@@ -104,4 +104,16 @@ struct AgentWireTests {
     func decimals(_ value: Double, _ digits: Int, _ expected: String) {
         #expect(LabError.decimal(value, digits: digits) == expected)
     }
+
+    @Test("The agent's command line, read in the Agent module for any executable that hosts the role")
+    func arguments() throws {
+        let agent = try Agent(arguments: ["--id", "victim", "--netns", "new", "--user", "other", "--host-client", "--bind-service"])
+        #expect(agent.id == "victim" && agent.netns == "new" && agent.runAsOther && agent.hostClient)
+        // Another user's agent never keeps CAP_NET_BIND_SERVICE.
+        #expect(!agent.bindService)
+        #expect(try Agent(arguments: ["--bind-service", "--id", "a"]).bindService)
+        for bad in [[], ["--netns", "new"], ["--id"], ["--id", "a", "--user", "root"], ["--id", "a", "--colour"]] {
+            #expect(throws: Agent.ArgumentError.self, "\(bad)") { try Agent(arguments: bad) }
+        }
+    }
 }

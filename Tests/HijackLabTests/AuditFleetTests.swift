@@ -92,8 +92,8 @@ struct AuditFleetTests {
         let agent = try AgentClient(executable: TestLab.agentExecutable, id: id, extraArguments: netns.map { ["--netns", $0] } ?? [], timeout: 10)
         do {
             try agent.awaitReady()
-            let reply = try agent.request(.open(transport: .tcp, address: address, port: port, options: ["SO_REUSEPORT"], listen: true))
-            try #require(reply.calls?.last?.result == "ok", "\(id) could not listen on \(address):\(port): \(reply.calls ?? [])")
+            let calls = try agent.calls(.open(SocketRequest(transport: .tcp, address: address, port: port, options: ["SO_REUSEPORT"]), listen: true))
+            try #require(calls.last?.result == .ok, "\(id) could not listen on \(address):\(port): \(calls)")
         } catch {
             agent.kill()
             throw error

@@ -1,6 +1,5 @@
 import HijackAudit
 import HijackSystem
-import Foundation
 import Glibc
 
 /// A process as /proc names it: its pid and its start time in clock ticks since boot.

@@ -89,9 +89,7 @@ public struct Topology: Sendable {
     /// the ephemeral range, where no outgoing connection of any program can take it (or leave
     /// it in TIME_WAIT) between this check and the scenario's bind.
     static func freeHostPort(for transport: Transport) throws(SystemError) -> UInt16 {
-        let range = ProcNet.read("/proc/sys/net/ipv4/ip_local_port_range")?
-            .split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).compactMap { UInt16($0) }
-        let ceiling = max(min(range?.first ?? 32_768, 32_768), 10_100)
+        let ceiling = max(min(Audit.ephemeralPorts.lowerBound, 32_768), 10_100)
         var lastError = SystemError(call: "bind", code: EADDRINUSE)
         for _ in 0..<200 {
             let candidate = UInt16.random(in: 10_000..<ceiling)

@@ -28,7 +28,7 @@ public struct MatrixEndpoint: Codable, Sendable, Hashable, CustomStringConvertib
         MatrixEndpoint(label: "[::]v6only", host: "::", v6only: true),
         MatrixEndpoint(label: "::1", host: "::1"),
         MatrixEndpoint(label: "::ffff:127.0.0.1", host: "::ffff:127.0.0.1"),
-        MatrixEndpoint(label: "lab-interface", host: "lab-interface"),
+        MatrixEndpoint(label: AddressSymbol.labInterface.rawValue, host: AddressSymbol.labInterface.rawValue),
     ]
 }
 
@@ -111,37 +111,35 @@ public struct MatrixDelivery: Codable, Sendable, Equatable {
 
 public struct MatrixCaseOutcome: Codable, Sendable, Equatable {
     public var matrixCase: MatrixCase
-    public var status: ScenarioOutcome.Status
+    public var status: RunStatus
     public var skipReason: String?
     public var error: String?
     public var port: UInt16?
-    public var firstBind = "not-attempted"
-    public var firstListen = "not-attempted"
-    public var secondBind = "not-attempted"
-    public var secondListen = "not-attempted"
+    public var firstBind = SyscallResult.notAttempted
+    public var firstListen = SyscallResult.notAttempted
+    public var secondBind = SyscallResult.notAttempted
+    public var secondListen = SyscallResult.notAttempted
     public var deliveries: [MatrixDelivery] = []
     /// What the audit said in the lab host while this case's sockets were live (`--audit`).
     public var audit: MatrixCaseAudit?
 
-    public init(matrixCase: MatrixCase, status: ScenarioOutcome.Status, skipReason: String? = nil) {
+    public init(matrixCase: MatrixCase, status: RunStatus, skipReason: String? = nil) {
         self.matrixCase = matrixCase
         self.status = status
         self.skipReason = skipReason
-        let notListening = matrixCase.transport == .udp ? "not-applicable" : "not-attempted"
+        let notListening: SyscallResult = matrixCase.transport == .udp ? .notApplicable : .notAttempted
         firstListen = notListening
         secondListen = notListening
     }
-
-    static func served(bind: String, listen: String) -> Bool { bind == "ok" && (listen == "ok" || listen == "not-applicable") }
 
     /// The grid cell: `B` or `L` when the second socket failed, `F` when the first did,
     /// otherwise one letter per destination (V, A, S or -).
     public var cell: String {
         guard status == .ran else { return status == .skipped ? "·" : "E" }
-        if firstBind != "ok" || (matrixCase.transport == .tcp && matrixCase.listens && firstListen != "ok") { return "F" }
+        if firstBind != .ok || (matrixCase.transport == .tcp && matrixCase.listens && firstListen != .ok) { return "F" }
         guard matrixCase.second != nil else { return deliveries.map(\.letter).joined() }
-        if secondBind != "ok" { return "B" }
-        if matrixCase.transport == .tcp && matrixCase.listens && secondListen != "ok" { return "L" }
+        if secondBind != .ok { return "B" }
+        if matrixCase.transport == .tcp && matrixCase.listens && secondListen != .ok { return "L" }
         return deliveries.map(\.letter).joined()
     }
 }
@@ -184,7 +182,12 @@ public struct MatrixFilter: Sendable {
     }
 
     /// Parses a comma-separated list, naming what was expected on error.
-    public static func parseList<T>(_ text: String, flag: String, parse: (String) -> T?, allowed: [String]) -> Result<[T], Topology.Unavailable> {
+    /// A list flag whose value names something that is not among the allowed ones.
+    public struct ListError: Error, Sendable {
+        public var reason: String
+    }
+
+    public static func parseList<T>(_ text: String, flag: String, parse: (String) -> T?, allowed: [String]) -> Result<[T], ListError> {
         var values: [T] = []
         for item in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
             guard let value = parse(item) else {
@@ -223,7 +226,7 @@ public struct MatrixAuditFinding: Codable, Sendable, Equatable {
 extension MatrixCaseOutcome {
     /// Both sockets bound (and listened): only then can either take from the other.
     public var bothServe: Bool {
-        matrixCase.second != nil && Self.served(bind: firstBind, listen: firstListen) && Self.served(bind: secondBind, listen: secondListen)
+        matrixCase.second != nil && SyscallResult.served(bind: firstBind, listen: firstListen) && SyscallResult.served(bind: secondBind, listen: secondListen)
     }
 
     /// The one place where the matrix derives where `localhost` goes: a client resolves it to

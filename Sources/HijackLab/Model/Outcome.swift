@@ -3,15 +3,18 @@ import HijackAudit
 import HijackCLI
 import HijackSystem
 
+/// Whether a scenario or a matrix case ran.
+public enum RunStatus: String, Codable, Sendable {
+    case ran
+    case skipped
+    /// The runner could not finish it (a timeout, a refused command).
+    case error
+}
+
 /// What happened in one scenario: every field comes from a reply of a real agent.
 /// The JSON output is these values as they are; the Markdown report renders them.
 public struct ScenarioOutcome: Codable, Sendable {
-    public enum Status: String, Codable, Sendable {
-        case ran
-        case skipped
-        /// The runner could not finish the scenario (a timeout, a refused command).
-        case error
-    }
+    public typealias Status = RunStatus
 
     public var name: String
     public var title: String
@@ -50,10 +53,10 @@ public struct SocketOutcome: Codable, Sendable, Equatable {
     public var listens: Bool
     public var uid: UInt32?
     public var pid: Int32?
-    /// "ok", an errno name, or "not-attempted".
-    public var bind: String
-    /// As bind, or "not-applicable" for UDP, which has no listen().
-    public var listen: String
+    /// ok, an errno, or not attempted.
+    public var bind: SyscallResult
+    /// As bind, or not applicable for UDP, which has no listen().
+    public var listen: SyscallResult
     public var calls: [SyscallRecord]
     public var expected: SocketExpectation
 }
@@ -83,7 +86,7 @@ public struct ProbeOutcome: Codable, Sendable, Equatable {
 }
 
 extension SocketOutcome {
-    var failedToServe: Bool { bind != "ok" || (listens && listen != "ok" && listen != "not-applicable") }
+    var failedToServe: Bool { !SyscallResult.served(bind: bind, listen: listens ? listen : .notApplicable) }
 
     var setsReuseOption: Bool { options.contains("SO_REUSEADDR") || options.contains("SO_REUSEPORT") }
 }
@@ -121,10 +124,10 @@ public enum VerdictRules {
     public static func differences(sockets: [SocketOutcome], probes: [ProbeOutcome], verdict: Verdict, expected: Verdict) -> [String] {
         var differences: [String] = []
         for socket in sockets {
-            if socket.bind != socket.expected.bind {
+            if socket.bind != SyscallResult(text: socket.expected.bind) {
                 differences.append("\(socket.id): bind expected \(socket.expected.bind), got \(socket.bind)")
             }
-            if socket.listen != socket.expected.listen {
+            if socket.listen != SyscallResult(text: socket.expected.listen) {
                 differences.append("\(socket.id): listen expected \(socket.expected.listen), got \(socket.listen)")
             }
         }

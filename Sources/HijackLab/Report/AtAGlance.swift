@@ -191,8 +191,8 @@ public enum AtAGlance {
             let ordered = cases.sorted { rank($0.matrixCase) < rank($1.matrixCase) }
             for outcome in ordered {
                 cell.tried += 1
-                if outcome.secondBind != "ok" { cell.refusals["bind \(outcome.secondBind)", default: 0] += 1; continue }
-                if outcome.matrixCase.transport == .tcp, outcome.secondListen != "ok" { cell.refusals["listen \(outcome.secondListen)", default: 0] += 1; continue }
+                if outcome.secondBind != .ok { cell.refusals["bind \(outcome.secondBind)", default: 0] += 1; continue }
+                if outcome.matrixCase.transport == .tcp, outcome.secondListen != .ok { cell.refusals["listen \(outcome.secondListen)", default: 0] += 1; continue }
                 for delivery in outcome.deliveries where delivery.second > 0 && scope.contains(delivery.destination) {
                     let gap = !alone.contains(delivery.destination)
                     let c = outcome.matrixCase

@@ -171,7 +171,7 @@ public enum MarkdownReport {
         let sockets = scenario.sockets.map { socket in
             let options = socket.options + (socket.device.map { ["SO_BINDTODEVICE \($0)"] } ?? [])
             let detail = ([socket.role.rawValue, displayAddress(socket)] + options).joined(separator: " · ")
-            let state = socket.failedToServe ? " ✗ " + (socket.bind != "ok" ? "bind \(socket.bind)" : "listen \(socket.listen)")
+            let state = socket.failedToServe ? " ✗ " + (socket.bind != .ok ? "bind \(socket.bind)" : "listen \(socket.listen)")
                 : socket.listens ? "" : " (bound, not listening)"
             return "sock_\(node(socket.id))[\"\(socket.id)<br>\(detail)\(state)\"]"
         }

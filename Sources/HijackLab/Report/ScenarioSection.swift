@@ -109,8 +109,8 @@ enum ScenarioSection {
 
     /// "bind EADDRINUSE" or "listen EADDRINUSE" for a socket that could not serve, else nil.
     static func failure(_ socket: SocketOutcome) -> String? {
-        if socket.bind != "ok" { return socket.bind == "not-attempted" ? "not bound" : "bind \(socket.bind)" }
-        if socket.listens, socket.listen != "ok", socket.listen != "not-applicable" { return "listen \(socket.listen)" }
+        if socket.bind != .ok { return socket.bind == .notAttempted ? "not bound" : "bind \(socket.bind)" }
+        if socket.listens, socket.listen != .ok, socket.listen != .notApplicable { return "listen \(socket.listen)" }
         return nil
     }
 }

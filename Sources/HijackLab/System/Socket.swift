@@ -30,7 +30,7 @@ public final class Socket {
     }
 
     deinit {
-        if !isClosed { Glibc.close(fd) }
+        if !isClosed { try? Syscall.close(fd) }
     }
 
     public func set(_ option: SocketOption) throws(SystemError) {
@@ -56,16 +56,18 @@ public final class Socket {
                 try retryingOnInterrupt("accept") { Glibc.accept(fd, address, &length) }
             }
         }
-        _ = fcntl(accepted, F_SETFD, FD_CLOEXEC)
-        return (Socket(adopting: accepted), SocketAddress(storage: storage))
+        let connection = Socket(adopting: accepted)
+        try Syscall.nothingOrErrno("fcntl(F_SETFD, FD_CLOEXEC)") { fcntl(accepted, F_SETFD, FD_CLOEXEC) }
+        return (connection, SocketAddress(storage: storage))
     }
 
     /// Connects, giving up at the deadline with ETIMEDOUT. Loopback answers at once; a peer
     /// in another namespace may not, so the wait is bounded rather than left to the kernel.
     public func connect(to address: SocketAddress, until deadline: Deadline) throws(SystemError) {
-        let flags = fcntl(fd, F_GETFL)
-        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
-        defer { _ = fcntl(fd, F_SETFL, flags) }
+        let flags = try Syscall.valueOrErrno("fcntl(F_GETFL)") { fcntl(fd, F_GETFL) }
+        try Syscall.nothingOrErrno("fcntl(F_SETFL, O_NONBLOCK)") { fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
+        // Back to blocking for the reads that follow; a failure would show in them.
+        defer { _ = try? Syscall.valueOrErrno("fcntl(F_SETFL)") { fcntl(fd, F_SETFL, flags) } }
         let started = try address.withSockAddr { (pointer, length) throws(SystemError) in Glibc.connect(fd, pointer, length) }
         if started == 0 { return }
         guard errno == EINPROGRESS || errno == EINTR else { throw SystemError.last("connect") }
@@ -81,10 +83,13 @@ public final class Socket {
     public func localAddress() throws(SystemError) -> SocketAddress {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let result = withUnsafeMutablePointer(to: &storage) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        if result == -1 { throw SystemError.last("getsockname") }
+        try withUnsafeMutablePointer(to: &storage) { pointer in
+            Result { () throws(SystemError) in
+                try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { (address) throws(SystemError) in
+                    try Syscall.nothingOrErrno("getsockname") { getsockname(fd, address, &length) }
+                }
+            }
+        }.get()
         guard let address = SocketAddress(storage: storage) else { throw SystemError(call: "getsockname", code: EAFNOSUPPORT) }
         return address
     }
@@ -92,15 +97,9 @@ public final class Socket {
     /// Writes all of `text`; used for the short identity line an agent sends.
     public func write(_ text: String) throws(SystemError) {
         let bytes = Array(text.utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let count = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
-            if count == -1 {
-                if errno == EINTR { continue }
-                throw SystemError.last("send")
-            }
-            offset += count
-        }
+        try bytes.withUnsafeBytes { buffer in
+            Result { () throws(SystemError) in try writeAll(buffer, call: "send") { Glibc.send(fd, $0, $1, Int32(MSG_NOSIGNAL)) } }
+        }.get()
     }
 
     /// Reads until a newline or end of stream, within the deadline. Returns what arrived, without the newline.
@@ -119,10 +118,11 @@ public final class Socket {
     /// Sends one datagram to `address`.
     public func send(_ text: String, to address: SocketAddress) throws(SystemError) {
         let bytes = Array(text.utf8)
-        let sent = try address.withSockAddr { (pointer, length) throws(SystemError) -> Int in
-            bytes.withUnsafeBytes { Glibc.sendto(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL), pointer, length) }
+        try address.withSockAddr { (pointer, length) throws(SystemError) in
+            try Syscall.nothingOrErrno("sendto") {
+                bytes.withUnsafeBytes { Glibc.sendto(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL), pointer, length) }
+            }
         }
-        if sent == -1 { throw SystemError.last("sendto") }
     }
 
     /// One datagram and its sender, or nil when none arrives by the deadline.
@@ -136,14 +136,17 @@ public final class Socket {
         var buffer = [UInt8](repeating: 0, count: 2048)
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let count = buffer.withUnsafeMutableBytes { raw in
-            withUnsafeMutablePointer(to: &storage) { pointer in
-                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.recvfrom(fd, raw.baseAddress, raw.count, Int32(MSG_DONTWAIT), $0, &length) }
+        let count: Int
+        do throws(SystemError) {
+            count = try Syscall.valueOrErrno("recvfrom") {
+                buffer.withUnsafeMutableBytes { raw in
+                    withUnsafeMutablePointer(to: &storage) { pointer in
+                        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.recvfrom(fd, raw.baseAddress, raw.count, Int32(MSG_DONTWAIT), $0, &length) }
+                    }
+                }
             }
-        }
-        if count == -1 {
-            if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { return nil }
-            throw SystemError.last("recvfrom")
+        } catch where error.code == EAGAIN || error.code == EWOULDBLOCK {
+            return nil
         }
         return (String(decoding: buffer[..<count], as: UTF8.self), SocketAddress(storage: storage))
     }
@@ -152,6 +155,6 @@ public final class Socket {
     public func close() throws(SystemError) {
         guard !isClosed else { return }
         isClosed = true
-        if Glibc.close(fd) == -1 { throw SystemError.last("close") }
+        try Syscall.close(fd)
     }
 }

@@ -66,7 +66,8 @@ public enum SocketOption: Equatable, Hashable, Sendable, CustomStringConvertible
     }
 
     private static func set<T: BitwiseCopyable>(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: inout T) throws(SystemError) {
-        let result = withUnsafeBytes(of: &value) { setsockopt(fd, level, name, $0.baseAddress, socklen_t($0.count)) }
-        if result == -1 { throw SystemError.last("setsockopt") }
+        try Syscall.nothingOrErrno("setsockopt") {
+            withUnsafeBytes(of: &value) { setsockopt(fd, level, name, $0.baseAddress, socklen_t($0.count)) }
+        }
     }
 }

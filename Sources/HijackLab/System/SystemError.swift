@@ -41,10 +41,5 @@ public struct SystemError: Error, Equatable, Sendable, CustomStringConvertible {
 /// Never use this for `close`, where a retry may close someone else's descriptor.
 @discardableResult
 package func retryingOnInterrupt<T: FixedWidthInteger>(_ call: String, _ body: () -> T) throws(SystemError) -> T {
-    while true {
-        let result = body()
-        if result != -1 { return result }
-        if errno == EINTR { continue }
-        throw SystemError.last(call)
-    }
+    try Syscall.valueOrErrno(call, body)
 }

@@ -8,6 +8,8 @@ let package = Package(
     name: "hijack-lab",
     products: [
         .executable(name: "hijack-lab", targets: ["hijack-lab"]),
+        // The Foundation half, built beside it under this name.
+        .executable(name: "hijack-lab-full", targets: ["HijackLab"]),
     ],
     targets: [
         // A few glibc calls that Swift's Glibc module hides behind _GNU_SOURCE, and the kernel's own structs.
@@ -16,18 +18,19 @@ let package = Package(
         .target(name: "HijackAudit", dependencies: ["HijackSystem", "CHijackLab"], path: "Sources/HijackLab/Audit"),
         .target(name: "HijackAgent", dependencies: ["HijackSystem", "HijackAudit", "CHijackLab"], path: "Sources/HijackLab/Agent"),
         .target(name: "HijackCLI", dependencies: ["HijackSystem", "HijackAudit", "HijackAgent", "CHijackLab"], path: "Sources/HijackLab/CLI"),
-        .target(name: "HijackLab", dependencies: ["HijackSystem", "HijackAudit", "HijackAgent", "HijackCLI", "CHijackLab"],
-                exclude: ["System", "Audit", "Agent", "CLI"]),
-        // The Foundation half: the lab, the matrix and the reports. The front execs it.
-        .executableTarget(name: "hijack-lab-full", dependencies: ["HijackLab"]),
-        // The front door, with no Foundation: help, --version and the audit run here, small and
-        // fast; every other command is handed to hijack-lab-full, built beside it (the
-        // dependency only makes `swift run hijack-lab` build it). A release build links the Swift
-        // runtime statically, which halves its start-up; a debug build (and `swift test`, whose
-        // test bundle would inherit the flag) links it dynamically.
-        .executableTarget(name: "hijack-lab", dependencies: ["HijackCLI", "hijack-lab-full"],
+        // The Foundation half: the lab, the matrix and the reports, the program hijack-lab-full
+        // (the product above), which the front execs. An executable target, not a library:
+        // depending on it makes `swift run hijack-lab` build it without linking its code, and
+        // so Foundation, into the front; a library's code would be linked in.
+        .executableTarget(name: "HijackLab", dependencies: ["HijackSystem", "HijackAudit", "HijackAgent", "HijackCLI", "CHijackLab"],
+                          exclude: ["System", "Audit", "Agent", "CLI"]),
+        // The front door, with no Foundation: help, --version, the audit and the agents run here,
+        // small and fast; every other command is handed to hijack-lab-full. A release build links
+        // the Swift runtime statically, which halves its start-up; a debug build (and `swift test`,
+        // whose test bundle would inherit the flag) links it dynamically.
+        .executableTarget(name: "hijack-lab", dependencies: ["HijackCLI", "HijackLab"],
                           linkerSettings: [.unsafeFlags(["-static-stdlib"], .when(configuration: .release))]),
-        // The tests drive the real binary as an agent, so they depend on it being built.
+        // The tests drive the real programs, so they depend on both being built.
         .testTarget(name: "HijackLabTests", dependencies: ["HijackLab", "hijack-lab"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]

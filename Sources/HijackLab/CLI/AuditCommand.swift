@@ -267,8 +267,7 @@ package enum FleetAudit {
         defer { agent.finish() }
         do throws(LabError) {
             try agent.awaitReady()
-            let reply = try agent.request(AgentCommand(op: .audit, port: port))
-            guard let report = reply.audit else { return NamespaceAudit(netns: namespace, error: "the agent answered without an audit") }
+            let report = try agent.audit(port: port)
             // A namespace whose last process ended between discovery and setns has gone; a
             // path that came to name another namespace must not pass for it.
             guard report.namespace == "net:[\(namespace.inode)]" else {

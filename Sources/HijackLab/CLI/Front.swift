@@ -2,7 +2,7 @@ import Glibc
 import HijackSystem
 
 /// `hijack-lab` itself: the front door. It links no Foundation, so it starts fast and stays
-/// small; it answers help, --version and audit on its own, and hands every other command to
+/// small; it answers help, --version, audit and the agent role on its own, and hands every other command to
 /// `hijack-lab-full`, the program built beside it, by exec: the same process, pid, descriptors
 /// and signals, so scripts see one tool.
 package enum Front {
@@ -11,8 +11,8 @@ package enum Front {
     /// The program that runs the rest: the lab, the matrix, the reports.
     package static let fullName = "hijack-lab-full"
 
-    /// The program the lab starts in the agent role.
-    package static let agentName = fullName
+    /// The program the lab starts in the agent role: this one, which starts fast.
+    package static let agentName = "hijack-lab"
 
     package static func run(_ arguments: [String], console: Console = .standard) -> Int32 {
         // Handed over untouched: hijack-lab-full must see the descriptors and signal dispositions
@@ -29,7 +29,7 @@ package enum Front {
             guard arguments.count == 2 else { return false }
             return CommandIndex.names.contains(arguments[1]) && !isLocal(arguments[1])
         }
-        return first == "agent" || (CommandIndex.names.contains(first) && !isLocal(first))
+        return CommandIndex.names.contains(first) && !isLocal(first)
     }
 
     static func dispatch(_ arguments: [String], console: Console) -> ExitStatus {
@@ -42,6 +42,8 @@ package enum Front {
         case "--version", "version":
             console.out("hijack-lab \(CommandIndex.version)")
             return .success
+        case "agent":
+            return AgentEntry.run(rest, console: console)
         case "help", "--help", "-h":
             guard let topic = rest.first, topic != "help" else {
                 console.out(CommandIndex.overview)
@@ -58,7 +60,7 @@ package enum Front {
             return CommandIndex.unknownCommand(topic, console: console)
         default:
             if let command = local.first(where: { $0.name == first }) {
-                return ToolSession.dispatch(command, rest, context: CommandContext(console: console, agentExecutable: Self.fullPath() ?? fullName))
+                return ToolSession.dispatch(command, rest, context: CommandContext(console: console, agentExecutable: ownPath() ?? agentName))
             }
             return CommandIndex.unknownCommand(first, console: console)
         }

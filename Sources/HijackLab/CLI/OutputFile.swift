@@ -115,9 +115,9 @@ package struct OutputFile: Equatable {
     /// The process's umask, read without changing it (umask(2) can only set it, and setting
     /// it, even back, races every other thread that creates a file).
     package static var umask: mode_t {
-        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+        let status = ProcNet.read("/proc/self/status") ?? ""
         let line = status.split(separator: "\n").first { $0.hasPrefix("Umask:") }
-        return line.flatMap { mode_t($0.dropFirst(6).trimmingCharacters(in: .whitespaces), radix: 8) } ?? 0o022
+        return line.flatMap { mode_t($0.dropFirst(6).trimmed, radix: 8) } ?? 0o022
     }
 }
 

@@ -16,7 +16,7 @@ public enum CLI {
 
     /// `agentExecutable` is the binary started in the agent role: normally this program itself.
     public static func run(_ arguments: [String], console: Console = .standard,
-                           agentExecutable: String = LabSettings.currentExecutable()) -> Int32 {
+                           agentExecutable: String = LabSettings.defaultAgentExecutable()) -> Int32 {
         ToolSession.run(console: console) {
             dispatch(arguments, context: CommandContext(console: console, agentExecutable: agentExecutable))
         }

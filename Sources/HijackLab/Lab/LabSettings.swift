@@ -1,3 +1,4 @@
+import HijackCLI
 import HijackAgent
 import HijackSystem
 import Glibc
@@ -24,12 +25,19 @@ public struct LabSettings: Sendable {
         self.connectTimeout = connectTimeout
     }
 
-    /// The path of the running executable, which doubles as the agent binary.
+    /// The path of the running executable, from the kernel (argv[0] may be a bare name).
     public static func currentExecutable() -> String {
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        guard count > 0 else { return CommandLine.arguments[0] }
-        return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        Front.ownPath() ?? CommandLine.arguments[0]
+    }
+
+    /// The program started as agents: `hijack-lab`, the small front built beside this one,
+    /// which starts in a fraction of this program's time; this program itself (which also
+    /// knows the role) when the front is not there.
+    public static func defaultAgentExecutable() -> String {
+        let own = currentExecutable()
+        guard let slash = own.lastIndex(of: "/") else { return own }
+        let front = String(own[...slash]) + Front.agentName
+        return access(front, X_OK) == 0 ? front : own
     }
 }
 

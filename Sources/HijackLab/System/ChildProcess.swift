@@ -86,16 +86,7 @@ package final class ChildProcess {
     }
 
     package func send(_ line: String) throws(SystemError) {
-        let bytes = Array((line + "\n").utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let count = bytes.withUnsafeBytes { Glibc.write(stdinFD, $0.baseAddress! + offset, $0.count - offset) }
-            if count == -1 {
-                if errno == EINTR { continue }
-                throw SystemError.last("write")
-            }
-            offset += count
-        }
+        try writeAll(stdinFD, bytes: Array((line + "\n").utf8))
     }
 
     /// The next line from the child, or nil when it closed its stdout. Throws ETIMEDOUT at the deadline.
@@ -110,15 +101,14 @@ package final class ChildProcess {
             scanned = buffer.count
             guard stdoutFD >= 0 else { return nil }
             guard try waitFor(stdoutFD, events: Int16(POLLIN), until: deadline) else { throw SystemError(call: "read", code: ETIMEDOUT) }
-            var chunk = [UInt8](repeating: 0, count: 4096)
-            let count = chunk.withUnsafeMutableBytes { Glibc.read(stdoutFD, $0.baseAddress, $0.count) }
+            // An audit reply of a busy namespace is megabytes on one line: read it in large pieces.
+            var chunk = [UInt8](repeating: 0, count: 65_536)
+            let count = try Syscall.read(stdoutFD, into: &chunk)
             if count > 0 {
                 buffer += chunk[..<count]
-            } else if count == 0 {
+            } else {
                 Glibc.close(stdoutFD)
                 stdoutFD = -1
-            } else if errno != EINTR {
-                throw SystemError.last("read")
             }
         }
     }

@@ -1,9 +1,9 @@
 import HijackAgent
-import HijackCLI
+import HijackSystem
 
 /// The hidden role the runner starts; `Agent(arguments:)` reads its command line.
-enum AgentEntry {
-    static func run(_ arguments: [String], console: Console) -> ExitStatus {
+package enum AgentEntry {
+    package static func run(_ arguments: [String], console: Console) -> ExitStatus {
         do throws(Agent.ArgumentError) {
             return ExitStatus(code: try Agent(arguments: arguments).run())
         } catch {

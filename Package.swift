@@ -25,11 +25,14 @@ let package = Package(
         .executableTarget(name: "HijackLab", dependencies: ["HijackSystem", "HijackAudit", "HijackAgent", "HijackCLI", "CHijackLab"],
                           exclude: ["System", "Audit", "Agent", "CLI"]),
         // The front door, with no Foundation: help, --version, the audit and the agents run here,
-        // small and fast; every other command is handed to hijack-lab-full. A release build links
-        // the Swift runtime statically, which halves its start-up; a debug build (and `swift test`,
-        // whose test bundle would inherit the flag) links it dynamically.
+        // small and fast; every other command is handed to hijack-lab-full. A release build is one
+        // static executable (the Swift runtime and glibc inside, no dynamic loader): `help` in about
+        // 1.5 ms and 4 MB, against 7 ms and 18 MB for the Foundation program. The linker warns
+        // that getpwuid_r (user names) then loads glibc's NSS modules at run time, which is what a
+        // dynamic program does too. A debug build (and `swift test`, whose test bundle would inherit
+        // the flag) links dynamically.
         .executableTarget(name: "hijack-lab", dependencies: ["HijackCLI", "HijackLab"],
-                          linkerSettings: [.unsafeFlags(["-static-stdlib"], .when(configuration: .release))]),
+                          linkerSettings: [.unsafeFlags(["-static-executable"], .when(configuration: .release))]),
         // The tests drive the real programs, so they depend on both being built.
         .testTarget(name: "HijackLabTests", dependencies: ["HijackLab", "hijack-lab"], exclude: ["Fixtures"]),
     ],

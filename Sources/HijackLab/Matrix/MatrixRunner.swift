@@ -236,6 +236,20 @@ public final class MatrixRunner: @unchecked Sendable {
     /// `portStride` 0 puts every case of a lane on one port: the isolation test's way of
     /// showing that a case leaves nothing on its port for the next.
     public func run(_ cases: [MatrixCase], portBase: UInt16 = 10_000, portStride: UInt16 = 1) -> [MatrixCaseOutcome] {
+        run(cases) { index in portBase &+ UInt16(index % 20_000) &* portStride }
+    }
+
+    /// The cases and their baselines in one pass over the same lanes, so that the baselines
+    /// cost no lab of their own: cases on ports from 10,000, baselines from 40,000.
+    public func run(cases: [MatrixCase], baselines: [MatrixCase]) -> (cases: [MatrixCaseOutcome], baselines: [MatrixCaseOutcome]) {
+        let outcomes = run(cases + baselines) { index in
+            index < cases.count ? 10_000 &+ UInt16(index % 20_000) : 40_000 &+ UInt16((index - cases.count) % 20_000)
+        }
+        return (Array(outcomes[..<cases.count]), Array(outcomes[cases.count...]))
+    }
+
+    /// `netnsPort` gives each case's port in the netns topology, by its index.
+    private func run(_ cases: [MatrixCase], netnsPort: @escaping @Sendable (Int) -> UInt16) -> [MatrixCaseOutcome] {
         let results = Results(count: cases.count)
         let lanes = max(1, min(workers, cases.count))
         let total = cases.count
@@ -272,7 +286,7 @@ public final class MatrixRunner: @unchecked Sendable {
                     }
                     let port: UInt16
                     do throws(SystemError) {
-                        port = settings.topology.kind == .netns ? portBase &+ UInt16(index % 20_000) &* portStride : try Topology.freeHostPort(for: matrixCase.transport)
+                        port = settings.topology.kind == .netns ? netnsPort(index) : try Topology.freeHostPort(for: matrixCase.transport)
                     } catch {
                         throw .setup("no free port: \(error)")
                     }

@@ -7,12 +7,7 @@ import Glibc
 
 /// Where the lab's sockets and clients live, and what its address symbols mean there.
 public struct Topology: Sendable {
-    public enum Kind: String, Codable, Sendable, CaseIterable {
-        /// The host's own loopback: no peer, no lab interface.
-        case loopback
-        /// Private network namespaces made by the run: a lab host and an external peer.
-        case netns
-    }
+    public typealias Kind = TopologyKind
 
     public var kind: Kind
     /// Why this topology was chosen, for the report header.
@@ -21,19 +16,7 @@ public struct Topology: Sendable {
     public static func loopback(reason: String) -> Topology { Topology(kind: .loopback, reason: reason) }
     public static func netns(reason: String) -> Topology { Topology(kind: .netns, reason: reason) }
 
-    /// The lab network's addresses. They exist only inside namespaces the run creates.
-    public enum Lab {
-        /// The lab host's /etc/hosts, the only place the lab looks names up (`LabHosts`).
-        public static let hostsFile = LabHosts.labFile
-        public static let hostInterface = "lab0"
-        public static let peerInterface = "peer0"
-        public static let hostV4 = "198.51.100.1"
-        /// Put on lab0 only by a scenario's add-address step, and taken off when it ends.
-        public static let addedV4 = "198.51.100.3"
-        public static let peerV4 = "198.51.100.2"
-        public static let hostV6 = "2001:db8::1"
-        public static let peerV6 = "2001:db8::2"
-    }
+    public typealias Lab = LabAddresses
 
     /// The numeric address a symbol stands for here, or why it has none.
     public func resolve(_ spec: AddressSpec) -> Result<String, Unavailable> {

@@ -156,13 +156,13 @@ public struct LabReport: Codable, Sendable {
     public struct Environment: Codable, Sendable {
         public var kernel: String
         public var uid: UInt32
-        public var topology: Topology.Kind
+        public var topology: TopologyKind
         public var topologyReason: String
         public var date: String
         /// The hijack-lab version that ran (`hijack-lab --version`).
         public var toolVersion: String?
 
-        public init(kernel: String, uid: UInt32, topology: Topology.Kind, topologyReason: String, date: String, toolVersion: String? = nil) {
+        public init(kernel: String, uid: UInt32, topology: TopologyKind, topologyReason: String, date: String, toolVersion: String? = nil) {
             self.kernel = kernel
             self.uid = uid
             self.topology = topology
@@ -206,5 +206,21 @@ public struct LabReport: Codable, Sendable {
     public var exitStatus: Int32 {
         if !invalidFiles.isEmpty { return 2 }
         return scenarios.contains { $0.status == .error || ($0.status == .ran && !$0.matchesExpectation) } ? 1 : 0
+    }
+}
+
+/// The matrix cases that `all` runs for the "At a glance" table: a first socket bound the way
+/// a service commonly binds, and every second socket of the matrix beside it.
+public struct GlanceEvidence: Codable, Sendable {
+    /// The destinations each case probed, in delivery order ("127.0.0.1", "::1", "lab-interface").
+    public var destinations: [String]
+    public var cases: [MatrixCaseOutcome]
+    /// Each first socket alone: what it receives with nobody beside it.
+    public var baselines: [MatrixCaseOutcome]
+
+    public init(destinations: [String], cases: [MatrixCaseOutcome], baselines: [MatrixCaseOutcome]) {
+        self.destinations = destinations
+        self.cases = cases
+        self.baselines = baselines
     }
 }

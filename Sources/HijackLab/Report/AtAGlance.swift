@@ -3,22 +3,6 @@ import HijackAudit
 import HijackCLI
 import HijackSystem
 
-/// The matrix cases that `all` runs for the "At a glance" table: a first socket bound the way
-/// a service commonly binds, and every second socket of the matrix beside it.
-public struct GlanceEvidence: Codable, Sendable {
-    /// The destinations each case probed, in delivery order ("127.0.0.1", "::1", "lab-interface").
-    public var destinations: [String]
-    public var cases: [MatrixCaseOutcome]
-    /// Each first socket alone: what it receives with nobody beside it.
-    public var baselines: [MatrixCaseOutcome]
-
-    public init(destinations: [String], cases: [MatrixCaseOutcome], baselines: [MatrixCaseOutcome]) {
-        self.destinations = destinations
-        self.cases = cases
-        self.baselines = baselines
-    }
-}
-
 /// REPORT.md's first answer: for each common way a service binds, what another process can
 /// take and how. Every cell is read off this run's outcomes: matrix cases for a single
 /// socket, scenarios for one socket per address. A cell with no evidence says so.
@@ -228,8 +212,8 @@ public enum AtAGlance {
                 if let failure = ScenarioSection.failure(attacker) { cell.refusals[failure, default: 0] += 1; continue }
                 for probe in scenario.probes where (probe.receivedBy[attacker.id] ?? 0) > 0 {
                     let destination = switch probe.to ?? probe.toSpec {
-                    case Topology.Lab.hostV4: "lab-interface"
-                    case Topology.Lab.addedV4: "an address added later"
+                    case LabAddresses.hostV4: "lab-interface"
+                    case LabAddresses.addedV4: "an address added later"
                     case let other: other
                     }
                     let bind = "`\(attacker.address ?? attacker.addressSpec)`" + (attacker.options.isEmpty ? "" : " " + attacker.options.joined(separator: "+"))

@@ -57,8 +57,8 @@ public enum MarkdownReport {
     }
 
     /// The network the run used, drawn once with its addresses.
-    static func topology(_ kind: Topology.Kind) -> String {
-        let lab = Topology.Lab.self
+    static func topology(_ kind: TopologyKind) -> String {
+        let lab = LabAddresses.self
         switch kind {
         case .netns:
             return [

@@ -1,6 +1,8 @@
 import Glibc
-import HijackLab
+import HijackCLI
+import HijackSystem
 
-// Inside a `hijack-lab kernels` guest this binary is the kernel's init (pid 1).
+// Inside a `hijack-lab kernels` guest this program is the kernel's init (pid 1).
 if GuestInit.isRequested() { exit(GuestInit.run()) }
-exit(CLI.run(Array(CommandLine.arguments.dropFirst())))
+// The front door, with no Foundation: help, --version and audit here; the rest in hijack-lab-full.
+exit(Front.run(Array(CommandLine.arguments.dropFirst())))

@@ -1,6 +1,10 @@
 import Foundation
 import Testing
 @testable import HijackLab
+@testable import HijackSystem
+@testable import HijackAudit
+@testable import HijackAgent
+@testable import HijackCLI
 
 /// The report's answers ("At a glance", "What to do", the article's claims) are read off
 /// outcomes: change one outcome and the answer changes with it.

@@ -3,6 +3,10 @@ import Foundation
 import Glibc
 import Testing
 @testable import HijackLab
+@testable import HijackSystem
+@testable import HijackAudit
+@testable import HijackAgent
+@testable import HijackCLI
 
 /// Output a fleet collects: every namespace, changes over time, Prometheus and JSON lines.
 @Suite("Audit for fleets")
@@ -88,8 +92,8 @@ struct AuditFleetTests {
         let agent = try AgentClient(executable: TestLab.agentExecutable, id: id, extraArguments: netns.map { ["--netns", $0] } ?? [], timeout: 10)
         do {
             try agent.awaitReady()
-            let reply = try agent.request(.open(transport: .tcp, address: address, port: port, options: ["SO_REUSEPORT"], listen: true))
-            try #require(reply.calls?.last?.result == "ok", "\(id) could not listen on \(address):\(port): \(reply.calls ?? [])")
+            let calls = try agent.calls(.open(SocketRequest(transport: .tcp, address: address, port: port, options: ["SO_REUSEPORT"]), listen: true))
+            try #require(calls.last?.result == .ok, "\(id) could not listen on \(address):\(port): \(calls)")
         } catch {
             agent.kill()
             throw error
@@ -142,7 +146,7 @@ struct AuditFleetTests {
         #expect(audits.count == 1)
         #expect(audits[0].report == nil)
         #expect(audits[0].error?.contains("setns(/dev/null): EINVAL") == true, "\(audits[0].error ?? "")")
-        let text = AuditFormats.prometheus(audits, duration: 0.1, timestamp: Date())
+        let text = AuditFormats.prometheus(audits, duration: 0.1, timestamp: .now())
         #expect(text.contains("hijack_lab_netns_audited{netns=\"1\"} 0"))
     }
 
@@ -152,7 +156,7 @@ struct AuditFleetTests {
           .enabled(if: Self.prometheusClient, "needs Python's prometheus_client (pip install prometheus_client)"))
     func prometheusParses() throws {
         let audits = Self.sampleAudits()
-        let text = AuditFormats.prometheus(audits, unreadableProcesses: 3, duration: 0.0421, timestamp: Date(timeIntervalSince1970: 1_700_000_000.5))
+        let text = AuditFormats.prometheus(audits, unreadableProcesses: 3, duration: 0.0421, timestamp: WallTime(secondsSince1970: 1_700_000_000.5))
         let families = try Self.parsePrometheus(text)
         let findings = try #require(families["hijack_lab_findings"])
         #expect(findings.type == "gauge")
@@ -189,13 +193,13 @@ struct AuditFleetTests {
         var own = stat()
         try #require(stat("/proc/self/ns/net", &own) == 0)
         #expect(families["hijack_lab_listeners"]?.samples.map { $0.labels["netns"] } == [String(own.st_ino)])
-        #expect(families["hijack_lab_audit_timestamp_seconds"].map { abs($0.samples[0].value - Date().timeIntervalSince1970) < 60 } == true)
+        #expect(families["hijack_lab_audit_timestamp_seconds"].map { abs($0.samples[0].value - WallTime.now().secondsSince1970) < 60 } == true)
         #expect(families["hijack_lab_audit_duration_seconds"].map { $0.samples[0].value > 0 } == true)
     }
 
     @Test("jsonl: one complete JSON object per finding, with its namespace, time and owners")
     func jsonLines() throws {
-        let text = AuditFormats.jsonLines(Self.sampleAudits(), timestamp: Date(timeIntervalSince1970: 1_700_000_000.25))
+        let text = AuditFormats.jsonLines(Self.sampleAudits(), timestamp: WallTime(secondsSince1970: 1_700_000_000.25))
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
         #expect(lines.last == "")
         let objects = try lines.dropLast().map { try #require(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
@@ -209,7 +213,55 @@ struct AuditFleetTests {
         let owners = try #require(interception["owners"] as? [[String: Any]])
         #expect(owners.map { $0["socket"] as? String } == ["127.0.0.1:8080", "0.0.0.0:8080"])
         #expect((owners[0]["processes"] as? [[String: Any]])?.first?["command"] as? String == "evil\"\\\nx")
-        #expect(AuditFormats.jsonLines(Self.sampleAudits(), minimum: .alarm, timestamp: Date()).split(separator: "\n").count == 1)
+        #expect(AuditFormats.jsonLines(Self.sampleAudits(), minimum: .alarm, timestamp: .now()).split(separator: "\n").count == 1)
+    }
+
+    /// What JSONEncoder wrote for each jsonl record before the audit stopped linking Foundation.
+    struct EncodedFindingLine: Encodable {
+        struct Owner: Encodable {
+            var socket: String
+            var inode: UInt64
+            var uid: UInt32
+            var user: String
+            var processes: [SocketOwner]
+        }
+        var timestamp: String
+        var netns: NetworkNamespace
+        var kind: AuditFinding.Kind
+        var severity: AuditFinding.Severity
+        var transport: Transport
+        var port: UInt16
+        var destinations: [String]
+        var explanation: String
+        var owners: [Owner]
+    }
+
+    @Test("The hand-written fleet JSON and jsonl are JSONEncoder's bytes, error and container included")
+    func handWrittenJSONMatchesJSONEncoder() throws {
+        var audits = Self.sampleAudits()
+        audits.append(NamespaceAudit(netns: NetworkNamespace(inode: 7, names: ["x/y"], pid: 12, command: "sh", container: ContainerLabel(runtime: "kubernetes", id: "ab", pod: "p-1"), current: false, path: "/proc/12/ns/net"),
+                                     error: "setns: EPERM \u{1}"))
+        let fleet = AuditFormats.fleetJSON(audits, unreadableProcesses: 2)
+        #expect(String(decoding: fleet, as: UTF8.self) == String(decoding: JSONFormat.encode(AuditFormats.FleetDocument(namespaces: audits, unreadableProcesses: 2)), as: UTF8.self))
+
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let time = WallTime(secondsSince1970: 1_700_000_000.999_6)
+        var expected = ""
+        for audit in audits {
+            guard let report = audit.report else { continue }
+            for finding in report.findings {
+                let owners = finding.inodes.compactMap { inode in report.sockets.first { $0.inode == inode } }.map {
+                    EncodedFindingLine.Owner(socket: $0.label + ($0.remote.map { " -> \($0)" } ?? ""), inode: $0.inode, uid: $0.uid, user: $0.user, processes: $0.owners)
+                }
+                let line = EncodedFindingLine(timestamp: "2023-11-14T22:13:21.000Z", netns: audit.netns, kind: finding.kind, severity: finding.severity,
+                                              transport: finding.transport, port: finding.port, destinations: finding.destinations,
+                                              explanation: finding.explanation, owners: owners)
+                expected += String(decoding: try encoder.encode(line), as: UTF8.self) + "\n"
+            }
+        }
+        #expect(!expected.isEmpty)
+        #expect(AuditFormats.jsonLines(audits, timestamp: time) == expected)
     }
 
     @Test("--format json and --json carry schemaVersion 1 and the report as before")
@@ -297,7 +349,7 @@ struct AuditFleetTests {
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
         posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
-        let command: [String] = [TestLab.agentExecutable, "audit", "--watch", "--interval", "0.2"]
+        let command: [String] = [TestLab.toolExecutable, "audit", "--watch", "--interval", "0.2"]
         let argv = command.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         // The test runner's threads may block or ignore SIGINT; the watch starts as a shell would start it.
@@ -313,7 +365,7 @@ struct AuditFleetTests {
         posix_spawnattr_setsigmask(&attributes, &empty)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
         var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, TestLab.agentExecutable, &actions, &attributes, argv, environ)
+        let spawned = posix_spawn(&pid, TestLab.toolExecutable, &actions, &attributes, argv, environ)
         Glibc.close(fds[1])
         defer { Glibc.close(fds[0]) }
         try #require(spawned == 0)

@@ -2,6 +2,10 @@ import Foundation
 import Glibc
 import Testing
 @testable import HijackLab
+@testable import HijackSystem
+@testable import HijackAudit
+@testable import HijackAgent
+@testable import HijackCLI
 
 /// The audit's rules against the cases the matrix found it missing (issue 11): every split of
 /// the loopback families between two sockets takes "localhost" from one of them.
@@ -109,8 +113,8 @@ struct AuditRecallLiveTests {
         let agent = try AgentClient(executable: TestLab.agentExecutable, id: "intruder", extraArguments: ["--user", "other"], timeout: 5)
         defer { agent.finish() }
         try agent.awaitReady()
-        let opened = try agent.request(.open(transport: .tcp, address: "::ffff:127.0.0.1", port: port, options: [], listen: true))
-        #expect(opened.calls?.last?.result == "ok", "\(opened.calls ?? [])")
+        let opened = try agent.calls(.open(SocketRequest(transport: .tcp, address: "::ffff:127.0.0.1", port: port), listen: true))
+        #expect(opened.last?.result == .ok, "\(opened)")
 
         let report = Audit.run(port: port)
         let intruder = try #require(report.sockets.first { $0.address == "::ffff:127.0.0.1" && $0.transport == .tcp })

@@ -3,6 +3,10 @@ import Foundation
 import Glibc
 import Testing
 @testable import HijackLab
+@testable import HijackSystem
+@testable import HijackAudit
+@testable import HijackAgent
+@testable import HijackCLI
 
 @Suite("Command line")
 struct CLITests {
@@ -183,10 +187,10 @@ struct CLITests {
         arrange(&actions)
         // Only what the test arranged: no descriptor another test holds open leaks into the run.
         _ = hl_spawn_close_from(&actions, 3)
-        let argv = ([TestLab.agentExecutable] + arguments).map { strdup($0) } + [nil]
+        let argv = ([TestLab.toolExecutable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0
-        try #require(posix_spawn(&pid, TestLab.agentExecutable, &actions, nil, argv, environ) == 0)
+        try #require(posix_spawn(&pid, TestLab.toolExecutable, &actions, nil, argv, environ) == 0)
         let handle = hl_pidfd_open(pid)
         defer { if handle >= 0 { Glibc.close(handle) } }
         do { try started(pid) } catch { kill(pid, SIGKILL) }

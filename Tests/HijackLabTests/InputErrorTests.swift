@@ -2,6 +2,10 @@ import Foundation
 import Glibc
 import Testing
 @testable import HijackLab
+@testable import HijackSystem
+@testable import HijackAudit
+@testable import HijackAgent
+@testable import HijackCLI
 
 /// Issue 9: a bad scenario file is refused with the place, the field and what was expected,
 /// and no file can make the lab spend unbounded memory, processes or stack.

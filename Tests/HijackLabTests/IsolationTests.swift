@@ -3,6 +3,10 @@ import Foundation
 import Glibc
 import Testing
 @testable import HijackLab
+@testable import HijackSystem
+@testable import HijackAudit
+@testable import HijackAgent
+@testable import HijackCLI
 
 /// Issue 9, "give nothing away": names stay in the lab, and each agent holds only the
 /// descriptors and capabilities it needs.
@@ -153,8 +157,8 @@ struct IsolationTests {
         defer { agent.kill() }
         try agent.awaitReady()
         try Self.expectLeast(agent.pid, "idle socket agent", effective: 0, permitted: 0, bounding: 0, leaked: leaked)
-        let reply = try agent.request(AgentCommand(op: .bind, address: "127.0.0.1", port: 0))
-        #expect(reply.calls?.last == SyscallRecord(call: "bind", arguments: "127.0.0.1:0", result: "ok"))
+        let calls = try agent.calls(.bind(SocketRequest(transport: .tcp, address: "127.0.0.1", port: 0)))
+        #expect(calls.last == SyscallRecord(call: "bind", arguments: "127.0.0.1:0", result: .ok))
         try Self.expectLeast(agent.pid, "bound socket agent", effective: 0, permitted: 0, bounding: 0, sockets: 1, leaked: leaked)
     }
 
@@ -188,16 +192,20 @@ struct IsolationTests {
         try Self.expectLeast(network.hostClient.pid, "netns host client", effective: Self.audit, permitted: Self.audit | Self.netAdmin, bounding: Self.netAdmin, leaked: leaked)
         try Self.expectLeast(peer.pid, "netns peer client", effective: 0, permitted: Self.netAdmin, bounding: Self.netAdmin, leaked: leaked)
         // What a tool the client execs holds: CAP_NET_ADMIN, no new privileges, no stray descriptor.
-        let reply = try peer.request(AgentCommand(op: .exec, argv: ["/bin/sh", "-c", "cat /proc/self/status; ls -l /proc/self/fd/"]))
-        #expect(reply.calls?.first?.result == "ok", "\(reply)")
-        let lines = (reply.error ?? "").split(separator: "\n")
+        let reply = try peer.request(.exec(argv: ["/bin/sh", "-c", "cat /proc/self/status; ls -l /proc/self/fd/"], input: nil, timeoutMilliseconds: 5000))
+        guard case .executed(let call, let output) = reply else {
+            Issue.record("exec answered \(reply)")
+            return
+        }
+        #expect(call.result == .ok, "\(reply)")
+        let lines = (output ?? "").split(separator: "\n")
         func field(_ name: String) -> String? {
             lines.first { $0.hasPrefix(name + ":") }.map { $0.dropFirst(name.count + 1).trimmingCharacters(in: .whitespaces) }
         }
         #expect(field("CapEff").flatMap { UInt64($0, radix: 16) } == Self.netAdmin)
         #expect(field("CapPrm").flatMap { UInt64($0, radix: 16) } == Self.netAdmin)
         #expect(field("NoNewPrivs") == "1")
-        #expect(!(reply.error ?? "").contains(leaked.path))
+        #expect(!(output ?? "").contains(leaked.path))
     }
 }
 

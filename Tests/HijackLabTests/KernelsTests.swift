@@ -2,6 +2,10 @@ import Foundation
 import Glibc
 import Testing
 @testable import HijackLab
+@testable import HijackSystem
+@testable import HijackAudit
+@testable import HijackAgent
+@testable import HijackCLI
 
 /// What the kernel tests need from this machine: qemu, a kernel package, root.
 enum KernelsTestEnvironment {
@@ -276,6 +280,35 @@ struct KernelsTests {
         }
         #expect(leftovers() == before, "a temp folder was left behind")
         #expect(!HostTools.run("/usr/bin/pgrep", ["-a", "-f", "qemu-system-x86_64 .*hijack-lab-kernels-"]).output.contains("qemu"), "qemu was left running")
+    }
+
+    @Test("SIGINT while a guest boots: exit 130, qemu killed, the temp folder removed",
+          .enabled(if: KernelsTestEnvironment.canBootGuest, KernelsTestEnvironment.skipReason), .timeLimit(.minutes(5)))
+    func interruptDuringBoot() throws {
+        let package = try #require(KernelsTestEnvironment.kernelPackage)
+        let report = temporaryPath("KERNELS.md")
+        let scenarios = temporaryPath("scenarios")
+        try FileManager.default.createDirectory(atPath: scenarios, withIntermediateDirectories: false)
+        defer { unlink(report); try? FileManager.default.removeItem(atPath: scenarios) }
+        try FileManager.default.copyItem(atPath: TestLab.scenariosDirectory + "/dualstack-blocks-ipv4.json", toPath: scenarios + "/dualstack-blocks-ipv4.json")
+        let before = leftovers()
+        let child = try ChildProcess(executable: TestLab.agentExecutable,
+                                     arguments: ["kernels", "--kernel-package", package, "--scenarios", scenarios, "--report", report], mergeStandardError: true)
+        child.closeStdin()
+        let deadline = Deadline.after(seconds: 180)
+        var booting = false
+        while !booting, let line = try child.readLine(until: deadline) { booting = line.contains(": booting (") }
+        try #require(booting, "the run never reached the boot")
+        kill(child.pid, SIGINT)
+        _ = child.readAll(until: deadline)
+        let status = child.finish(until: deadline)
+        #expect((status >> 8) & 0xff == 130, "wait status \(status)")
+        // The guardian removes the folder once the process is gone: a few seconds for an unpacked kernel.
+        let removal = Deadline.after(seconds: 60)
+        while leftovers() != before, Deadline.now() < removal { usleep(100_000) }
+        #expect(leftovers() == before, "a temp folder was left behind")
+        #expect(!HostTools.run("/usr/bin/pgrep", ["-a", "-f", "qemu-system-x86_64 .*hijack-lab-kernels-"]).output.contains("qemu"), "qemu was left running")
+        #expect(!FileManager.default.fileExists(atPath: report), "an interrupted run writes no report")
     }
 
     func leftovers() -> Set<String> {

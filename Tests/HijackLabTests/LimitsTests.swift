@@ -2,6 +2,10 @@ import Foundation
 import Glibc
 import Testing
 @testable import HijackLab
+@testable import HijackSystem
+@testable import HijackAudit
+@testable import HijackAgent
+@testable import HijackCLI
 
 /// Issue 9's "bounded everything": a scenario cannot run for ever, and a machine out of
 /// processes gets a clear error at once, never a hang.
@@ -27,11 +31,11 @@ struct LimitsTests {
 
     @Test("With the process limit used up, a run fails at once with EAGAIN and a clear message",
           .enabled(if: geteuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"), "needs root to run as a fresh uid with setpriv"),
-          .enabled(if: TestLab.reachableByOthers(TestLab.agentExecutable), "the built binary's folders must let another uid in"))
+          .enabled(if: TestLab.reachableByOthers(TestLab.toolExecutable), "the built binary's folders must let another uid in"))
     func processLimit() throws {
         // uid 65533 has no process, so `ulimit -u 1` leaves room for the run itself and none
         // for an agent.
-        let binary = TestLab.agentExecutable
+        let binary = TestLab.toolExecutable
         let script = "ulimit -u 1; exec \"$0\" run per-interface-fix --scenarios \"$1\" --topology loopback"
         let run = try ChildProcess(executable: "/usr/bin/setpriv",
                                    arguments: ["--reuid=65533", "--regid=65533", "--clear-groups", "/bin/bash", "-c", script, binary, TestLab.scenariosDirectory],
@@ -47,7 +51,7 @@ struct LimitsTests {
     func descriptorLimit() throws {
         // Ten descriptors: enough to start, too few for the lab's pipes and sockets.
         let script = "ulimit -n 10; exec \"$0\" run per-interface-fix --scenarios \"$1\" --topology loopback"
-        let run = try ChildProcess(executable: "/bin/bash", arguments: ["-c", script, TestLab.agentExecutable, TestLab.scenariosDirectory],
+        let run = try ChildProcess(executable: "/bin/bash", arguments: ["-c", script, TestLab.toolExecutable, TestLab.scenariosDirectory],
                                    mergeStandardError: true)
         let output = run.readAll(until: .after(seconds: 30))
         let status = run.finish(until: .after(seconds: 5))

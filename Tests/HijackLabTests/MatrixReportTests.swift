@@ -4,6 +4,10 @@ import FoundationXML
 #endif
 import Testing
 @testable import HijackLab
+@testable import HijackSystem
+@testable import HijackAudit
+@testable import HijackAgent
+@testable import HijackCLI
 
 /// MATRIX.md and its pictures, rendered from results built by hand: no root, no sockets.
 @Suite("Matrix report: contents, take-overs, pictures")

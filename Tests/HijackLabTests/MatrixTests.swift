@@ -2,6 +2,10 @@ import Foundation
 import Glibc
 import Testing
 @testable import HijackLab
+@testable import HijackSystem
+@testable import HijackAudit
+@testable import HijackAgent
+@testable import HijackCLI
 
 @Suite("Matrix: model, filters, rendering")
 struct MatrixModelTests {
@@ -25,7 +29,7 @@ struct MatrixModelTests {
         #expect(cases.allSatisfy { $0.transport == .udp && $0.secondUser == .other && [.none, .reusePort].contains($0.firstOptions) })
         #expect(Set(cases.flatMap { [$0.first.label, $0.second!.label] }) == ["0.0.0.0", "::1"])
         let bad = MatrixFilter.parseList("tcp,sctp", flag: "--transport", parse: { Transport(rawValue: $0) }, allowed: ["tcp", "udp"])
-        #expect(throws: Topology.Unavailable.self) { try bad.get() }
+        #expect(throws: MatrixFilter.ListError.self) { try bad.get() }
         if case .failure(let problem) = bad { #expect(problem.reason == "--transport: \"sctp\" is not one of tcp, udp") }
     }
 
@@ -39,13 +43,13 @@ struct MatrixModelTests {
         #expect(workers.err.contains("--workers expects a whole number from 1 to 16"))
     }
 
-    static func outcome(_ first: String, _ second: String, cell letters: String, secondBind: String = "ok") -> MatrixCaseOutcome {
+    static func outcome(_ first: String, _ second: String, cell letters: String, secondBind: SyscallResult = .ok) -> MatrixCaseOutcome {
         let endpoint = { (label: String) in MatrixEndpoint.standard.first { $0.label == label }! }
         var outcome = MatrixCaseOutcome(matrixCase: MatrixCase(transport: .tcp, first: endpoint(first), firstOptions: .reusePort, second: endpoint(second), secondOptions: .reusePort), status: .ran)
         outcome.firstBind = "ok"
         outcome.firstListen = "ok"
         outcome.secondBind = secondBind
-        outcome.secondListen = secondBind == "ok" ? "ok" : "not-attempted"
+        outcome.secondListen = secondBind == .ok ? .ok : .notAttempted
         outcome.deliveries = zip(["127.0.0.1", "::1", "lab-interface"], letters).map { destination, letter in
             MatrixDelivery(destination: destination, sent: 16, first: "VS".contains(letter) ? 8 : 0, second: "AS".contains(letter) ? 8 : 0,
                            nobody: letter == "-" ? 16 : 0, lost: 0)
@@ -182,7 +186,7 @@ struct SelftestAgreementTests {
         for (outcome, expectation) in zip(outcomes, expected) {
             let c = outcome.matrixCase
             #expect(outcome.firstBind == "ok", "\(c.first) \(c.firstOptions)")
-            #expect(outcome.secondBind == expectation,
+            #expect(outcome.secondBind == SyscallResult(text: expectation),
                     "\(c.first.label)\(c.first.v6only ? " v6only" : "") then \(c.second!.label)\(c.second!.v6only ? " v6only" : "") with \(c.firstOptions.rawValue)")
         }
     }

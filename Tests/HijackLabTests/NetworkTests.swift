@@ -3,6 +3,10 @@ import Foundation
 import Glibc
 import Testing
 @testable import HijackLab
+@testable import HijackSystem
+@testable import HijackAudit
+@testable import HijackAgent
+@testable import HijackCLI
 
 /// The netns topology: real namespaces, a real veth, another user. These need root and `ip`.
 @Suite("Lab network (netns, as root)", .enabled(if: Topology.netnsMissing() == nil, "needs root and iproute2's ip"))
@@ -140,7 +144,7 @@ struct NetworkTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let json = directory + "/out.json"
         let run = try ChildProcess(executable: "/usr/bin/setpriv", arguments: [
-            "--reuid=65534", "--regid=65534", "--clear-groups", TestLab.agentExecutable,
+            "--reuid=65534", "--regid=65534", "--clear-groups", TestLab.toolExecutable,
             "all", "--scenarios", TestLab.scenariosDirectory, "--report", "/dev/null", "--json", json], mergeStandardError: true)
         let output = run.readAll(until: .after(seconds: 60)) ?? ""
         let status = run.finish(until: .after(seconds: 5))

@@ -1,6 +1,10 @@
 import Foundation
 import Testing
 @testable import HijackLab
+@testable import HijackSystem
+@testable import HijackAudit
+@testable import HijackAgent
+@testable import HijackCLI
 
 @Suite("Other systems: documented behaviour, not run here")
 struct OtherSystemsTests {

@@ -1,6 +1,10 @@
 import Foundation
 import Testing
 @testable import HijackLab
+@testable import HijackSystem
+@testable import HijackAudit
+@testable import HijackAgent
+@testable import HijackCLI
 
 @Suite("Report rendering from fixed outcomes")
 struct ReportTests {
@@ -123,7 +127,7 @@ struct ReportTests {
         // Attackers alone received, some connections failed: the failures show in the table.
         (["attacker": 1], ["ok", "ok"], .hijacked),
     ])
-    func verdicts(received: [String: Int], attackerResults: [String], verdict: Verdict) {
+    func verdicts(received: [String: Int], attackerResults: [SyscallResult], verdict: Verdict) {
         var report = Self.fixedReport()
         var sockets = report.scenarios[0].sockets
         sockets[1].bind = attackerResults[0]

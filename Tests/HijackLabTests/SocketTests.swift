@@ -1,6 +1,10 @@
 import Glibc
 import Testing
 @testable import HijackLab
+@testable import HijackSystem
+@testable import HijackAudit
+@testable import HijackAgent
+@testable import HijackCLI
 
 @Suite("Sockets layer on real sockets")
 struct SocketTests {

@@ -1,6 +1,10 @@
 import Foundation
 import Glibc
 @testable import HijackLab
+@testable import HijackSystem
+@testable import HijackAudit
+@testable import HijackAgent
+@testable import HijackCLI
 
 /// Paths and settings shared by the tests.
 enum TestLab {
@@ -8,16 +12,21 @@ enum TestLab {
     static let scenariosDirectory = packageRoot.appendingPathComponent("scenarios").path
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures").path
 
-    /// The hijack-lab binary SwiftPM built next to the test bundle; it is the agent.
-    static var agentExecutable: String {
+    /// The hijack-lab binary SwiftPM built next to the test bundle: the tool as users run it.
+    static var toolExecutable: String { builtExecutable("hijack-lab") }
+
+    /// The program the lab starts in the agent role (Front.agentName), built beside it.
+    static var agentExecutable: String { builtExecutable(Front.agentName) }
+
+    static func builtExecutable(_ name: String) -> String {
         let testBinary = URL(fileURLWithPath: LabSettings.currentExecutable())
         var directory = testBinary.deletingLastPathComponent()
         for _ in 0..<4 {
-            let candidate = directory.appendingPathComponent("hijack-lab").path
+            let candidate = directory.appendingPathComponent(name).path
             if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
             directory = directory.deletingLastPathComponent()
         }
-        return packageRoot.appendingPathComponent(".build/debug/hijack-lab").path
+        return packageRoot.appendingPathComponent(".build/debug/" + name).path
     }
 
     static func settings(replyTimeout: Double = 5) -> LabSettings {

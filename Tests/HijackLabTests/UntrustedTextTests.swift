@@ -2,6 +2,10 @@ import Foundation
 import Glibc
 import Testing
 @testable import HijackLab
+@testable import HijackSystem
+@testable import HijackAudit
+@testable import HijackAgent
+@testable import HijackCLI
 
 @Suite("Untrusted text is inert in terminals and Markdown")
 struct UntrustedTextTests {
@@ -203,9 +207,9 @@ struct UntrustedTextTests {
         defer { agent.kill() }
         try agent.awaitReady()
         let port = try Topology.freeHostPort(for: .tcp)
-        let reply = try agent.request(AgentCommand.open(transport: .tcp, address: "127.0.0.1", port: port, options: [], listen: true))
-        let listened = reply.calls?.last
-        try #require(listened?.call == "listen" && listened?.result == "ok", "\(reply.calls ?? [])")
+        let calls = try agent.calls(.open(SocketRequest(transport: .tcp, address: "127.0.0.1", port: port), listen: true))
+        let listened = calls.last
+        try #require(listened?.call == "listen" && listened?.result == .ok, "\(calls)")
 
         let report = Audit.run(port: port)
         let socket = try #require(report.sockets.first { $0.owners.contains { $0.pid == agent.pid } })

@@ -1,5 +1,5 @@
+import HijackSystem
 import CHijackLab
-import Foundation
 import Glibc
 
 public enum Audit {
@@ -19,7 +19,7 @@ public enum Audit {
 
     /// `source` is where to look first: sock_diag, or /proc/net as on a kernel without it
     /// (the tests read the same sockets both ways).
-    static func run(port: UInt16?, userNames: UserNames, source preferred: AuditReport.Source) -> AuditReport {
+    package static func run(port: UInt16?, userNames: UserNames, source preferred: AuditReport.Source) -> AuditReport {
         var (raw, source, skipped, socketDetails) = read(preferring: preferred)
         if let port { raw.removeAll { $0.local_port != port } }
         // A connected UDP socket matters only where it shares a port that something receives on.
@@ -40,7 +40,7 @@ public enum Audit {
     /// The sockets as the report has them, in the audit's order, with their owners: whether
     /// every owner could be seen. A function of its own, so that its working arrays (a few MB
     /// at 50,000 sockets) are gone before the rules run.
-    static func auditSockets(_ raw: [hl_diag_socket], userNames: UserNames) -> (sockets: [AuditSocket], complete: Bool) {
+    package static func auditSockets(_ raw: [hl_diag_socket], userNames: UserNames) -> (sockets: [AuditSocket], complete: Bool) {
         // Ordered before any AuditSocket exists, by the texts the order compares, so that the
         // sockets are made once, in place, in one array of the right size (50,000 of them
         // are 5 MB, and a second array for the sorted copy would be 5 MB more at the peak).
@@ -92,7 +92,7 @@ public enum Audit {
     /// The sockets of this network namespace, TCP listeners and UDP sockets in any state:
     /// from sock_diag when the kernel answers it for both transports, otherwise from /proc/net
     /// (with what sock_diag adds for the transport it does answer, as before it was the source).
-    static func read(preferring preferred: AuditReport.Source)
+    package static func read(preferring preferred: AuditReport.Source)
         -> (sockets: [hl_diag_socket], source: AuditReport.Source, skipped: Int, socketDetails: Bool) {
         if preferred == .sockDiag, var sockets = SockDiag.sockets(.tcp, states: SockDiag.listening),
            let udp = SockDiag.sockets(.udp, states: SockDiag.everyState) {
@@ -118,7 +118,7 @@ public enum Audit {
     }
 
     /// The calling thread's network namespace, as /proc names it: "net:[4026531840]".
-    static var namespace: String {
+    package static var namespace: String {
         withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { buffer in
             var count = readlink("/proc/thread-self/ns/net", buffer.baseAddress!, buffer.count)
             if count <= 0 { count = readlink("/proc/self/ns/net", buffer.baseAddress!, buffer.count) }
@@ -129,7 +129,7 @@ public enum Audit {
 
     /// uid → name from /etc/passwd (`name:password:uid:…`), the first entry for a uid winning
     /// as it does for getpwuid.
-    static func passwdNames(_ text: String? = ProcNet.read("/etc/passwd")) -> [UInt32: String] {
+    package static func passwdNames(_ text: String? = ProcNet.read("/etc/passwd")) -> [UInt32: String] {
         var names: [UInt32: String] = [:]
         for line in (text ?? "").split(separator: "\n") {
             let fields = line.split(separator: ":", omittingEmptySubsequences: false)
@@ -139,7 +139,7 @@ public enum Audit {
         return names
     }
 
-    static func userName(_ uid: UInt32) -> String {
+    package static func userName(_ uid: UInt32) -> String {
         var record = passwd()
         var result: UnsafeMutablePointer<passwd>?
         var buffer = [CChar](repeating: 0, count: 4096)
@@ -151,17 +151,17 @@ public enum Audit {
     /// CAP_NET_BIND_SERVICE) can take a free address.
     public static var unprivilegedPortStart: UInt16 {
         ProcNet.read("/proc/sys/net/ipv4/ip_unprivileged_port_start")
-            .flatMap { UInt16($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 1024
+            .flatMap { UInt16($0.trimmed) } ?? 1024
     }
 
     /// The ports the kernel hands to clients: a bound UDP socket there is most likely one.
-    static var ephemeralPorts: ClosedRange<UInt16> {
+    package static var ephemeralPorts: ClosedRange<UInt16> {
         let bounds = ProcNet.read("/proc/sys/net/ipv4/ip_local_port_range")?.split(whereSeparator: \.isWhitespace).compactMap { UInt16($0) } ?? []
         return bounds.count == 2 && bounds[0] <= bounds[1] ? bounds[0]...bounds[1] : 32_768...60_999
     }
 
     /// Whether ::1 exists here; on a host without IPv6 nobody can bind it.
-    static var ipv6Available: Bool {
+    package static var ipv6Available: Bool {
         ProcNet.read(ProcNet.net + "if_inet6")?.contains("00000000000000000000000000000001") ?? false
     }
 }
@@ -169,7 +169,7 @@ public enum Audit {
 extension AuditSocket {
     /// `inOrder`, one field at a time: the same order without building two tuples of
     /// strings for every comparison, which sorting 50,000 sockets makes a million times.
-    static func precedes(_ lhs: AuditSocket, _ rhs: AuditSocket) -> Bool {
+    package static func precedes(_ lhs: AuditSocket, _ rhs: AuditSocket) -> Bool {
         if lhs.transport != rhs.transport { return lhs.transport.rawValue < rhs.transport.rawValue }
         if lhs.port != rhs.port { return lhs.port < rhs.port }
         if lhs.address != rhs.address { return lhs.address < rhs.address }
@@ -179,31 +179,31 @@ extension AuditSocket {
     }
 
     /// Whether the two are one place in `inOrder`'s order, but for the inode.
-    static func tied(_ lhs: AuditSocket, _ rhs: AuditSocket) -> Bool {
+    package static func tied(_ lhs: AuditSocket, _ rhs: AuditSocket) -> Bool {
         lhs.transport == rhs.transport && lhs.port == rhs.port && lhs.address == rhs.address && (lhs.device ?? "") == (rhs.device ?? "") && lhs.uid == rhs.uid
     }
 }
 
 /// What the rules ask about processes, read from /proc once per process and audit.
-final class ProcessFacts {
+package final class ProcessFacts {
     private var starts: [Int32: UInt64?] = [:]
     private var chains: [Int32: [Int32]] = [:]
 
-    func startTime(_ pid: Int32) -> UInt64? {
+    package func startTime(_ pid: Int32) -> UInt64? {
         if let known = starts[pid] { return known }
         let time = Audit.processStartTime(pid)
         starts[pid] = time
         return time
     }
 
-    func ancestors(_ pid: Int32) -> [Int32] {
+    package func ancestors(_ pid: Int32) -> [Int32] {
         if let known = chains[pid] { return known }
         let chain = SocketOwners.ancestors(of: pid)
         chains[pid] = chain
         return chain
     }
 
-    func lineage(_ one: Int32, _ other: Int32) -> Bool { SocketOwners.lineage(one, other, ancestors: ancestors) }
+    package func lineage(_ one: Int32, _ other: Int32) -> Bool { SocketOwners.lineage(one, other, ancestors: ancestors) }
 
-    func related(_ one: Int32, _ other: Int32) -> Bool { SocketOwners.related(one, other, ancestors: ancestors) }
+    package func related(_ one: Int32, _ other: Int32) -> Bool { SocketOwners.related(one, other, ancestors: ancestors) }
 }

@@ -1,4 +1,4 @@
-import Foundation
+import HijackSystem
 
 /// The audit in the formats fleets already collect: node_exporter's textfile collector
 /// (Prometheus text exposition format) and JSON lines for log pipelines.
@@ -23,7 +23,75 @@ public enum AuditFormats {
         }
     }
 
-    /// Every namespace's audit (`--all-netns`).
+    /// Every namespace's audit (`--all-netns`), as JSONEncoder wrote FleetDocument with the CLI's
+    /// one JSON style: pretty, keys sorted.
+    public static func fleetJSON(_ audits: [NamespaceAudit], unreadableProcesses: Int) -> [UInt8] {
+        JSONWriter.bytes { out in
+            out.object(level: 0) { out in
+                out.key("namespaces", first: true, level: 1)
+                out.array(audits, level: 1) { out, audit in
+                    out.object(level: 2) { out in
+                        var first = true
+                        if let error = audit.error {
+                            out.key("error", first: true, level: 3)
+                            out.string(error)
+                            first = false
+                        }
+                        out.key("netns", first: first, level: 3)
+                        write(audit.netns, level: 3, into: &out)
+                        if let report = audit.report {
+                            out.key("report", level: 3)
+                            AuditJSON.write(report, base: 3, into: &out)
+                        }
+                    }
+                }
+                out.key("schemaVersion", level: 1)
+                out.number(schemaVersion)
+                out.key("unreadableProcesses", level: 1)
+                out.number(unreadableProcesses)
+            }
+        }
+    }
+
+    /// A NetworkNamespace's keys, sorted: command, container, current, inode, names, path, pid.
+    static func write(_ netns: NetworkNamespace, level: Int, into out: inout JSONWriter) {
+        out.object(level: level) { out in
+            var first = true
+            if let command = netns.command {
+                out.key("command", first: true, level: level + 1)
+                out.string(command)
+                first = false
+            }
+            if let container = netns.container {
+                out.key("container", first: first, level: level + 1)
+                out.object(level: level + 1) { out in
+                    out.key("id", first: true, level: level + 2)
+                    out.string(container.id)
+                    if let pod = container.pod {
+                        out.key("pod", level: level + 2)
+                        out.string(pod)
+                    }
+                    out.key("runtime", level: level + 2)
+                    out.string(container.runtime)
+                }
+                first = false
+            }
+            out.key("current", first: first, level: level + 1)
+            out.bool(netns.current)
+            out.key("inode", level: level + 1)
+            out.number(netns.inode)
+            out.key("names", level: level + 1)
+            out.array(netns.names, level: level + 1) { out, name in out.string(name) }
+            out.key("path", level: level + 1)
+            out.string(netns.path)
+            if let pid = netns.pid {
+                out.key("pid", level: level + 1)
+                out.number(pid)
+            }
+        }
+    }
+
+    /// Every namespace's audit (`--all-netns`): the document `fleetJSON` writes, for readers.
     public struct FleetDocument: Codable {
         public var schemaVersion = AuditFormats.schemaVersion
         public var namespaces: [NamespaceAudit]
@@ -54,7 +122,7 @@ public enum AuditFormats {
 
     /// node_exporter textfile-collector metrics: gauges, no timestamps (the collector refuses
     /// them), every series of a family together under its HELP and TYPE.
-    public static func prometheus(_ audits: [NamespaceAudit], unreadableProcesses: Int = 0, duration: Double, timestamp: Date) -> String {
+    package static func prometheus(_ audits: [NamespaceAudit], unreadableProcesses: Int = 0, duration: Double, timestamp: WallTime) -> String {
         var lines: [String] = []
         func family(_ name: String, _ help: String, _ samples: [(labels: [(String, String)], value: String)]) {
             lines.append("# HELP \(name) \(help)")
@@ -92,67 +160,76 @@ public enum AuditFormats {
                [([], String(unreadableProcesses))])
         family("hijack_lab_audit_duration_seconds", "How long the last audit took, every namespace together.", [([], number(duration))])
         family("hijack_lab_audit_timestamp_seconds", "When the last audit ended, in seconds since the Unix epoch.",
-               [([], number(timestamp.timeIntervalSince1970))])
+               [([], number(timestamp.secondsSince1970))])
         return lines.joined(separator: "\n") + "\n"
     }
 
     /// A sample value: plain decimal, never Swift's exponent form for small durations.
-    static func number(_ value: Double) -> String {
-        String(format: "%.6f", value)
+    package static func number(_ value: Double) -> String {
+        fixedPoint(value, decimals: 6)
     }
 
     // MARK: JSON lines
 
-    /// One finding as a log pipeline reads it: everything on one line, nothing to join.
-    public struct FindingLine: Encodable {
-        public struct Owner: Encodable {
-            public var socket: String
-            public var inode: UInt64
-            public var uid: UInt32
-            public var user: String
-            public var processes: [SocketOwner]
-        }
-
-        public var timestamp: String
-        public var netns: NetworkNamespace
-        public var kind: AuditFinding.Kind
-        public var severity: AuditFinding.Severity
-        public var transport: Transport
-        public var port: UInt16
-        public var destinations: [String]
-        public var explanation: String
-        /// The sockets involved, taker first where there is one, each with its processes.
-        public var owners: [Owner]
-    }
-
     /// One complete JSON object per finding, per line; nothing for a namespace without findings.
-    public static func jsonLines(_ audits: [NamespaceAudit], minimum: AuditFinding.Severity = .info, timestamp: Date) -> String {
-        let encoder = JSONEncoder()
-        // Compact, one object per line: a line break inside would split a record.
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let time = timestampText(timestamp)
-        var text = ""
+    /// The keys, sorted: destinations, explanation, kind, netns, owners (each: inode, processes,
+    /// socket, uid, user), port, severity, timestamp, transport.
+    package static func jsonLines(_ audits: [NamespaceAudit], minimum: AuditFinding.Severity = .info, timestamp: WallTime) -> String {
+        let time = timestamp.rfc3339
+        var text: [UInt8] = []
         for audit in audits {
             guard let report = audit.report else { continue }
             let sockets = Dictionary(report.sockets.map { ($0.inode, $0) }, uniquingKeysWith: { first, _ in first })
             for finding in report.findings where finding.severity >= minimum {
-                let owners = finding.inodes.compactMap { sockets[$0] }.map {
-                    FindingLine.Owner(socket: $0.label + ($0.remote.map { " -> \($0)" } ?? ""), inode: $0.inode, uid: $0.uid, user: $0.user, processes: $0.owners)
+                // Compact, one object per line: a line break inside would split a record.
+                text += JSONWriter.bytes(pretty: false) { out in
+                    out.object(level: 0) { out in
+                        out.key("destinations", first: true, level: 1)
+                        out.array(finding.destinations, level: 1) { out, destination in out.string(destination) }
+                        out.key("explanation", level: 1)
+                        out.string(finding.explanation)
+                        out.key("kind", level: 1)
+                        out.string(finding.kind.rawValue)
+                        out.key("netns", level: 1)
+                        write(audit.netns, level: 1, into: &out)
+                        out.key("owners", level: 1)
+                        out.array(finding.inodes.compactMap { sockets[$0] }, level: 1) { out, socket in
+                            out.object(level: 2) { out in
+                                out.key("inode", first: true, level: 3)
+                                out.number(socket.inode)
+                                out.key("processes", level: 3)
+                                out.array(socket.owners, level: 3) { out, owner in
+                                    out.object(level: 4) { out in
+                                        out.key("command", first: true, level: 5)
+                                        out.string(owner.command)
+                                        out.key("pid", level: 5)
+                                        out.number(owner.pid)
+                                    }
+                                }
+                                out.key("socket", level: 3)
+                                out.string(socket.label + (socket.remote.map { " -> \($0)" } ?? ""))
+                                out.key("uid", level: 3)
+                                out.number(socket.uid)
+                                out.key("user", level: 3)
+                                out.string(socket.user)
+                            }
+                        }
+                        out.key("port", level: 1)
+                        out.number(finding.port)
+                        out.key("severity", level: 1)
+                        out.string(finding.severity.rawValue)
+                        out.key("timestamp", level: 1)
+                        out.string(time)
+                        out.key("transport", level: 1)
+                        out.string(finding.transport.rawValue)
+                    }
                 }
-                let line = FindingLine(timestamp: time, netns: audit.netns, kind: finding.kind, severity: finding.severity, transport: finding.transport,
-                                       port: finding.port, destinations: finding.destinations, explanation: finding.explanation, owners: owners)
-                // Plain structs of strings and numbers: encoding cannot fail.
-                if let data = try? encoder.encode(line) { text += String(decoding: data, as: UTF8.self) + "\n" }
+                text.append(0x0a)
             }
         }
-        return text
+        return String(decoding: text, as: UTF8.self)
     }
 
     /// RFC 3339 in UTC with milliseconds: `2025-06-01T12:00:00.123Z`.
-    public static func timestampText(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        return formatter.string(from: date)
-    }
+    package static func timestampText(_ time: WallTime) -> String { time.rfc3339 }
 }

@@ -1,3 +1,5 @@
+import HijackSystem
+
 /// The audit's JSON, written by hand: the very bytes that JSONEncoder writes for an
 /// AuditReport with [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes] (the CLI's one JSON
 /// style), without its cost, which at 50,000 sockets is most of the audit's time and memory.
@@ -5,10 +7,10 @@
 public enum AuditJSON {
     /// The keys written for each type, in order. They are the stored properties, sorted by
     /// their UTF-8 bytes as .sortedKeys sorts them; an optional one is left out when nil.
-    static let reportKeys = ["findings", "namespace", "ownersComplete", "skippedRows", "socketDetails", "sockets", "source"]
-    static let socketKeys = ["address", "device", "inode", "owners", "port", "remote", "transport", "uid", "user", "v6only"]
-    static let ownerKeys = ["command", "pid"]
-    static let findingKeys = ["destinations", "explanation", "inodes", "kind", "likelyIntruder", "port", "severity", "transport"]
+    package static let reportKeys = ["findings", "namespace", "ownersComplete", "skippedRows", "socketDetails", "sockets", "source"]
+    package static let socketKeys = ["address", "device", "inode", "owners", "port", "remote", "transport", "uid", "user", "v6only"]
+    package static let ownerKeys = ["command", "pid"]
+    package static let findingKeys = ["destinations", "explanation", "inodes", "kind", "likelyIntruder", "port", "severity", "transport"]
 
     /// The whole document, without a final newline (as JSONEncoder writes it).
     /// `schemaVersion`, when given, is the `--format json` document's extra key, in its sorted place.
@@ -22,171 +24,91 @@ public enum AuditJSON {
     /// them to a file instead of holding tens of MB.
     public static func write(_ report: AuditReport, schemaVersion: Int? = nil, to emit: (UnsafeRawBufferPointer) -> Void) {
         withoutActuallyEscaping(emit) { emit in
-            var out = Writer(emit: emit)
-            out.object(level: 0) { out in
-                out.key("findings", first: true, level: 1)
-                out.array(report.findings, level: 1) { out, finding in
-                    out.object(level: 2) { out in
-                        out.key("destinations", first: true, level: 3)
-                        out.array(finding.destinations, level: 3) { out, destination in out.string(destination) }
-                        out.key("explanation", level: 3)
-                        out.string(finding.explanation)
-                        out.key("inodes", level: 3)
-                        out.array(finding.inodes, level: 3) { out, inode in out.number(inode) }
-                        out.key("kind", level: 3)
-                        out.string(finding.kind.rawValue)
-                        if let intruder = finding.likelyIntruder {
-                            out.key("likelyIntruder", level: 3)
-                            out.number(intruder)
-                        }
-                        out.key("port", level: 3)
-                        out.number(finding.port)
-                        out.key("severity", level: 3)
-                        out.string(finding.severity.rawValue)
-                        out.key("transport", level: 3)
-                        out.string(finding.transport.rawValue)
-                    }
-                }
-                out.key("namespace", level: 1)
-                out.string(report.namespace)
-                out.key("ownersComplete", level: 1)
-                out.bool(report.ownersComplete)
-                if let schemaVersion {
-                    out.key("schemaVersion", level: 1)
-                    out.number(schemaVersion)
-                }
-                out.key("skippedRows", level: 1)
-                out.number(report.skippedRows)
-                out.key("socketDetails", level: 1)
-                out.bool(report.socketDetails)
-                out.key("sockets", level: 1)
-                out.array(report.sockets, level: 1) { out, socket in
-                    out.object(level: 2) { out in
-                        out.key("address", first: true, level: 3)
-                        out.string(socket.address)
-                        if let device = socket.device {
-                            out.key("device", level: 3)
-                            out.string(device)
-                        }
-                        out.key("inode", level: 3)
-                        out.number(socket.inode)
-                        out.key("owners", level: 3)
-                        out.array(socket.owners, level: 3) { out, owner in
-                            out.object(level: 4) { out in
-                                out.key("command", first: true, level: 5)
-                                out.string(owner.command)
-                                out.key("pid", level: 5)
-                                out.number(owner.pid)
-                            }
-                        }
-                        out.key("port", level: 3)
-                        out.number(socket.port)
-                        if let remote = socket.remote {
-                            out.key("remote", level: 3)
-                            out.string(remote)
-                        }
-                        out.key("transport", level: 3)
-                        out.string(socket.transport.rawValue)
-                        out.key("uid", level: 3)
-                        out.number(socket.uid)
-                        out.key("user", level: 3)
-                        out.string(socket.user)
-                        if let v6only = socket.v6only {
-                            out.key("v6only", level: 3)
-                            out.bool(v6only)
-                        }
-                    }
-                }
-                if let source = report.source {
-                    out.key("source", level: 1)
-                    out.string(source.rawValue)
-                }
-            }
+            var out = JSONWriter(emit: emit)
+            write(report, schemaVersion: schemaVersion, base: 0, into: &out)
             out.flush()
         }
     }
 
-    /// JSONEncoder's pretty layout: two spaces a level, `"key" : value`, and an empty array
-    /// as `[`, an empty line, `]`.
-    struct Writer {
-        let emit: (UnsafeRawBufferPointer) -> Void
-        private var bytes: [UInt8] = []
-
-        init(emit: @escaping (UnsafeRawBufferPointer) -> Void) {
-            self.emit = emit
-            bytes.reserveCapacity(70_000)
-        }
-
-        mutating func flush() {
-            bytes.withUnsafeBytes(emit)
-            bytes.removeAll(keepingCapacity: true)
-        }
-
-        mutating func newline(level: Int) {
-            bytes.append(0x0a)
-            bytes += repeatElement(0x20, count: 2 * level)
-            if bytes.count >= 65_536 { flush() }
-        }
-
-        mutating func object(level: Int, _ body: (inout Writer) -> Void) {
-            bytes.append(UInt8(ascii: "{"))
-            body(&self)
-            newline(level: level)
-            bytes.append(UInt8(ascii: "}"))
-        }
-
-        mutating func array<Element>(_ elements: [Element], level: Int, _ each: (inout Writer, Element) -> Void) {
-            bytes.append(UInt8(ascii: "["))
-            if elements.isEmpty { bytes.append(0x0a) }
-            for (index, element) in elements.enumerated() {
-                if index > 0 { bytes.append(UInt8(ascii: ",")) }
-                newline(level: level + 1)
-                each(&self, element)
-            }
-            newline(level: level)
-            bytes.append(UInt8(ascii: "]"))
-        }
-
-        mutating func key(_ name: StaticString, first: Bool = false, level: Int) {
-            if !first { bytes.append(UInt8(ascii: ",")) }
-            newline(level: level)
-            bytes.append(UInt8(ascii: "\""))
-            name.withUTF8Buffer { bytes += $0 }
-            bytes += [UInt8(ascii: "\""), 0x20, UInt8(ascii: ":"), 0x20]
-        }
-
-        mutating func number<Value: BinaryInteger>(_ value: Value) {
-            bytes += String(value).utf8
-        }
-
-        mutating func bool(_ value: Bool) {
-            bytes += (value ? "true" : "false").utf8
-        }
-
-        /// Quotes and backslashes escaped, control characters as \n, \t, … or \u001b; the
-        /// rest (slashes, DEL, every non-ASCII character) as it is, like JSONEncoder.
-        mutating func string(_ text: String) {
-            bytes.append(UInt8(ascii: "\""))
-            defer { bytes.append(UInt8(ascii: "\"")) }
-            // Most text (addresses, names, explanations) needs no escape: copied whole.
-            if !text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
-                bytes += text.utf8
-                return
-            }
-            for byte in text.utf8 {
-                switch byte {
-                case UInt8(ascii: "\""): bytes += [UInt8(ascii: "\\"), UInt8(ascii: "\"")]
-                case UInt8(ascii: "\\"): bytes += [UInt8(ascii: "\\"), UInt8(ascii: "\\")]
-                case 0x08: bytes += [UInt8(ascii: "\\"), UInt8(ascii: "b")]
-                case 0x09: bytes += [UInt8(ascii: "\\"), UInt8(ascii: "t")]
-                case 0x0a: bytes += [UInt8(ascii: "\\"), UInt8(ascii: "n")]
-                case 0x0c: bytes += [UInt8(ascii: "\\"), UInt8(ascii: "f")]
-                case 0x0d: bytes += [UInt8(ascii: "\\"), UInt8(ascii: "r")]
-                case 0x00..<0x20:
-                    let hex = Array("0123456789abcdef".utf8)
-                    bytes += [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(byte >> 4)], hex[Int(byte & 0x0f)]]
-                default: bytes.append(byte)
+    /// The report as one value inside a larger document, its braces at nesting level `base`.
+    package static func write(_ report: AuditReport, schemaVersion: Int? = nil, base: Int, into out: inout JSONWriter) {
+        out.object(level: base) { out in
+            out.key("findings", first: true, level: base + 1)
+            out.array(report.findings, level: base + 1) { out, finding in
+                out.object(level: base + 2) { out in
+                    out.key("destinations", first: true, level: base + 3)
+                    out.array(finding.destinations, level: base + 3) { out, destination in out.string(destination) }
+                    out.key("explanation", level: base + 3)
+                    out.string(finding.explanation)
+                    out.key("inodes", level: base + 3)
+                    out.array(finding.inodes, level: base + 3) { out, inode in out.number(inode) }
+                    out.key("kind", level: base + 3)
+                    out.string(finding.kind.rawValue)
+                    if let intruder = finding.likelyIntruder {
+                        out.key("likelyIntruder", level: base + 3)
+                        out.number(intruder)
+                    }
+                    out.key("port", level: base + 3)
+                    out.number(finding.port)
+                    out.key("severity", level: base + 3)
+                    out.string(finding.severity.rawValue)
+                    out.key("transport", level: base + 3)
+                    out.string(finding.transport.rawValue)
                 }
+            }
+            out.key("namespace", level: base + 1)
+            out.string(report.namespace)
+            out.key("ownersComplete", level: base + 1)
+            out.bool(report.ownersComplete)
+            if let schemaVersion {
+                out.key("schemaVersion", level: base + 1)
+                out.number(schemaVersion)
+            }
+            out.key("skippedRows", level: base + 1)
+            out.number(report.skippedRows)
+            out.key("socketDetails", level: base + 1)
+            out.bool(report.socketDetails)
+            out.key("sockets", level: base + 1)
+            out.array(report.sockets, level: base + 1) { out, socket in
+                out.object(level: base + 2) { out in
+                    out.key("address", first: true, level: base + 3)
+                    out.string(socket.address)
+                    if let device = socket.device {
+                        out.key("device", level: base + 3)
+                        out.string(device)
+                    }
+                    out.key("inode", level: base + 3)
+                    out.number(socket.inode)
+                    out.key("owners", level: base + 3)
+                    out.array(socket.owners, level: base + 3) { out, owner in
+                        out.object(level: base + 4) { out in
+                            out.key("command", first: true, level: base + 5)
+                            out.string(owner.command)
+                            out.key("pid", level: base + 5)
+                            out.number(owner.pid)
+                        }
+                    }
+                    out.key("port", level: base + 3)
+                    out.number(socket.port)
+                    if let remote = socket.remote {
+                        out.key("remote", level: base + 3)
+                        out.string(remote)
+                    }
+                    out.key("transport", level: base + 3)
+                    out.string(socket.transport.rawValue)
+                    out.key("uid", level: base + 3)
+                    out.number(socket.uid)
+                    out.key("user", level: base + 3)
+                    out.string(socket.user)
+                    if let v6only = socket.v6only {
+                        out.key("v6only", level: base + 3)
+                        out.bool(v6only)
+                    }
+                }
+            }
+            if let source = report.source {
+                out.key("source", level: base + 1)
+                out.string(source.rawValue)
             }
         }
     }

@@ -1,4 +1,4 @@
-import Foundation
+import HijackSystem
 import Glibc
 
 /// A socket as the audit reports it: one that receives new traffic for its address (a TCP
@@ -21,36 +21,36 @@ public struct AuditSocket: Codable, Sendable, Equatable {
 
     /// A byte search: String.contains(String) is Foundation's, by canonical equivalence, and
     /// was a tenth of the audit's time at 50,000 sockets.
-    var isIPv6: Bool { address.utf8.contains(UInt8(ascii: ":")) }
+    package var isIPv6: Bool { address.utf8.contains(UInt8(ascii: ":")) }
     /// A v4-mapped IPv6 address (::ffff:a.b.c.d), which takes IPv4 traffic.
-    var mappedIPv4: String? { address.hasPrefix("::ffff:") && address.utf8.contains(UInt8(ascii: ".")) ? String(address.dropFirst(7)) : nil }
+    package var mappedIPv4: String? { address.hasPrefix("::ffff:") && address.utf8.contains(UInt8(ascii: ".")) ? String(address.dropFirst(7)) : nil }
     /// The IPv4 address this socket answers, if it is one: plain IPv4 or v4-mapped.
-    var ipv4: String? { isIPv6 ? mappedIPv4 : address }
-    var isWildcard4: Bool { ipv4 == "0.0.0.0" }
-    var isWildcard6: Bool { address == "::" }
-    var isWildcard: Bool { isWildcard4 || isWildcard6 }
+    package var ipv4: String? { isIPv6 ? mappedIPv4 : address }
+    package var isWildcard4: Bool { ipv4 == "0.0.0.0" }
+    package var isWildcard6: Bool { address == "::" }
+    package var isWildcard: Bool { isWildcard4 || isWildcard6 }
     /// The address "localhost" resolves to on IPv4, not the rest of 127/8 (127.0.0.53 is a resolver's).
-    var isLocalhost4: Bool { ipv4 == "127.0.0.1" }
-    var isLocalhost6: Bool { address == "::1" }
+    package var isLocalhost4: Bool { ipv4 == "127.0.0.1" }
+    package var isLocalhost6: Bool { address == "::1" }
     /// Group and broadcast addresses deliver to every matching socket: nothing is taken.
-    var isGroupAddress: Bool {
+    package var isGroupAddress: Bool {
         if let v4 = ipv4, let first = Int(v4.split(separator: ".").first ?? "") { return (224...239).contains(first) || v4 == "255.255.255.255" }
         return address.hasPrefix("ff")
     }
     /// Whether a [::] socket also takes IPv4: dual-stack unless sock_diag says IPV6_V6ONLY.
-    var takesIPv4: Bool { isWildcard4 || (isWildcard6 && v6only != true) }
+    package var takesIPv4: Bool { isWildcard4 || (isWildcard6 && v6only != true) }
 
     /// The audit's one order: by port and address, an unbound socket before a device-bound
     /// one, then by uid; the inode, which changes every run, decides only what nothing else does.
-    static func inOrder(_ lhs: AuditSocket, _ rhs: AuditSocket) -> Bool {
+    package static func inOrder(_ lhs: AuditSocket, _ rhs: AuditSocket) -> Bool {
         (lhs.transport.rawValue, lhs.port, lhs.address, lhs.device ?? "", lhs.uid, lhs.inode)
             < (rhs.transport.rawValue, rhs.port, rhs.address, rhs.device ?? "", rhs.uid, rhs.inode)
     }
 
-    var endpoint: String { isIPv6 ? "[\(address)]:\(port)" : "\(address):\(port)" }
-    var label: String { endpoint + (device.map { "%\($0)" } ?? "") + (v6only == true ? " (v6only)" : "") }
-    var ownerText: String { owners.isEmpty ? "?" : owners.map { "\($0.pid)/\($0.command)" }.joined(separator: ",") }
-    var who: String { "uid \(uid) (\(user)), " + (owners.isEmpty ? "owner not visible" : "pid " + ownerText) }
+    package var endpoint: String { isIPv6 ? "[\(address)]:\(port)" : "\(address):\(port)" }
+    package var label: String { endpoint + (device.map { "%\($0)" } ?? "") + (v6only == true ? " (v6only)" : "") }
+    package var ownerText: String { owners.isEmpty ? "?" : owners.map { "\($0.pid)/\($0.command)" }.joined(separator: ",") }
+    package var who: String { "uid \(uid) (\(user)), " + (owners.isEmpty ? "owner not visible" : "pid " + ownerText) }
 }
 
 public struct AuditFinding: Codable, Sendable, Equatable {
@@ -66,7 +66,7 @@ public struct AuditFinding: Codable, Sendable, Equatable {
         case warning
         case alarm
 
-        var rank: Int { Severity.allCases.firstIndex(of: self)! }
+        package var rank: Int { Severity.allCases.firstIndex(of: self)! }
         public static func < (lhs: Severity, rhs: Severity) -> Bool { lhs.rank < rhs.rank }
     }
 

@@ -1,4 +1,4 @@
-import Foundation
+import HijackSystem
 
 extension Audit {
     /// What the rules need to know about the host besides its sockets.
@@ -39,10 +39,22 @@ extension Audit {
     /// Every finding among the sockets, port by port.
     public static func findings(_ sockets: [AuditSocket], context: Context = Context()) -> [AuditFinding] {
         var findings: [AuditFinding] = []
-        let groups = Dictionary(grouping: sockets) { "\($0.transport.rawValue)/\($0.port)" }
-        for key in groups.keys.sorted() {
+        // The audit hands its sockets over in inOrder's order already: then each port is one run
+        // of the array, and no copy of every socket (a few MB at 50,000) is made to group them.
+        let ordered = zip(sockets, sockets.dropFirst()).allSatisfy({ !AuditSocket.inOrder($1, $0) }) ? sockets : sockets.sorted(by: AuditSocket.inOrder)
+        var runs: [(key: String, range: Range<Int>)] = []
+        var runStart = 0
+        while runStart < ordered.count {
+            var runEnd = runStart + 1
+            while runEnd < ordered.count, ordered[runEnd].transport == ordered[runStart].transport, ordered[runEnd].port == ordered[runStart].port { runEnd += 1 }
+            runs.append((key: "\(ordered[runStart].transport.rawValue)/\(ordered[runStart].port)", range: runStart..<runEnd))
+            runStart = runEnd
+        }
+        // Ports in the order of their text, "tcp/10000" before "tcp/9000", as findings have always come.
+        runs.sort { $0.key < $1.key }
+        for run in runs {
             let portStart = findings.count
-            let all = groups[key]!.sorted(by: AuditSocket.inOrder)
+            let all = Array(ordered[run.range])
             let group = all.filter { $0.remote == nil }
             let transport = all[0].transport
             let port = all[0].port
@@ -119,7 +131,7 @@ extension Audit {
 
     /// Sockets sharing one address: a reuseport group (same uid, spread by hash) or, for UDP,
     /// SO_REUSEADDR, where the most recently bound socket receives every unicast datagram.
-    static func sharing(_ members: [AuditSocket], address: String, transport: Transport, port: UInt16, context: Context) -> AuditFinding {
+    package static func sharing(_ members: [AuditSocket], address: String, transport: Transport, port: UInt16, context: Context) -> AuditFinding {
         let uids = Set(members.map(\.uid))
         let endpoint = members[0].endpoint
         // The table names each member's process; here the owners, in an order no run changes.
@@ -146,14 +158,14 @@ extension Audit {
     }
 
     /// The socket that receives ::1: ::1 itself, else a [::] (dual-stack or V6ONLY).
-    static func receiver(ofIPv6Loopback group: [AuditSocket]) -> AuditSocket? {
+    package static func receiver(ofIPv6Loopback group: [AuditSocket]) -> AuditSocket? {
         let unbound = group.filter { $0.device == nil }
         return unbound.first(where: \.isLocalhost6) ?? unbound.first(where: \.isWildcard6)
     }
 
     /// The socket that receives 127.0.0.1, in the kernel's order: the exact address over a
     /// wildcard, and an IPv4 socket over an IPv6 one (v4-mapped, or a dual-stack [::]).
-    static func receiver(ofIPv4Loopback group: [AuditSocket]) -> AuditSocket? {
+    package static func receiver(ofIPv4Loopback group: [AuditSocket]) -> AuditSocket? {
         let unbound = group.filter { $0.device == nil }
         return unbound.first { $0.isLocalhost4 && !$0.isIPv6 } ?? unbound.first { $0.isLocalhost4 }
             ?? unbound.first { $0.isWildcard4 && !$0.isIPv6 } ?? unbound.first { $0.isWildcard4 || ($0.isWildcard6 && $0.takesIPv4) }
@@ -161,7 +173,7 @@ extension Audit {
 
     /// Of two sockets, the one whose process started later, where the start times tell: on
     /// a host where a service ran first, that one is the likely intruder.
-    static func later(_ one: AuditSocket, _ other: AuditSocket, context: Context) -> AuditSocket? {
+    package static func later(_ one: AuditSocket, _ other: AuditSocket, context: Context) -> AuditSocket? {
         // A socket's earliest holder made it (the others inherited it).
         func started(_ socket: AuditSocket) -> UInt64? { socket.owners.compactMap { context.startTime($0.pid) }.min() }
         guard let first = started(one), let second = started(other), first != second else { return nil }
@@ -171,7 +183,7 @@ extension Audit {
     /// A split in which each socket takes something from the other (one family each): the
     /// likely intruder is named as the taker where the start times tell; `takes` says what
     /// the taker gets, given (taker, loser).
-    static func split(_ one: AuditSocket, _ other: AuditSocket, port: UInt16, context: Context,
+    package static func split(_ one: AuditSocket, _ other: AuditSocket, port: UInt16, context: Context,
                       takes: (AuditSocket, AuditSocket) -> String) -> [AuditFinding] {
         let taker = later(one, other, context: context) ?? one
         let loser = taker.inode == one.inode ? other : one
@@ -179,7 +191,7 @@ extension Audit {
     }
 
     /// The wildcard socket whose traffic `specific` takes, if any.
-    static func shadowedWildcard(by specific: AuditSocket, in group: [AuditSocket]) -> AuditSocket? {
+    package static func shadowedWildcard(by specific: AuditSocket, in group: [AuditSocket]) -> AuditSocket? {
         let wildcards = group.filter { $0.isWildcard && $0.device == nil }
         if specific.ipv4 != nil {
             // An IPv4 wildcard first; a [::] only where it also takes IPv4 (dual-stack).
@@ -189,7 +201,7 @@ extension Audit {
     }
 
     /// interception when the taker has another uid; shadowing when the same uid but unrelated processes.
-    static func overlap(_ taker: AuditSocket, over loser: AuditSocket, port: UInt16, context: Context, takes: String) -> [AuditFinding] {
+    package static func overlap(_ taker: AuditSocket, over loser: AuditSocket, port: UInt16, context: Context, takes: String) -> [AuditFinding] {
         let destination = [taker.address]
         let intruder = later(taker, loser, context: context)
         let blame = intruder.map { intruder in
@@ -215,7 +227,7 @@ extension Audit {
     }
 
     /// One family's localhost or wildcard held while the other family's is free to bind.
-    static func exposure(_ group: [AuditSocket], transport: Transport, port: UInt16, context: Context) -> [AuditFinding] {
+    package static func exposure(_ group: [AuditSocket], transport: Transport, port: UInt16, context: Context) -> [AuditFinding] {
         // A bound UDP socket on an ephemeral port is most likely a client waiting for replies.
         if transport == .udp && context.ephemeral.contains(port) { return [] }
         let v6Held = group.contains { $0.isLocalhost6 || $0.isWildcard6 }

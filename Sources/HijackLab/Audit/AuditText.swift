@@ -1,4 +1,4 @@
-import Foundation
+import HijackSystem
 
 /// The audit for people: an ss-like table of receiving sockets, then one line per finding.
 public enum AuditText {
@@ -96,7 +96,7 @@ public enum AuditText {
     /// owner's name as shown, not by the inode, so that a table that names owners stably (the
     /// report's socket ids) reads the same every run. `Audit.run` already sorts its sockets,
     /// so mostly only the ties are sorted here.
-    static func order(_ sockets: [AuditSocket], ownerNames: [String]) -> [Int] {
+    package static func order(_ sockets: [AuditSocket], ownerNames: [String]) -> [Int] {
         var order = Array(sockets.indices)
         if !sockets.indices.dropFirst().allSatisfy({ !AuditSocket.precedes(sockets[$0], sockets[$0 - 1]) }) {
             order.sort { AuditSocket.precedes(sockets[$0], sockets[$1]) }
@@ -112,7 +112,7 @@ public enum AuditText {
     }
 
     /// What this socket is in the finding: the one that takes traffic, or the one that loses it.
-    static func role(of socket: AuditSocket, in finding: AuditFinding) -> String {
+    package static func role(of socket: AuditSocket, in finding: AuditFinding) -> String {
         switch finding.kind {
         case .interception, .shadowing:
             let role = finding.inodes.first == socket.inode ? "takes" : "loses"
@@ -124,18 +124,18 @@ public enum AuditText {
 
     /// Whether every byte is printable ASCII other than the backslash: text the terminal
     /// escape leaves as it is, one column per byte.
-    static func isPlain(_ text: String) -> Bool {
+    package static func isPlain(_ text: String) -> Bool {
         text.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7f && $0 != UInt8(ascii: "\\") }
     }
 
-    static func terminal(_ text: String) -> String { isPlain(text) ? text : UntrustedText.terminal(text) }
+    package static func terminal(_ text: String) -> String { isPlain(text) ? text : UntrustedText.terminal(text) }
 
-    /// `text.replacingOccurrences(of: target, with: replacement)`, without Foundation where
-    /// both are printable ASCII: there each character is one byte and one grapheme, and its
-    /// search by canonical equivalence finds exactly what a byte search finds.
-    static func replacing(_ target: String, with replacement: String, in text: String) -> String {
+    /// `text.replacing(target, with: replacement)`, by bytes where both are printable ASCII:
+    /// there each character is one byte and one grapheme, and the standard library's search
+    /// by whole characters (canonical equivalence) finds exactly what a byte search finds.
+    package static func replacing(_ target: String, with replacement: String, in text: String) -> String {
         let isPrintable = { (text: String) in text.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7f } }
-        guard isPrintable(target) && isPrintable(text), !target.isEmpty else { return text.replacingOccurrences(of: target, with: replacement) }
+        guard isPrintable(target) && isPrintable(text), !target.isEmpty else { return text.replacing(target, with: replacement) }
         let bytes = Array(text.utf8)
         let needle = Array(target.utf8)
         var result: [UInt8] = []
@@ -159,23 +159,23 @@ public enum AuditText {
 
     /// The table's columns: each cell escaped, padded to its column's widest but the last,
     /// two spaces between columns.
-    struct Table {
+    package struct Table {
         private var widths: [Int]
         private var line: [UInt8] = []
 
-        init(header: [String]) {
+        package init(header: [String]) {
             widths = Array(repeating: 0, count: header.count)
             measure(header)
         }
 
-        mutating func measure(_ row: [String]) {
+        package mutating func measure(_ row: [String]) {
             for (column, cell) in row.enumerated() {
                 // Plain ASCII is as wide as its bytes; anything else counts its characters, escaped.
                 widths[column] = max(widths[column], AuditText.isPlain(cell) ? cell.utf8.count : UntrustedText.terminal(cell).count)
             }
         }
 
-        mutating func write(_ row: [String], to output: inout Lines) {
+        package mutating func write(_ row: [String], to output: inout Lines) {
             line.removeAll(keepingCapacity: true)
             for (column, cell) in row.enumerated() {
                 let last = column == row.count - 1
@@ -186,7 +186,7 @@ public enum AuditText {
                 } else {
                     // Foundation's padding, as before: it counts UTF-16 units, not characters.
                     let escaped = UntrustedText.terminal(cell)
-                    line += (last ? escaped : escaped.padding(toLength: widths[column], withPad: " ", startingAt: 0)).utf8
+                    line += (last ? escaped : escaped.padded(toUTF16Length: widths[column])).utf8
                 }
             }
             output.line(line)
@@ -194,23 +194,23 @@ public enum AuditText {
     }
 
     /// Lines gathered into pieces of about 64 KB, joined by newlines, each piece handed on.
-    struct Lines {
-        let emit: (String) -> Void
+    package struct Lines {
+        package let emit: (String) -> Void
         private var piece: [UInt8] = []
         private var empty = true
 
-        init(emit: @escaping (String) -> Void) { self.emit = emit }
+        package init(emit: @escaping (String) -> Void) { self.emit = emit }
 
-        mutating func line(_ text: String) { line(Array(text.utf8)) }
+        package mutating func line(_ text: String) { line(Array(text.utf8)) }
 
-        mutating func line(_ bytes: [UInt8]) {
+        package mutating func line(_ bytes: [UInt8]) {
             if !empty { piece.append(0x0a) }
             piece += bytes
             empty = false
             if piece.count >= 65_536 { flush() }
         }
 
-        mutating func flush() {
+        package mutating func flush() {
             guard !empty else { return }
             emit(String(decoding: piece, as: UTF8.self))
             piece.removeAll(keepingCapacity: true)

@@ -1,4 +1,4 @@
-import Foundation
+import HijackSystem
 import Glibc
 
 /// A container that a namespace's holder runs in, as its cgroup path tells.
@@ -79,7 +79,7 @@ public struct NamespaceAudit: Codable, Sendable, Equatable {
 public enum Namespaces {
     /// The inode of a namespace file, and whether it is one (a file on nsfs, not a leftover
     /// under /run/netns that is no longer mounted): nil when it cannot be read.
-    static func inode(_ path: String, nsfsDevice: UInt64?) -> (inode: UInt64?, errno: Int32) {
+    package static func inode(_ path: String, nsfsDevice: UInt64?) -> (inode: UInt64?, errno: Int32) {
         var status = stat()
         guard stat(path, &status) == 0 else { return (nil, errno) }
         if let nsfsDevice, UInt64(status.st_dev) != nsfsDevice { return (nil, EINVAL) }
@@ -173,7 +173,7 @@ public enum Namespaces {
     }
 
     /// inode → names, for /run/netns/* that are nsfs mounts.
-    static func namedNamespaces(nsfsDevice: UInt64?, folder: String = "/run/netns") -> [UInt64: [String]] {
+    package static func namedNamespaces(nsfsDevice: UInt64?, folder: String = "/run/netns") -> [UInt64: [String]] {
         guard let directory = opendir(folder) else { return [:] }
         defer { closedir(directory) }
         var named: [UInt64: [String]] = [:]
@@ -185,7 +185,7 @@ public enum Namespaces {
         return named.mapValues { $0.sorted() }
     }
 
-    static func command(of pid: Int32) -> String? {
+    package static func command(of pid: Int32) -> String? {
         ProcNet.read("/proc/\(pid)/comm").map(SocketOwners.commandName)
     }
 
@@ -210,7 +210,7 @@ public enum Namespaces {
         return nil
     }
 
-    static func container(fromPath path: String) -> ContainerLabel? {
+    package static func container(fromPath path: String) -> ContainerLabel? {
         let components = path.split(separator: "/").map(String.init)
         let kubernetes = components.contains { $0.hasPrefix("kubepods") }
         let pod: String? = kubernetes ? components.lazy.compactMap(podUID).last : nil
@@ -254,13 +254,13 @@ public enum Namespaces {
     private static func podUID(_ component: String) -> String? {
         var text = Substring(component)
         if text.hasSuffix(".slice") { text = text.dropLast(6) }
-        guard let range = text.range(of: "pod", options: .backwards) else { return nil }
-        let uid = text[range.upperBound...].replacingOccurrences(of: "_", with: "-")
+        guard let range = text.ranges(of: "pod").last else { return nil }
+        let uid = String(text[range.upperBound...]).replacing("_", with: "-")
         return uid.count >= 32 && uid.allSatisfy({ $0.isHexDigit || $0 == "-" }) ? uid : nil
     }
 
     /// systemd unit names escape bytes as \xNN: `machine-my\x2dvm.scope` is machine my-vm.
-    static func unescapeSystemd(_ text: String) -> String {
+    package static func unescapeSystemd(_ text: String) -> String {
         var bytes: [UInt8] = []
         let utf8 = Array(text.utf8)
         var index = 0

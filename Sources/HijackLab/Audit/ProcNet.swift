@@ -1,5 +1,5 @@
+import HijackSystem
 import CHijackLab
-import Foundation
 import Glibc
 
 /// One row of /proc/net/{tcp,tcp6,udp,udp6}.
@@ -30,7 +30,7 @@ public enum ProcNet {
     /// /proc/net is /proc/self/net, the namespace of the process's first thread. unshare and
     /// setns act on the calling thread, so a thread that entered another namespace (as sock_diag
     /// reads it) finds its own under /proc/thread-self (Linux 3.17 on).
-    static let net = access("/proc/thread-self/net", F_OK) == 0 ? "/proc/thread-self/net/" : "/proc/net/"
+    package static let net = access("/proc/thread-self/net", F_OK) == 0 ? "/proc/thread-self/net/" : "/proc/net/"
 
     /// Parses one file's text. The header and any malformed row are skipped; `skipped` counts the latter.
     public static func parse(_ text: String, transport: Transport) -> (entries: [ProcNetEntry], skipped: Int) {
@@ -44,7 +44,7 @@ public enum ProcNet {
     /// Every row of one /proc/net file, read 64 KB at a time and parsed as it arrives, so that
     /// the file's text (several MB with 50,000 sockets) is never held whole. Nil when the
     /// file cannot be read (no IPv6: no tcp6).
-    static func sockets(_ path: String, transport: Transport) -> (sockets: [hl_diag_socket], skipped: Int)? {
+    package static func sockets(_ path: String, transport: Transport) -> (sockets: [hl_diag_socket], skipped: Int)? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { Glibc.close(fd) }
@@ -65,16 +65,16 @@ public enum ProcNet {
     }
 
     /// Cuts text that arrives in pieces into rows, the first (the header) skipped.
-    struct RowReader {
-        let `protocol`: UInt8
-        var sockets: [hl_diag_socket] = []
-        var skipped = 0
+    package struct RowReader {
+        package let `protocol`: UInt8
+        package var sockets: [hl_diag_socket] = []
+        package var skipped = 0
         private var pending: [UInt8] = []
         private var sawHeader = false
 
-        init(protocol: UInt8) { self.protocol = `protocol` }
+        package init(protocol: UInt8) { self.protocol = `protocol` }
 
-        mutating func feed(_ bytes: UnsafeRawBufferPointer) {
+        package mutating func feed(_ bytes: UnsafeRawBufferPointer) {
             var start = 0
             for index in 0..<bytes.count where bytes[index] == UInt8(ascii: "\n") {
                 if pending.isEmpty {
@@ -89,7 +89,7 @@ public enum ProcNet {
             pending += bytes[start...]
         }
 
-        mutating func finish() {
+        package mutating func finish() {
             if !pending.isEmpty { pending.withUnsafeBytes { row($0) } }
             pending = []
         }
@@ -103,7 +103,7 @@ public enum ProcNet {
     }
 
     /// One row: `sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...`, fields apart by spaces.
-    static func row(_ line: UnsafeRawBufferPointer, protocol: UInt8) -> hl_diag_socket? {
+    package static func row(_ line: UnsafeRawBufferPointer, protocol: UInt8) -> hl_diag_socket? {
         var fields: [Range<Int>] = []
         fields.reserveCapacity(12)
         var index = 0
@@ -134,7 +134,7 @@ public enum ProcNet {
 
     /// "0100007F:1F90" → 127.0.0.1, 8080. The kernel prints each 32-bit word of the address
     /// as a number in host byte order (little-endian here), and the port as a number.
-    static func endpoint(_ text: UnsafeRawBufferPointer, into address: inout (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+    package static func endpoint(_ text: UnsafeRawBufferPointer, into address: inout (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
                                                                             UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8))
         -> (family: Int32, port: UInt16)? {
         guard let colon = text.firstIndex(of: UInt8(ascii: ":")), colon == 8 || colon == 32,
@@ -152,7 +152,7 @@ public enum ProcNet {
     }
 
     /// A number of one or more digits, nothing else, no greater than `limit`.
-    static func number(_ text: UnsafeRawBufferPointer, radix: UInt64, limit: UInt64) -> UInt64? {
+    package static func number(_ text: UnsafeRawBufferPointer, radix: UInt64, limit: UInt64) -> UInt64? {
         guard !text.isEmpty else { return nil }
         var value: UInt64 = 0
         for byte in text {
@@ -171,7 +171,7 @@ public enum ProcNet {
     }
 
     /// "0100007F:1F90" → ("127.0.0.1", 8080), the text of one endpoint.
-    static func endpoint(_ text: Substring) -> (String, UInt16)? {
+    package static func endpoint(_ text: Substring) -> (String, UInt16)? {
         var text = String(text)
         var socket = hl_diag_socket()
         guard let (family, port) = text.withUTF8({ endpoint(UnsafeRawBufferPointer($0), into: &socket.local) }) else { return nil }
@@ -201,23 +201,23 @@ public enum ProcNet {
 }
 
 extension Transport {
-    var ipProtocol: UInt8 { self == .tcp ? UInt8(IPPROTO_TCP) : UInt8(IPPROTO_UDP) }
+    package var ipProtocol: UInt8 { self == .tcp ? UInt8(IPPROTO_TCP) : UInt8(IPPROTO_UDP) }
 }
 
 extension hl_diag_socket {
-    var transport: Transport { self.protocol == UInt8(IPPROTO_TCP) ? .tcp : .udp }
+    package var transport: Transport { self.protocol == UInt8(IPPROTO_TCP) ? .tcp : .udp }
 
     /// Sockets that take new traffic for their address: TCP listeners, and UDP sockets that
     /// are bound but not connected (a connected one only hears from its peer).
-    var isReceiving: Bool {
+    package var isReceiving: Bool {
         transport == .tcp ? state == 0x0A : (state == 0x07 && remote_port == 0)
     }
 
-    var localHost: String { Self.text(family: family, address: local) }
-    var remoteHost: String { Self.text(family: family, address: remote) }
+    package var localHost: String { Self.text(family: family, address: local) }
+    package var remoteHost: String { Self.text(family: family, address: remote) }
 
     /// An address as inet_ntop writes it: "127.0.0.1", "::1", "::ffff:127.0.0.1".
-    static func text(family: UInt8, address: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+    package static func text(family: UInt8, address: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
                                               UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)) -> String {
         var address = address
         return withUnsafeTemporaryAllocation(of: CChar.self, capacity: Int(INET6_ADDRSTRLEN)) { buffer in
@@ -228,7 +228,7 @@ extension hl_diag_socket {
 }
 
 extension ProcNetEntry {
-    init(_ socket: hl_diag_socket) {
+    package init(_ socket: hl_diag_socket) {
         self.init(transport: socket.transport, local: socket.localHost, port: socket.local_port, remote: socket.remoteHost,
                   remotePort: socket.remote_port, state: socket.state, uid: socket.uid, inode: socket.inode)
     }
@@ -255,12 +255,12 @@ public enum SocketOwners {
     /// process's descriptors, in C (a readlink each, as `ss -p` does), reporting only the
     /// sockets asked for. Each owner's name is read once, and the sockets that one process
     /// alone holds share one array, not one each.
-    static func find(sorted inodes: [UInt64]) -> (owners: [[SocketOwner]], complete: Bool) {
+    package static func find(sorted inodes: [UInt64]) -> (owners: [[SocketOwner]], complete: Bool) {
         guard !inodes.isEmpty else { return ([], true) }
         struct Found {
-            let inodes: [UInt64]
-            var owners: [[SocketOwner]]
-            var alone: [Int32: [SocketOwner]] = [:]
+            package let inodes: [UInt64]
+            package var owners: [[SocketOwner]]
+            package var alone: [Int32: [SocketOwner]] = [:]
         }
         var found = Found(inodes: inodes, owners: Array(repeating: [], count: inodes.count))
         let status = withUnsafeMutablePointer(to: &found) { pointer in
@@ -285,7 +285,7 @@ public enum SocketOwners {
     }
 
     /// Where `inode` is (or would go) in `sorted`: the first position not below it.
-    static func position(of inode: UInt64, in sorted: [UInt64]) -> Int {
+    package static func position(of inode: UInt64, in sorted: [UInt64]) -> Int {
         var low = 0
         var high = sorted.count
         while low < high {
@@ -298,7 +298,7 @@ public enum SocketOwners {
     /// A process's name as /proc/PID/comm holds it, less the one newline the kernel appends.
     /// Nothing else is trimmed: any user can name a process " sshd" or "sshd\n", and the
     /// audit shows (escaped) what is there, not a cleaner name it could be mistaken for.
-    static func commandName(_ comm: String) -> String {
+    package static func commandName(_ comm: String) -> String {
         var scalars = comm.unicodeScalars
         if scalars.last == "\n" { scalars.removeLast() }
         return String(scalars)
@@ -311,7 +311,7 @@ public enum SocketOwners {
         while current > 1, chain.count < 64,
               let status = ProcNet.read("/proc/\(current)/status"),
               let line = status.split(separator: "\n").first(where: { $0.hasPrefix("PPid:") }),
-              let parent = Int32(line.dropFirst(5).trimmingCharacters(in: .whitespaces)) {
+              let parent = Int32(line.dropFirst(5).trimmed) {
             chain.append(parent)
             current = parent
         }

@@ -1,3 +1,4 @@
+import HijackSystem
 import CHijackLab
 import Glibc
 
@@ -12,13 +13,13 @@ public struct SocketDetails: Sendable, Equatable {
 
 public enum SockDiag {
     /// The kernel's state numbers (include/net/tcp_states.h), as bits of idiag_states.
-    static let listening: UInt32 = 1 << 10  // TCP_LISTEN
-    static let everyState: UInt32 = .max
+    package static let listening: UInt32 = 1 << 10  // TCP_LISTEN
+    package static let everyState: UInt32 = .max
 
     /// Every socket of one transport, both families, whose state is among `states`: one dump
     /// per family, the addresses, ports, uid, inode, V6ONLY and bound device of each. Nil when
     /// the kernel offers no sock_diag for it (no inet_diag, or no tcp_diag/udp_diag module).
-    static func sockets(_ transport: Transport, states: UInt32) -> [hl_diag_socket]? {
+    package static func sockets(_ transport: Transport, states: UInt32) -> [hl_diag_socket]? {
         var found: [hl_diag_socket] = []
         for family in [AF_INET, AF_INET6] {
             let status = withUnsafeMutablePointer(to: &found) { pointer in

@@ -1,17 +1,23 @@
+import HijackAgent
+import HijackAudit
+import HijackSystem
+
 /// A command-line mistake: the message says what was wrong and what was expected.
-struct UsageError: Error {
-    var message: String
+package struct UsageError: Error {
+    package var message: String
+
+    package init(message: String) { self.message = message }
 }
 
 /// One option a command takes. `value` names its argument (`FILE`), nil for a flag.
-struct OptionSpec: Sendable {
-    let name: String
-    let value: String?
-    let help: String
-    /// May be given more than once (`kernels --kernel-package A --kernel-package B`); `values(_:)` reads them all.
-    var repeatable = false
+package struct OptionSpec: Sendable {
+    package let name: String
+    package let value: String?
+    package let help: String
+    /// May be given more than once (`kernels --kernel-package A --kernel-package B`); `allValues(_:)` reads them all.
+    package var repeatable = false
 
-    init(_ name: String, _ value: String? = nil, _ help: String, repeatable: Bool = false) {
+    package init(_ name: String, _ value: String? = nil, _ help: String, repeatable: Bool = false) {
         self.name = name
         self.value = value
         self.help = help
@@ -19,7 +25,7 @@ struct OptionSpec: Sendable {
     }
 
     /// The help line: `  --json FILE        write …`.
-    var helpLine: String {
+    package var helpLine: String {
         let left = "  " + name + (value.map { " " + $0 } ?? "")
         let padded = left.count < 24 ? left + String(repeating: " ", count: 24 - left.count) : left + "\n" + String(repeating: " ", count: 24)
         return padded + help
@@ -29,15 +35,15 @@ struct OptionSpec: Sendable {
 /// The arguments of one command, read against the options it declares: `--name value`,
 /// `--name=value`, flags, `-h`/`--help`, and `--` before operands that start with a dash.
 /// Every option may be given once.
-struct Arguments {
-    let command: String
-    private(set) var values: [String: String] = [:]
-    private(set) var repeated: [String: [String]] = [:]
-    private(set) var flags: Set<String> = []
-    private(set) var operands: [String] = []
-    private(set) var help = false
+package struct Arguments {
+    package let command: String
+    package private(set) var values: [String: String] = [:]
+    package private(set) var repeated: [String: [String]] = [:]
+    package private(set) var flags: Set<String> = []
+    package private(set) var operands: [String] = []
+    package private(set) var help = false
 
-    init(_ arguments: [String], command: String, options: [OptionSpec]) throws(UsageError) {
+    package init(_ arguments: [String], command: String, options: [OptionSpec]) throws(UsageError) {
         self.command = command
         var index = 0
         var onlyOperands = false
@@ -83,16 +89,16 @@ struct Arguments {
         }
     }
 
-    func value(_ name: String) -> String? { values[name] }
+    package func value(_ name: String) -> String? { values[name] }
 
     /// Every value of a repeatable option, in the order given.
-    func allValues(_ name: String) -> [String] { repeated[name] ?? [] }
+    package func allValues(_ name: String) -> [String] { repeated[name] ?? [] }
 
-    func flag(_ name: String) -> Bool { flags.contains(name) }
+    package func flag(_ name: String) -> Bool { flags.contains(name) }
 
     /// A decimal number of seconds in `range`. Only decimal digits with an optional fraction:
     /// `0x10`, `1e3`, `inf` and `nan`, which Double(String) would take, are refused.
-    func seconds(_ name: String, default fallback: Double, range: ClosedRange<Double>) throws(UsageError) -> Double {
+    package func seconds(_ name: String, default fallback: Double, range: ClosedRange<Double>) throws(UsageError) -> Double {
         guard let text = values[name] else { return fallback }
         guard let number = Self.decimal(text), range.contains(number) else {
             throw UsageError(message: "\(name) expects seconds, a decimal number from \(Self.show(range.lowerBound)) to \(Self.show(range.upperBound)); got \"\(UntrustedText.terminal(text))\"")
@@ -101,7 +107,7 @@ struct Arguments {
     }
 
     /// A whole decimal number in `range`.
-    func integer(_ name: String, range: ClosedRange<Int>) throws(UsageError) -> Int? {
+    package func integer(_ name: String, range: ClosedRange<Int>) throws(UsageError) -> Int? {
         guard let text = values[name] else { return nil }
         guard text.allSatisfy({ $0.isASCII && $0.isNumber }), !text.isEmpty, text.count < 10, let number = Int(text), range.contains(number) else {
             throw UsageError(message: "\(name) expects a whole number from \(range.lowerBound) to \(range.upperBound); got \"\(UntrustedText.terminal(text))\"")
@@ -110,7 +116,7 @@ struct Arguments {
     }
 
     /// One of `choices`, with a suggestion when it is close to one.
-    func choice<T>(_ name: String, _ choices: [(String, T)]) throws(UsageError) -> T? {
+    package func choice<T>(_ name: String, _ choices: [(String, T)]) throws(UsageError) -> T? {
         guard let text = values[name] else { return nil }
         if let match = choices.first(where: { $0.0 == text }) { return match.1 }
         var message = "\(name) expects " + choices.map(\.0).joined(separator: ", ") + "; got \"\(UntrustedText.terminal(text))\""
@@ -118,7 +124,7 @@ struct Arguments {
         throw UsageError(message: message)
     }
 
-    static func decimal(_ text: String) -> Double? {
+    package static func decimal(_ text: String) -> Double? {
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
         guard (1...2).contains(parts.count), parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0.isASCII && $0.isNumber } }),
               text.count <= 20 else { return nil }
@@ -132,8 +138,8 @@ struct Arguments {
 
 /// "Did you mean …?": the closest known word by edit distance, when it is close enough
 /// to be a slip of the keyboard rather than another word.
-enum Suggestion {
-    static func closest(to word: String, among candidates: [String]) -> String? {
+package enum Suggestion {
+    package static func closest(to word: String, among candidates: [String]) -> String? {
         let scored = candidates.map { ($0, distance(word.lowercased(), $0.lowercased())) }
         guard let best = scored.min(by: { $0.1 < $1.1 }) else { return nil }
         let allowed = max(1, min(3, best.0.count / 3))
@@ -141,7 +147,7 @@ enum Suggestion {
     }
 
     /// Levenshtein distance, with a transposition of neighbours counted as one edit.
-    static func distance(_ left: String, _ right: String) -> Int {
+    package static func distance(_ left: String, _ right: String) -> Int {
         let a = Array(left), b = Array(right)
         if a.isEmpty || b.isEmpty { return max(a.count, b.count) }
         var previous2 = [Int](repeating: 0, count: b.count + 1)

@@ -1,17 +1,19 @@
+import HijackAgent
+import HijackAudit
+import HijackSystem
 import CHijackLab
-import Foundation
 import Glibc
 
-struct AuditCommand: Command {
-    static let name = "audit"
-    static let synopsis = "audit [options]"
-    static let summary = "find shadowed and shadowable listeners on this host, now"
+package struct AuditCommand: Command {
+    package static let name = "audit"
+    package static let synopsis = "audit [options]"
+    package static let summary = CommandIndex.summary(of: name)
 
-    enum Format: String, CaseIterable {
+    package enum Format: String, CaseIterable {
         case table, json, jsonl, prometheus
     }
 
-    static let options = [
+    package static let options = [
         OptionSpec("--all-netns", nil, "audit every network namespace (/proc/*/ns/net, /run/netns), not only this one"),
         OptionSpec("--format", "FORMAT", "table (default), json, jsonl (one finding per line) or prometheus (textfile collector)"),
         OptionSpec("--output", "FILE", "where --format writes (default -, stdout); a file is replaced atomically"),
@@ -21,7 +23,7 @@ struct AuditCommand: Command {
         OptionSpec("--watch", nil, "audit again every interval and print only changes, timestamped, until Ctrl-C"),
         OptionSpec("--interval", "S", "seconds between audits with --watch (default 1, 0.05 to 3600)"),
     ]
-    static let discussion = """
+    package static let discussion = """
         Reads the current network namespace's TCP listeners and bound UDP sockets through
         NETLINK_SOCK_DIAG, as ss does (/proc/net/{tcp,tcp6,udp,udp6} where the kernel has no
         sock_diag: the JSON's "source" says which), and maps each socket to its process through
@@ -54,7 +56,7 @@ struct AuditCommand: Command {
         The exit status is 1 when an interception or shadowing finding exists (in any namespace),
         whatever is shown.
         """
-    static let examples = [
+    package static let examples = [
         "hijack-lab audit",
         "hijack-lab audit --min-severity alarm --json findings.json",
         "hijack-lab audit --port 8080 --json -",
@@ -63,7 +65,7 @@ struct AuditCommand: Command {
         "hijack-lab audit --watch --interval 2",
     ]
 
-    static func run(_ arguments: Arguments, in context: CommandContext) -> ExitStatus {
+    package static func run(_ arguments: Arguments, in context: CommandContext) -> ExitStatus {
         let console = context.console
         if let extra = arguments.operands.first {
             return usageFailure(name, "audit takes no operands (got \"\(UntrustedText.terminal(extra))\")", console: console)
@@ -106,7 +108,7 @@ struct AuditCommand: Command {
         let started = Deadline.now()
         let (audits, unreadable) = source.audit()
         let duration = Double(Deadline.now().nanoseconds - started.nanoseconds) / 1e9
-        let ended = Date()
+        let ended = WallTime.now()
         for audit in audits {
             if let error = audit.error {
                 console.err("hijack-lab audit: network namespace \(UntrustedText.terminal(audit.netns.label)) was not audited: \(UntrustedText.terminal(error))")
@@ -141,7 +143,7 @@ struct AuditCommand: Command {
         switch chosen {
         case .table: content = table(audits, unreadable: unreadable, allNamespaces: allNamespaces, minimum: minimum) + "\n"
         case .json:
-            content = String(decoding: JSONFormat.encode(AuditFormats.FleetDocument(namespaces: audits, unreadableProcesses: unreadable)), as: UTF8.self) + "\n"
+            content = String(decoding: AuditFormats.fleetJSON(audits, unreadableProcesses: unreadable), as: UTF8.self) + "\n"
         case .jsonl: content = AuditFormats.jsonLines(audits, minimum: minimum, timestamp: ended)
         case .prometheus:
             content = AuditFormats.prometheus(audits, unreadableProcesses: unreadable, duration: duration, timestamp: ended)
@@ -155,7 +157,7 @@ struct AuditCommand: Command {
     }
 
     /// The table of each namespace, under a heading that names it when there are several.
-    static func table(_ audits: [NamespaceAudit], unreadable: Int, allNamespaces: Bool, minimum: AuditFinding.Severity) -> String {
+    package static func table(_ audits: [NamespaceAudit], unreadable: Int, allNamespaces: Bool, minimum: AuditFinding.Severity) -> String {
         guard allNamespaces else { return AuditText.render(audits[0].report!, minimum: minimum) }
         var parts: [String] = []
         for audit in audits {
@@ -171,7 +173,7 @@ struct AuditCommand: Command {
         return parts.joined(separator: "\n\n")
     }
 
-    static func runWatch(source: AuditSource, minimum: AuditFinding.Severity, interval: Double, console: Console) -> ExitStatus {
+    package static func runWatch(source: AuditSource, minimum: AuditFinding.Severity, interval: Double, console: Console) -> ExitStatus {
         let watcher = AuditWatcher(minimum: minimum, labelled: source.allNamespaces) { source.audit().audits }
         let every = interval == interval.rounded() ? String(Int(interval)) : String(interval)
         console.err("hijack-lab audit: watching every \(every) s; Ctrl-C ends")
@@ -182,14 +184,14 @@ struct AuditCommand: Command {
 }
 
 /// Where the audits come from: this namespace only, or every one on the host.
-struct AuditSource {
-    let port: UInt16?
-    let allNamespaces: Bool
-    let agentExecutable: String
+package struct AuditSource {
+    package let port: UInt16?
+    package let allNamespaces: Bool
+    package let agentExecutable: String
     /// How long an agent may take to enter a namespace, and then to audit it.
-    var timeout: Double = 30
+    package var timeout: Double = 30
 
-    func audit() -> (audits: [NamespaceAudit], unreadable: Int) {
+    package func audit() -> (audits: [NamespaceAudit], unreadable: Int) {
         guard allNamespaces else {
             return ([NamespaceAudit(netns: Namespaces.current(), report: Audit.run(port: port))], 0)
         }
@@ -206,11 +208,11 @@ struct AuditSource {
 /// sock_diag netlink socket, the /proc/sys/net ranges and if_indextoname all follow. The agent
 /// role does exactly that (`agent --netns PATH --host-client`, command `audit`), drops every
 /// capability but the two reading other processes' descriptors takes, and dies with its pipe.
-enum FleetAudit {
+package enum FleetAudit {
     /// Agents at work at once: enough to hide their start-up, few enough for a small host.
-    static let parallel = 8
+    package static let parallel = 8
 
-    static func audit(_ namespaces: [NetworkNamespace], port: UInt16?, agentExecutable: String, timeout: Double) -> [NamespaceAudit] {
+    package static func audit(_ namespaces: [NetworkNamespace], port: UInt16?, agentExecutable: String, timeout: Double) -> [NamespaceAudit] {
         var audits: [NamespaceAudit] = []
         var others: [NetworkNamespace] = []
         for namespace in namespaces {
@@ -265,8 +267,7 @@ enum FleetAudit {
         defer { agent.finish() }
         do throws(LabError) {
             try agent.awaitReady()
-            let reply = try agent.request(AgentCommand(op: .audit, port: port))
-            guard let report = reply.audit else { return NamespaceAudit(netns: namespace, error: "the agent answered without an audit") }
+            let report = try agent.audit(port: port)
             // A namespace whose last process ended between discovery and setns has gone; a
             // path that came to name another namespace must not pass for it.
             guard report.namespace == "net:[\(namespace.inode)]" else {
@@ -283,7 +284,7 @@ enum FleetAudit {
 }
 
 /// `audit --watch`: audits again and again, and tells only what changed.
-final class AuditWatcher {
+package final class AuditWatcher {
     private let minimum: AuditFinding.Severity
     /// Whether lines name the namespace (with --all-netns).
     private let labelled: Bool
@@ -292,7 +293,7 @@ final class AuditWatcher {
     private var listeners: [String: (port: String, text: String)] = [:]
     private var failures: [UInt64: String] = [:]
 
-    init(minimum: AuditFinding.Severity = .info, labelled: Bool = false, audit: @escaping () -> [NamespaceAudit]) {
+    package init(minimum: AuditFinding.Severity = .info, labelled: Bool = false, audit: @escaping () -> [NamespaceAudit]) {
         self.minimum = minimum
         self.labelled = labelled
         self.audit = audit
@@ -300,7 +301,7 @@ final class AuditWatcher {
 
     /// Audits once and returns the changes since the last step, each line timestamped and
     /// escaped for the terminal. The first step returns the findings present now.
-    func step(at now: Date = Date()) -> [String] {
+    package func step(at now: WallTime = .now()) -> [String] {
         let audits = audit()
         let time = AuditFormats.timestampText(now)
         var currentFindings: [String: String] = [:]
@@ -355,7 +356,7 @@ final class AuditWatcher {
     /// Steps every `interval` seconds, on a fixed schedule, until `stop` (given the number of
     /// steps so far) says so. An audit slower than the interval is followed by the next at once,
     /// without a backlog. Between steps the process sleeps: no work when nothing runs.
-    func run(interval: Double, output: (String) -> Void, stop: (Int) -> Bool) {
+    package func run(interval: Double, output: (String) -> Void, stop: (Int) -> Bool) {
         var steps = 0
         var next = Deadline.now()
         while !stop(steps) {
@@ -367,15 +368,5 @@ final class AuditWatcher {
             var wake = timespec(tv_sec: Int(next.nanoseconds / 1_000_000_000), tv_nsec: Int(next.nanoseconds % 1_000_000_000))
             while clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &wake, nil) == EINTR {}
         }
-    }
-}
-
-/// The one JSON style of every `--json` output: pretty, keys sorted so diffs stay small.
-enum JSONFormat {
-    static func encode<T: Encodable>(_ value: T) -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        // Plain structs of strings and numbers: encoding cannot fail.
-        return (try? encoder.encode(value)) ?? Data("{}".utf8)
     }
 }

@@ -1,12 +1,21 @@
+import HijackAgent
+import HijackAudit
+import HijackSystem
+
 /// What every command shares: where it writes, and which binary plays the agent.
-struct CommandContext {
-    let console: Console
-    let agentExecutable: String
+package struct CommandContext {
+    package let console: Console
+    package let agentExecutable: String
+
+    package init(console: Console, agentExecutable: String) {
+        self.console = console
+        self.agentExecutable = agentExecutable
+    }
 }
 
 /// One subcommand, in swift-argument-parser's one-type-per-command shape: it declares its
 /// options and help, and `run` gets them already read.
-protocol Command: Sendable {
+package protocol Command: Sendable {
     static var name: String { get }
     /// `all [options]`, for the usage line.
     static var synopsis: String { get }
@@ -22,11 +31,11 @@ protocol Command: Sendable {
 }
 
 extension Command {
-    static var examples: [String] { [] }
-    static var exitStatusHelp: String { ExitStatus.helpText }
+    package static var examples: [String] { [] }
+    package static var exitStatusHelp: String { ExitStatus.helpText }
 
     /// `hijack-lab help NAME` and `NAME --help`: this command only.
-    static var help: String {
+    package static var help: String {
         var text = "hijack-lab \(name): \(summary)\n\nUSAGE\n  hijack-lab \(synopsis)\n"
         if !discussion.isEmpty { text += "\n" + discussion + "\n" }
         if !options.isEmpty { text += "\nOPTIONS\n" + options.map(\.helpLine).joined(separator: "\n") + "\n" }
@@ -37,7 +46,7 @@ extension Command {
 }
 
 /// Reports a usage error the same way for every command, and returns its status.
-func usageFailure(_ command: String, _ message: String, console: Console) -> ExitStatus {
+package func usageFailure(_ command: String, _ message: String, console: Console) -> ExitStatus {
     console.err("hijack-lab \(command): \(message)\nRun `hijack-lab help \(command)` for usage.")
     return .usage
 }

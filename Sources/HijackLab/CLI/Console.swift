@@ -1,3 +1,6 @@
+import HijackAgent
+import HijackAudit
+import HijackSystem
 import Glibc
 import Synchronization
 
@@ -8,7 +11,7 @@ public struct Console: Sendable {
     public var err: @Sendable (String) -> Void
     /// The errno of a failed write to `out` (nil for none), so a command can tell a data
     /// output that did not arrive from a reader that merely stopped early (EPIPE).
-    var outFailure: @Sendable () -> Int32? = { nil }
+    package var outFailure: @Sendable () -> Int32? = { nil }
 
     public init(out: @escaping @Sendable (String) -> Void, err: @escaping @Sendable (String) -> Void) {
         self.out = out
@@ -25,17 +28,17 @@ public struct Console: Sendable {
 /// stdout or stderr, written with write(2). A reader that went away (`| head -1`, `>&-`)
 /// ends the output quietly: the run goes on and still writes its files. SIGPIPE is ignored
 /// by the CLI, so the closed pipe shows up here as EPIPE instead of killing the process.
-final class StandardStream: Sendable {
-    static let output = StandardStream(fd: 1)
-    static let error = StandardStream(fd: 2)
+package final class StandardStream: Sendable {
+    package static let output = StandardStream(fd: 1)
+    package static let error = StandardStream(fd: 2)
 
-    let fd: Int32
+    package let fd: Int32
     private let failure = Atomic<Int32>(0)
 
-    init(fd: Int32) { self.fd = fd }
+    package init(fd: Int32) { self.fd = fd }
 
     /// The errno of the first failed write, or nil while every write went through.
-    var failedWith: Int32? {
+    package var failedWith: Int32? {
         let code = failure.load(ordering: .relaxed)
         return code == 0 ? nil : code
     }
@@ -44,11 +47,11 @@ final class StandardStream: Sendable {
 
     /// The descriptor was closed when the process started (`>&-`): a write to it fails with
     /// EBADF, though a stream nobody writes to never fails.
-    func markClosed() {
+    package func markClosed() {
         closedAtStart.store(true, ordering: .relaxed)
     }
 
-    func write(_ text: String) {
+    package func write(_ text: String) {
         guard failure.load(ordering: .relaxed) == 0 else { return }
         if closedAtStart.load(ordering: .relaxed) {
             failure.store(EBADF, ordering: .relaxed)

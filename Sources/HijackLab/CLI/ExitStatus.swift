@@ -1,3 +1,7 @@
+import HijackAgent
+import HijackAudit
+import HijackSystem
+
 /// What the process exit status tells a script. The numbers are a public interface: the
 /// help text and the README list them, and a test holds them to it.
 public enum ExitStatus: Equatable, Sendable {
@@ -24,7 +28,7 @@ public enum ExitStatus: Equatable, Sendable {
         }
     }
 
-    init(code: Int32) {
+    package init(code: Int32) {
         switch code {
         case 0: self = .success
         case 1: self = .differs
@@ -35,7 +39,7 @@ public enum ExitStatus: Equatable, Sendable {
     }
 
     /// The stronger of two: usage over differs over success.
-    func worst(_ other: ExitStatus) -> ExitStatus {
+    package func worst(_ other: ExitStatus) -> ExitStatus {
         switch (self, other) {
         case (.interrupted, _): self
         case (_, .interrupted): other
@@ -45,7 +49,7 @@ public enum ExitStatus: Equatable, Sendable {
         }
     }
 
-    static let helpText = """
+    package static let helpText = """
         EXIT STATUS
           0    every scenario that ran matched its expectation (audit: no interception or shadowing)
           1    some scenario differed from its expectation or could not finish (audit: an interception

@@ -1,5 +1,7 @@
+import HijackAgent
+import HijackAudit
+import HijackSystem
 import CHijackLab
-import Foundation
 import Glibc
 
 /// A file a command writes: REPORT.md, MATRIX.md, the JSON. `-` is stdout.
@@ -7,19 +9,24 @@ import Glibc
 /// Every path is checked before the first agent starts, so a typo costs nothing. Regular
 /// files are written to a temp file in the same folder and renamed into place, all renames
 /// together at the end, so that after any interruption the outputs are all old or all new.
-struct OutputFile: Equatable {
+package struct OutputFile: Equatable {
     /// The option that named it, for messages: `--report`.
-    let option: String
-    let path: String
+    package let option: String
+    package let path: String
 
-    var isStandardOutput: Bool { path == "-" }
+    package init(option: String, path: String) {
+        self.option = option
+        self.path = path
+    }
+
+    package var isStandardOutput: Bool { path == "-" }
 
     /// The path as messages show it: the user's own text, escaped all the same.
-    var shown: String { isStandardOutput ? "stdout (-)" : UntrustedText.terminal(path) }
+    package var shown: String { isStandardOutput ? "stdout (-)" : UntrustedText.terminal(path) }
 
     /// Whether it is (or will be) a regular file, which can be renamed into place; a device
     /// or FIFO is written as it is.
-    var isRegularFile: Bool {
+    package var isRegularFile: Bool {
         if isStandardOutput { return false }
         var status = stat()
         return stat(path, &status) != 0 || status.st_mode & S_IFMT == S_IFREG
@@ -27,7 +34,7 @@ struct OutputFile: Equatable {
 
     /// Why this output could not be written, or nil. It tries what the final write will do:
     /// a temp file in the folder (created and removed), or opening a device or FIFO.
-    func problem() -> String? {
+    package func problem() -> String? {
         if isStandardOutput { return nil }
         if path.isEmpty { return "\(option) needs a file name (or - for stdout)" }
         var status = stat()
@@ -60,13 +67,13 @@ struct OutputFile: Equatable {
         }
     }
 
-    static func folder(of path: String) -> String {
+    package static func folder(of path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "." }
         return slash == path.startIndex ? "/" : String(path[..<slash])
     }
 
     /// One name for one file however it is spelt: the real folder plus the file's own name.
-    var identity: String {
+    package var identity: String {
         if isStandardOutput { return "-" }
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         let folder = realpath(Self.folder(of: path), &buffer) != nil
@@ -76,7 +83,7 @@ struct OutputFile: Equatable {
 
     /// A new, empty file next to `path`, named so that it is plainly a leftover if a crash
     /// ever strands it: `.REPORT.md.hijack-lab-XXXXXX`.
-    static func temporaryFile(besides path: String) -> Result<(Int32, String), SystemError> {
+    package static func temporaryFile(besides path: String) -> Result<(Int32, String), SystemError> {
         let name = path.split(separator: "/").last.map(String.init) ?? path
         var template = Array("\(folder(of: path))/.\(name).hijack-lab-XXXXXX".utf8CString)
         let fd = mkstemp(&template)
@@ -88,14 +95,14 @@ struct OutputFile: Equatable {
 
     /// Checks a command's outputs before anything starts: each problem goes to stderr, and
     /// the status to return comes back (nil when every output can be written).
-    static func refuse(_ outputs: [OutputFile?], command: String, console: Console) -> ExitStatus? {
+    package static func refuse(_ outputs: [OutputFile?], command: String, console: Console) -> ExitStatus? {
         let problems = problems(outputs.compactMap { $0 })
         for problem in problems { console.err("hijack-lab \(command): \(problem)") }
         return problems.isEmpty ? nil : .usage
     }
 
     /// Problems with a set of outputs, each checked, plus two options naming one file.
-    static func problems(_ outputs: [OutputFile]) -> [String] {
+    package static func problems(_ outputs: [OutputFile]) -> [String] {
         var problems = outputs.compactMap { $0.problem() }
         for (index, output) in outputs.enumerated() {
             if let earlier = outputs[..<index].first(where: { $0.identity == output.identity }) {
@@ -107,36 +114,38 @@ struct OutputFile: Equatable {
 
     /// The process's umask, read without changing it (umask(2) can only set it, and setting
     /// it, even back, races every other thread that creates a file).
-    static var umask: mode_t {
-        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+    package static var umask: mode_t {
+        let status = ProcNet.read("/proc/self/status") ?? ""
         let line = status.split(separator: "\n").first { $0.hasPrefix("Umask:") }
-        return line.flatMap { mode_t($0.dropFirst(6).trimmingCharacters(in: .whitespaces), radix: 8) } ?? 0o022
+        return line.flatMap { mode_t($0.dropFirst(6).trimmed, radix: 8) } ?? 0o022
     }
 }
 
 /// The outputs of one command, staged and then published together.
-struct OutputSet {
+package struct OutputSet {
     private struct Staged {
-        let output: OutputFile
+        package let output: OutputFile
         /// The temp file of a regular file, and its slot in the signal handler's table.
-        let temporary: (path: String, slot: Int32)?
-        let content: [UInt8]
+        package let temporary: (path: String, slot: Int32)?
+        package let content: [UInt8]
     }
 
     private var staged: [Staged] = []
+
+    package init() {}
     /// One line per output that could not be written.
-    private(set) var failures: [String] = []
+    package private(set) var failures: [String] = []
 
     /// Writes a regular file's content to its temp file now (flushed to disk, and known to the
     /// signal handler, which removes it if the run is interrupted); devices, FIFOs and stdout
     /// are written at publish time, since they cannot be renamed into place.
-    mutating func stage(_ content: String, to output: OutputFile) {
+    package mutating func stage(_ content: String, to output: OutputFile) {
         stage(to: output) { write in Array(content.utf8).withUnsafeBytes(write) }
     }
 
     /// As `stage(_:to:)`, with the content handed over in pieces (a 50,000-socket audit in
     /// JSON is tens of MB): a regular file's pieces go straight to its temp file.
-    mutating func stage(to output: OutputFile, pieces produce: ((UnsafeRawBufferPointer) -> Void) -> Void) {
+    package mutating func stage(to output: OutputFile, pieces produce: ((UnsafeRawBufferPointer) -> Void) -> Void) {
         guard output.isRegularFile else {
             var bytes: [UInt8] = []
             produce { bytes += $0 }
@@ -173,7 +182,7 @@ struct OutputSet {
     /// every staged file into place in one step that a SIGINT or SIGTERM cannot split. Returns
     /// nil when the process is being interrupted (no file was renamed; the signal handler is
     /// ending the process); otherwise the outputs that were written.
-    mutating func publish(console: Console) -> [OutputFile]? {
+    package mutating func publish(console: Console) -> [OutputFile]? {
         var written: [OutputFile] = []
         for item in staged where item.temporary == nil {
             if item.output.isStandardOutput {

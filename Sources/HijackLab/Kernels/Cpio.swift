@@ -1,3 +1,7 @@
+import HijackCLI
+import HijackAgent
+import HijackAudit
+import HijackSystem
 import Glibc
 
 /// An initramfs archive in the "newc" cpio format, the one the kernel unpacks

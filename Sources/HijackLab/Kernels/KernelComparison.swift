@@ -1,3 +1,7 @@
+import HijackCLI
+import HijackAgent
+import HijackAudit
+import HijackSystem
 import Foundation
 
 /// One column of KERNELS.md: a kernel and what the lab saw on it.

@@ -1,3 +1,7 @@
+import HijackCLI
+import HijackAgent
+import HijackAudit
+import HijackSystem
 import Foundation
 import Glibc
 

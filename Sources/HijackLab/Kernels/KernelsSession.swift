@@ -1,3 +1,7 @@
+import HijackCLI
+import HijackAgent
+import HijackAudit
+import HijackSystem
 import Foundation
 import Glibc
 
@@ -159,7 +163,7 @@ final class KernelsSession {
             KernelsResult.KindCount(kind: kind, same: same.filter(matches).count, compared: comparedKeys.filter(matches).count)
         }.filter { $0.compared > 0 }
         let watchedResults = KernelComparison.classify(columns, keys: watched)
-        var result = KernelsResult(date: formatter.string(from: Date()), toolVersion: CLI.version, repeats: repeats, matrix: matrix, matrixFilter: matrixFilter.isEmpty ? nil : matrixFilter, columns: columns,
+        var result = KernelsResult(date: formatter.string(from: Date()), toolVersion: CommandIndex.version, repeats: repeats, matrix: matrix, matrixFilter: matrixFilter.isEmpty ? nil : matrixFilter, columns: columns,
                              compared: compared, differences: differences, notRerun: notRerun, failures: failures)
         result.sameByKind = sameByKind
         result.watched = watchedResults

@@ -1,3 +1,7 @@
+import HijackCLI
+import HijackAgent
+import HijackAudit
+import HijackSystem
 import Glibc
 
 /// The clients of a run and, in the netns topology, the namespaces they hold.
@@ -80,10 +84,10 @@ final class LabNetwork {
 
     /// One `ip -batch -` per namespace: a launch per namespace, not per command.
     private static func run(_ ip: String, on agent: AgentClient, _ commands: String) throws(LabError) {
-        let reply = try agent.request(AgentCommand(op: .exec, timeoutMilliseconds: 5000, argv: [ip, "-batch", "-"], input: commands))
-        guard reply.calls?.first?.result == "ok" else {
-            let result = reply.calls?.first?.result ?? "no result"
-            throw .setup("setting up the lab network in \(agent.id)'s namespace failed (ip: \(result)): \(reply.error ?? "no output")")
+        let reply = try agent.request(.exec(argv: [ip, "-batch", "-"], input: commands, timeoutMilliseconds: 5000))
+        guard case .executed(let call, let output) = reply else { throw .setup("setting up the lab network in \(agent.id)'s namespace failed: ip gave no result") }
+        guard call.result == .ok else {
+            throw .setup("setting up the lab network in \(agent.id)'s namespace failed (ip: \(call.result)): \(output ?? "no output")")
         }
     }
 

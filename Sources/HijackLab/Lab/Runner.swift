@@ -1,36 +1,9 @@
+import HijackCLI
+import HijackAgent
+import HijackAudit
+import HijackSystem
 import Foundation
 import Glibc
-
-/// How a run is carried out.
-public struct LabSettings: Sendable {
-    /// The binary started in the agent role: this program itself, found via /proc/self/exe.
-    public var agentExecutable: String
-    public var topology: Topology
-    /// How long any agent may take to answer one command.
-    public var replyTimeout: Double
-    /// How long one probe connection may take to connect and deliver the identity line.
-    public var connectTimeout: Double
-    /// Audit every scenario while its sockets are live (`run --audit`), not only those that ask.
-    public var auditAll = false
-    /// How long one whole scenario may take, start-up and probes included. Past it the
-    /// scenario's agents are killed and it is reported as not finished.
-    public var scenarioDeadline: Double = 60
-
-    public init(agentExecutable: String, topology: Topology, replyTimeout: Double = 5, connectTimeout: Double = 2) {
-        self.agentExecutable = agentExecutable
-        self.topology = topology
-        self.replyTimeout = replyTimeout
-        self.connectTimeout = connectTimeout
-    }
-
-    /// The path of the running executable, which doubles as the agent binary.
-    public static func currentExecutable() -> String {
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        guard count > 0 else { return CommandLine.arguments[0] }
-        return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-}
 
 /// Runs scenarios: starts one agent per socket, carries out the steps, probes, and turns
 /// the agents' replies into a `ScenarioOutcome`. It formats nothing for people.
@@ -68,10 +41,8 @@ public final class Runner {
     /// Audits the lab host as it is now (the host's own namespace on loopback).
     public func auditLab(port: UInt16? = nil) throws(LabError) -> AuditReport {
         try prepare()
-        guard let audit = try network?.hostClient.request(AgentCommand(op: .audit, port: port)).audit else {
-            throw .setup("the host client returned no audit")
-        }
-        return audit
+        guard let host = network?.hostClient else { throw .setup("the lab has no host client") }
+        return try host.audit(port: port)
     }
 
     /// Ends the clients, and with them the lab's namespaces.
@@ -91,8 +62,8 @@ public final class Runner {
                     id: socket.id, role: socket.role, addressSpec: socket.address.description,
                     address: try? settings.topology.resolve(socket.address).get(), port: nil,
                     options: socket.options.map(\.name), device: socket.device, user: socket.user, restarts: socket.restarts,
-                    listens: socket.listens, uid: nil, pid: nil, bind: "not-attempted",
-                    listen: scenario.transport == .udp ? "not-applicable" : "not-attempted", calls: [],
+                    listens: socket.listens, uid: nil, pid: nil, bind: .notAttempted,
+                    listen: scenario.transport == .udp ? .notApplicable : .notAttempted, calls: [],
                     expected: scenario.expectation.sockets[socket.id]!)
             },
             probes: scenario.probes.map { probe in
@@ -128,18 +99,12 @@ public final class Runner {
             let seen = try carryOut(scenario, into: &outcome, agents: &agents, ended: &ended, clock: clock)
             // Each agent has written its acceptances before its identity reached a client,
             // so one `sync` per agent brings them all into the runner.
-            for agent in agents.values { _ = try clock.request(agent, AgentCommand(op: .sync), wanting: settings.replyTimeout) }
+            for agent in agents.values { _ = try clock.request(agent, .sync, wanting: settings.replyTimeout) }
             if scenario.audit || settings.auditAll, let host = network?.hostClient {
                 // The host client lives in the lab host, so it reads the scenario's own sockets.
-                outcome.audit = try clock.request(host, AgentCommand(op: .audit, port: outcome.port), wanting: settings.replyTimeout).audit
+                outcome.audit = try clock.request(host, .audit(port: outcome.port), wanting: settings.replyTimeout).audit
             }
-            for (probe, connection) in seen where connection.identity != nil {
-                let id = String(connection.identity!.split(separator: " ").first ?? "")
-                guard let agent = agents[id] ?? ended[id] else {
-                    throw LabError.identityMismatch("probe \(probe) read \"\(connection.identity!)\", which names no socket of this scenario")
-                }
-                try agent.confirm(connection, in: probe)
-            }
+            try IdentityCheck.confirm(seen, in: "scenario") { agents[$0] ?? ended[$0] }
             for agent in agents.values { agent.finish() }
         } catch {
             outcome.status = .error
@@ -158,25 +123,16 @@ public final class Runner {
     public func skipReason(_ scenario: Scenario) -> String? {
         for socket in scenario.sockets {
             if case .failure(let unavailable) = settings.topology.resolve(socket.address) { return "socket \(socket.id): \(unavailable.reason)" }
-            if socket.user == .other && geteuid() != 0 {
-                return "socket \(socket.id) runs as another user (uid 65534), which only root can start; this run is uid \(geteuid())"
-            }
-            if socket.device != nil && settings.topology.kind != .netns {
-                return "socket \(socket.id) binds to a device, which the lab does only inside its own namespace (netns topology)"
-            }
+            if socket.user == .other, let reason = settings.otherUserSkip("socket \(socket.id)") { return reason }
+            if socket.device != nil, let reason = settings.netnsSkip("socket \(socket.id) binds to a device, which the lab does") { return reason }
         }
         for probe in scenario.probes {
             if case .failure(let unavailable) = settings.topology.resolve(probe.to) { return "probe \(probe.id): \(unavailable.reason)" }
-            if probe.from == .peer && settings.topology.kind != .netns {
-                return "probe \(probe.id) comes from the external peer, which exists only in the netns topology"
-            }
+            if probe.from == .peer, let reason = settings.netnsSkip("probe \(probe.id) comes from the external peer, which exists") { return reason }
         }
-        if scenario.port == .privileged && settings.topology.kind != .netns {
-            return "its port is a privileged one (below 1024), which the lab binds only inside its own namespace (netns topology)"
-        }
-        if scenario.steps.contains(where: { if case .addAddress = $0 { true } else { false } }) && settings.topology.kind != .netns {
-            return "it adds an address to the lab host's interface, which exists only in the netns topology"
-        }
+        if scenario.port == .privileged, let reason = settings.netnsSkip("its port is a privileged one (below 1024), which the lab binds") { return reason }
+        if scenario.steps.contains(where: { if case .addAddress = $0 { true } else { false } }),
+           let reason = settings.netnsSkip("it adds an address to the lab host's interface, which exists") { return reason }
         return nil
     }
 
@@ -220,27 +176,27 @@ public final class Runner {
             case .bind(let id):
                 let socket = scenario.socket(id)!
                 let index = outcome.sockets.firstIndex { $0.id == id }!
-                let reply = try clock.request(agents[id]!, AgentCommand(
-                    op: .bind, transport: scenario.transport, address: outcome.sockets[index].address, port: port,
-                    options: socket.options.map(\.name), device: socket.device), wanting: settings.replyTimeout)
-                let calls = reply.calls ?? []
+                guard let address = outcome.sockets[index].address else { throw .setup("socket \(id) has no address here") }
+                let request = SocketRequest(transport: scenario.transport, address: address, port: port,
+                                            options: socket.options.map(\.name), device: socket.device)
+                let calls = try clock.request(agents[id]!, .bind(request), wanting: settings.replyTimeout).calls
                 outcome.sockets[index].calls += calls
-                outcome.sockets[index].bind = calls.last { $0.call == "bind" }?.result ?? "not-attempted"
+                outcome.sockets[index].bind = calls.last { $0.call == "bind" }?.result ?? .notAttempted
             case .listen(let id):
                 let index = outcome.sockets.firstIndex { $0.id == id }!
-                guard outcome.sockets[index].bind == "ok" else { continue }
+                guard outcome.sockets[index].bind == .ok else { continue }
                 let agent = agents[id]!
                 // UDP has no listen(): a bound socket already receives, so the step only serves.
                 if scenario.transport == .udp {
-                    outcome.sockets[index].listen = "not-applicable"
-                    _ = try clock.request(agent, AgentCommand(op: .serve), wanting: settings.replyTimeout)
+                    outcome.sockets[index].listen = .notApplicable
+                    _ = try clock.request(agent, .serve, wanting: settings.replyTimeout)
                     continue
                 }
-                let reply = try clock.request(agent, AgentCommand(op: .listen), wanting: settings.replyTimeout)
-                outcome.sockets[index].calls += reply.calls ?? []
-                let result = reply.calls?.last?.result ?? "not-attempted"
+                let calls = try clock.request(agent, .listen, wanting: settings.replyTimeout).calls
+                outcome.sockets[index].calls += calls
+                let result = calls.last?.result ?? .notAttempted
                 outcome.sockets[index].listen = result
-                if result == "ok" { _ = try clock.request(agent, AgentCommand(op: .serve), wanting: settings.replyTimeout) }
+                if result == .ok { _ = try clock.request(agent, .serve, wanting: settings.replyTimeout) }
             case .probe(let id):
                 let index = outcome.probes.firstIndex { $0.id == id }!
                 let (connections, resolved) = try probe(outcome.probes[index], transport: scenario.transport, clock: clock)
@@ -252,8 +208,7 @@ public final class Runner {
                     if connection.lost == true {
                         outcome.probes[index].lost += 1
                     } else if let identity = connection.identity {
-                        let receiver = identity.split(separator: " ").first.map(String.init) ?? identity
-                        outcome.probes[index].receivedBy[receiver, default: 0] += 1
+                        outcome.probes[index].receivedBy[AgentIdentity.receiver(named: identity), default: 0] += 1
                     } else {
                         outcome.probes[index].failed += 1
                         outcome.probes[index].errors[connection.error ?? "unknown", default: 0] += 1
@@ -267,9 +222,9 @@ public final class Runner {
                 let index = outcome.sockets.firstIndex { $0.id == id }!
                 let agent = agents[id]!
                 let ending = step == .exit(id)
-                let reply = try clock.request(agent, AgentCommand(op: ending ? .exit : .close, timeoutMilliseconds: Int(settings.connectTimeout * 1000)),
-                                              wanting: settings.replyTimeout)
-                outcome.sockets[index].calls += reply.calls ?? []
+                let wait = Int(settings.connectTimeout * 1000)
+                let reply = try clock.request(agent, ending ? .exit(waitMilliseconds: wait) : .close(waitMilliseconds: wait), wanting: settings.replyTimeout)
+                outcome.sockets[index].calls += reply.calls
                 if ending {
                     // Wait for the process to be gone: a restart must not race the old server's exit.
                     agent.finish()
@@ -283,13 +238,16 @@ public final class Runner {
 
     private func probe(_ probe: ProbeOutcome, transport: Transport, clock: ScenarioClock) throws(LabError) -> (connections: [ProbeConnection], resolved: [String]?) {
         guard let client = network?.client(probe.from) else { throw .setup("no \(probe.from.rawValue) client in this topology") }
-        let command = AgentCommand(op: .probe, transport: transport, address: probe.to, port: probe.port, closes: probe.closes, count: probe.attempts,
+        guard let to = probe.to, let port = probe.port else { throw .setup("probe \(probe.id) has no destination here") }
+        let request = ProbeRequest(transport: transport, destinations: [.init(address: to, count: probe.attempts)], port: port, closes: probe.closes,
                                    timeoutMilliseconds: Int(settings.connectTimeout * 1000), labRanges: settings.topology.kind == .netns)
         // The client may spend the connect timeout on every connection, so its reply gets that long.
         let budget = settings.replyTimeout + settings.connectTimeout * Double(probe.attempts)
         do throws(LabError) {
-            let reply = try clock.request(client, command, wanting: budget)
-            return (reply.connections ?? [], reply.resolved)
+            guard case .probed(let connections, let resolved) = try clock.request(client, .probe(request), wanting: budget) else {
+                throw LabError.agentRefused(agent: client.id, command: "\"probe\"", reason: "it answered without connections")
+            }
+            return (connections, resolved)
         } catch {
             // A client that failed is in an unknown state: the next scenario gets a new network.
             network?.kill()
@@ -319,7 +277,7 @@ struct ScenarioClock {
 
     /// A request whose wait is cut at the deadline; a timeout that the deadline caused is
     /// reported as the deadline, not as a slow agent.
-    func request(_ agent: AgentClient, _ command: AgentCommand, wanting wanted: Double) throws(LabError) -> AgentMessage {
+    func request(_ agent: AgentClient, _ command: AgentCommand, wanting wanted: Double) throws(LabError) -> AgentReply {
         let allowed = try budget(wanted)
         do throws(LabError) {
             return try agent.request(command, timeout: allowed)

@@ -1,14 +1,13 @@
+import HijackCLI
+import HijackAgent
+import HijackAudit
+import HijackSystem
 import Foundation
 import Glibc
 
 /// Where the lab's sockets and clients live, and what its address symbols mean there.
 public struct Topology: Sendable {
-    public enum Kind: String, Codable, Sendable, CaseIterable {
-        /// The host's own loopback: no peer, no lab interface.
-        case loopback
-        /// Private network namespaces made by the run: a lab host and an external peer.
-        case netns
-    }
+    public typealias Kind = TopologyKind
 
     public var kind: Kind
     /// Why this topology was chosen, for the report header.
@@ -17,19 +16,7 @@ public struct Topology: Sendable {
     public static func loopback(reason: String) -> Topology { Topology(kind: .loopback, reason: reason) }
     public static func netns(reason: String) -> Topology { Topology(kind: .netns, reason: reason) }
 
-    /// The lab network's addresses. They exist only inside namespaces the run creates.
-    public enum Lab {
-        /// The lab host's /etc/hosts, the only place the lab looks names up (`LabHosts`).
-        public static let hostsFile = LabHosts.labFile
-        public static let hostInterface = "lab0"
-        public static let peerInterface = "peer0"
-        public static let hostV4 = "198.51.100.1"
-        /// Put on lab0 only by a scenario's add-address step, and taken off when it ends.
-        public static let addedV4 = "198.51.100.3"
-        public static let peerV4 = "198.51.100.2"
-        public static let hostV6 = "2001:db8::1"
-        public static let peerV6 = "2001:db8::2"
-    }
+    public typealias Lab = LabAddresses
 
     /// The numeric address a symbol stands for here, or why it has none.
     public func resolve(_ spec: AddressSpec) -> Result<String, Unavailable> {
@@ -85,9 +72,7 @@ public struct Topology: Sendable {
     /// the ephemeral range, where no outgoing connection of any program can take it (or leave
     /// it in TIME_WAIT) between this check and the scenario's bind.
     static func freeHostPort(for transport: Transport) throws(SystemError) -> UInt16 {
-        let range = ProcNet.read("/proc/sys/net/ipv4/ip_local_port_range")?
-            .split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).compactMap { UInt16($0) }
-        let ceiling = max(min(range?.first ?? 32_768, 32_768), 10_100)
+        let ceiling = max(min(Audit.ephemeralPorts.lowerBound, 32_768), 10_100)
         var lastError = SystemError(call: "bind", code: EADDRINUSE)
         for _ in 0..<200 {
             let candidate = UInt16.random(in: 10_000..<ceiling)

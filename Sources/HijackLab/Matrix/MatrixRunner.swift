@@ -1,3 +1,7 @@
+import HijackCLI
+import HijackAgent
+import HijackAudit
+import HijackSystem
 import Dispatch
 import Foundation
 import Glibc
@@ -48,9 +52,9 @@ final class MatrixWorker {
                 // Port-unreachable replies are rate-limited, per peer and globally (50 at a burst,
                 // 1,000 a second). In the lab's own namespace only, exempt them (an empty ratemask),
                 // so "nobody is bound there" comes back as ECONNREFUSED instead of a lost datagram.
-                for path in ["/proc/sys/net/ipv4/icmp_ratemask", "/proc/sys/net/ipv4/icmp_ratelimit"] {
-                    let reply = try network.hostClient.request(AgentCommand(op: .sysctl, address: path, input: "0"))
-                    guard reply.calls?.last?.result == "ok" else { throw .setup("could not set \(path) in the lab namespace: \(reply.calls?.last?.result ?? "?")") }
+                for sysctl in WritableSysctl.allCases {
+                    let result = try network.hostClient.calls(.sysctl(sysctl, value: "0")).last?.result
+                    guard result == .ok else { throw .setup("could not set \(sysctl.path) in the lab namespace: \(result.map { "\($0)" } ?? "?")") }
                 }
             }
         } catch {
@@ -75,35 +79,37 @@ final class MatrixWorker {
     /// interface from the peer where there is one.
     var destinations: [(label: String, address: String, from: ProbeClient)] {
         var list: [(String, String, ProbeClient)] = [("127.0.0.1", "127.0.0.1", .host), ("::1", "::1", .host)]
-        if settings.topology.kind == .netns { list.append(("lab-interface", Topology.Lab.hostV4, .peer)) }
+        if settings.topology.kind == .netns { list.append((AddressSymbol.labInterface.rawValue, Topology.Lab.hostV4, .peer)) }
         return list
     }
 
     func host(_ endpoint: MatrixEndpoint) -> String {
-        endpoint.host == "lab-interface" ? Topology.Lab.hostV4 : endpoint.host
+        endpoint.host == AddressSymbol.labInterface.rawValue ? Topology.Lab.hostV4 : endpoint.host
     }
 
     func run(_ matrixCase: MatrixCase, port: UInt16, audit: Bool = false) throws(LabError) -> MatrixCaseOutcome {
         var outcome = MatrixCaseOutcome(matrixCase: matrixCase, status: .ran)
         outcome.port = port
         let transport = matrixCase.transport
-        let second = matrixCase.secondUser == .other ? secondOther : secondSame
+        let second = matrixCase.second == nil ? nil : matrixCase.secondUser == .other ? secondOther : secondSame
         guard matrixCase.second == nil || second != nil else { throw .setup("no agent for uid 65534 (not root)") }
+        let agents = [first] + (second.map { [$0] } ?? [])
+        var closed = false
         defer {
             // Close both sockets whatever happened, so the next case starts clean.
-            if (try? first.request(AgentCommand(op: .close, timeoutMilliseconds: 100))) == nil { healthy = false }
-            if matrixCase.second != nil, let second, (try? second.request(AgentCommand(op: .close, timeoutMilliseconds: 100))) == nil { healthy = false }
+            if !closed, (try? Self.close(agents)) == nil { healthy = false }
+            for agent in agents { agent.forgetAcceptedPeers() }
         }
         let firstOptions = (matrixCase.first.v6only ? ["IPV6_V6ONLY"] : []) + matrixCase.firstOptions.names
-        let opened = try first.request(.open(transport: transport, address: host(matrixCase.first), port: port, options: firstOptions, listen: matrixCase.listens))
-        (outcome.firstBind, outcome.firstListen) = Self.results(opened.calls ?? [], transport: transport, fallback: outcome.firstListen)
+        let firstSocket = SocketRequest(transport: transport, address: host(matrixCase.first), port: port, options: firstOptions)
+        (outcome.firstBind, outcome.firstListen) = Self.results(try first.calls(.open(firstSocket, listen: matrixCase.listens)), transport: transport, fallback: outcome.firstListen)
         var bothServe = false
         if let secondEndpoint = matrixCase.second, let second {
             let options = (secondEndpoint.v6only ? ["IPV6_V6ONLY"] : []) + matrixCase.secondOptions.names
-            let reply = try second.request(.open(transport: transport, address: host(secondEndpoint), port: port, options: options, listen: matrixCase.listens))
-            (outcome.secondBind, outcome.secondListen) = Self.results(reply.calls ?? [], transport: transport, fallback: outcome.secondListen)
-            bothServe = MatrixCaseOutcome.served(bind: outcome.firstBind, listen: outcome.firstListen)
-                && MatrixCaseOutcome.served(bind: outcome.secondBind, listen: outcome.secondListen)
+            let socket = SocketRequest(transport: transport, address: host(secondEndpoint), port: port, options: options)
+            (outcome.secondBind, outcome.secondListen) = Self.results(try second.calls(.open(socket, listen: matrixCase.listens)), transport: transport, fallback: outcome.secondListen)
+            bothServe = SyscallResult.served(bind: outcome.firstBind, listen: outcome.firstListen)
+                && SyscallResult.served(bind: outcome.secondBind, listen: outcome.secondListen)
         }
         // One round trip per case, and only where both sockets are live: with one, nothing
         // can be taken, and the audit costs as much as the rest of the case.
@@ -115,25 +121,31 @@ final class MatrixWorker {
         // With one socket serving, one connection per destination says who gets it. With two,
         // the kernel may split by hash: 16 make a missed 50/50 split a 1-in-32,768 event.
         let count = bothServe ? 16 : 1
-        var connections: [(label: String, ProbeConnection)] = []
+        // The host's and the peer's probes go out together and run at once; each reply is
+        // then read in turn.
+        var sent: [(client: AgentClient, targets: [(label: String, address: String, from: ProbeClient)], command: AgentCommand)] = []
         for from in [ProbeClient.host, .peer] {
             let targets = destinations.filter { $0.from == from }
             guard !targets.isEmpty, let client = network.client(from) else { continue }
-            let reply = try client.request(.probe(transport: transport, port: port, destinations: targets.map { ($0.address, count) }, closes: .clientReset,
-                                                 timeoutMilliseconds: Int(settings.connectTimeout * 1000), labRanges: settings.topology.kind == .netns),
-                                           timeout: settings.replyTimeout + settings.connectTimeout * Double(count * targets.count))
-            let received = reply.connections ?? []
+            let request = ProbeRequest(transport: transport, destinations: targets.map { .init(address: $0.address, count: count) }, port: port,
+                                       closes: .clientReset, timeoutMilliseconds: Int(settings.connectTimeout * 1000), labRanges: settings.topology.kind == .netns)
+            try client.send([.probe(request)])
+            sent.append((client, targets, .probe(request)))
+        }
+        var connections: [(label: String, ProbeConnection)] = []
+        for (client, targets, command) in sent {
+            let reply = try client.reply(to: command, timeout: settings.replyTimeout + settings.connectTimeout * Double(count * targets.count))
+            guard case .probed(let received, _) = reply else { throw .agentRefused(agent: client.id, command: "\"probe\"", reason: "it answered without connections") }
             for (index, target) in targets.enumerated() {
                 connections += received.dropFirst(index * count).prefix(count).map { (target.label, $0) }
             }
         }
-        // Cross-check identities with the agents' own acceptance reports, before the close.
-        _ = try first.request(AgentCommand(op: .sync))
-        _ = try second?.request(AgentCommand(op: .sync))
-        defer {
-            first.forgetAcceptedPeers()
-            second?.forgetAcceptedPeers()
-        }
+        // Each agent wrote every acceptance before the identity that a client read, and its
+        // close reply after them: once both sockets are closed, the runner holds every report
+        // that the identities are checked against.
+        closed = true
+        try Self.close(agents)
+        try IdentityCheck.confirm(connections.map { (probe: $0.label, connection: $0.1) }, in: "case") { id in agents.first { $0.id == id } }
         for destination in destinations {
             var delivery = MatrixDelivery(destination: destination.label, sent: 0, first: 0, second: 0, nobody: 0, lost: 0)
             for (label, connection) in connections where label == destination.label {
@@ -144,34 +156,29 @@ final class MatrixWorker {
                 }
                 guard let identity = connection.identity else {
                     delivery.nobody += 1
-                    if let error = connection.error, Self.fallbackErrors.contains(error) { delivery.refused += 1 }
+                    if let error = connection.error, ProbeConnection.fallbackErrors.contains(error) { delivery.refused += 1 }
                     continue
                 }
-                if identity.hasPrefix("first ") {
-                    try first.confirm(connection, in: destination.label)
-                    delivery.first += 1
-                } else if let second, identity.hasPrefix("second ") {
-                    try second.confirm(connection, in: destination.label)
-                    delivery.second += 1
-                } else {
-                    throw .identityMismatch("a client of \(destination.label) read \"\(identity)\", which names no socket of this case")
-                }
+                // Confirmed above: the identity names one of this case's agents.
+                if AgentIdentity.receiver(named: identity) == first.id { delivery.first += 1 } else { delivery.second += 1 }
             }
             outcome.deliveries.append(delivery)
         }
         return outcome
     }
 
-    /// The errors on which a client goes on to a name's next address (as the agent's own
-    /// client does for a name): refused or unreachable at once, never a timeout.
-    static let fallbackErrors: Set<String> = ["ECONNREFUSED", "ENETUNREACH", "EHOSTUNREACH", "EADDRNOTAVAIL", "EAFNOSUPPORT"]
+    /// Closes every agent's socket at once: each close is sent, then each reply read. A
+    /// close that fails marks the lane unhealthy, so the next case gets a new lab.
+    private static func close(_ agents: [AgentClient]) throws(LabError) {
+        let command = AgentCommand.close(waitMilliseconds: 100)
+        for agent in agents { try agent.send([command]) }
+        for agent in agents { _ = try agent.reply(to: command) }
+    }
 
     /// The audit as the lab host's client runs it, while the case's sockets are live: its
     /// findings on this transport and port, each socket named by the agent that holds it.
     func audit(transport: Transport, port: UInt16, second: AgentClient?) throws(LabError) -> MatrixCaseAudit {
-        guard let report = try network.hostClient.request(AgentCommand(op: .audit, port: port)).audit else {
-            return MatrixCaseAudit(findings: [], error: "the host client returned no audit")
-        }
+        let report = try network.hostClient.audit(port: port)
         var roles: [UInt64: String] = [:]
         for socket in report.sockets where socket.transport == transport {
             let pids = Set(socket.owners.map(\.pid))
@@ -185,10 +192,10 @@ final class MatrixWorker {
     }
 
     /// bind and listen results from an `open` reply's calls.
-    static func results(_ calls: [SyscallRecord], transport: Transport, fallback: String) -> (bind: String, listen: String) {
-        let bind = calls.last { $0.call == "bind" }?.result ?? (calls.last?.result ?? "not-attempted")
-        let listen = calls.last { $0.call == "listen" }?.result ?? (transport == .udp ? "not-applicable" : (bind == "ok" ? fallback : "not-attempted"))
-        return (bind, transport == .udp ? "not-applicable" : listen)
+    static func results(_ calls: [SyscallRecord], transport: Transport, fallback: SyscallResult) -> (bind: SyscallResult, listen: SyscallResult) {
+        let bind = calls.last { $0.call == "bind" }?.result ?? (calls.last?.result ?? .notAttempted)
+        guard transport == .tcp else { return (bind, .notApplicable) }
+        return (bind, calls.last { $0.call == "listen" }?.result ?? (bind == .ok ? fallback : .notAttempted))
     }
 }
 
@@ -212,18 +219,15 @@ public final class MatrixRunner: @unchecked Sendable {
 
     /// What each delivery's destination is called, in order.
     public var destinationLabels: [String] {
-        settings.topology.kind == .netns ? ["127.0.0.1", "::1", "lab-interface"] : ["127.0.0.1", "::1"]
+        ["127.0.0.1", "::1"] + (settings.topology.kind == .netns ? [AddressSymbol.labInterface.rawValue] : [])
     }
 
     /// Why the topology or this user cannot run a case, if so.
     public func skipReason(_ matrixCase: MatrixCase) -> String? {
         let endpoints = [matrixCase.first] + (matrixCase.second.map { [$0] } ?? [])
-        if settings.topology.kind != .netns && endpoints.contains(where: { $0.host == "lab-interface" }) {
-            return "lab-interface exists only in the netns topology"
-        }
-        if matrixCase.second != nil && matrixCase.secondUser == .other && geteuid() != 0 {
-            return "a second user (uid 65534) needs root"
-        }
+        if endpoints.contains(where: { $0.host == AddressSymbol.labInterface.rawValue }),
+           let reason = settings.netnsSkip("\(AddressSymbol.labInterface.rawValue) exists") { return reason }
+        if matrixCase.second != nil && matrixCase.secondUser == .other { return settings.otherUserSkip("the second socket") }
         return nil
     }
 
@@ -232,6 +236,20 @@ public final class MatrixRunner: @unchecked Sendable {
     /// `portStride` 0 puts every case of a lane on one port: the isolation test's way of
     /// showing that a case leaves nothing on its port for the next.
     public func run(_ cases: [MatrixCase], portBase: UInt16 = 10_000, portStride: UInt16 = 1) -> [MatrixCaseOutcome] {
+        run(cases) { index in portBase &+ UInt16(index % 20_000) &* portStride }
+    }
+
+    /// The cases and their baselines in one pass over the same lanes, so that the baselines
+    /// cost no lab of their own: cases on ports from 10,000, baselines from 40,000.
+    public func run(cases: [MatrixCase], baselines: [MatrixCase]) -> (cases: [MatrixCaseOutcome], baselines: [MatrixCaseOutcome]) {
+        let outcomes = run(cases + baselines) { index in
+            index < cases.count ? 10_000 &+ UInt16(index % 20_000) : 40_000 &+ UInt16((index - cases.count) % 20_000)
+        }
+        return (Array(outcomes[..<cases.count]), Array(outcomes[cases.count...]))
+    }
+
+    /// `netnsPort` gives each case's port in the netns topology, by its index.
+    private func run(_ cases: [MatrixCase], netnsPort: @escaping @Sendable (Int) -> UInt16) -> [MatrixCaseOutcome] {
         let results = Results(count: cases.count)
         let lanes = max(1, min(workers, cases.count))
         let total = cases.count
@@ -268,7 +286,7 @@ public final class MatrixRunner: @unchecked Sendable {
                     }
                     let port: UInt16
                     do throws(SystemError) {
-                        port = settings.topology.kind == .netns ? portBase &+ UInt16(index % 20_000) &* portStride : try Topology.freeHostPort(for: matrixCase.transport)
+                        port = settings.topology.kind == .netns ? netnsPort(index) : try Topology.freeHostPort(for: matrixCase.transport)
                     } catch {
                         throw .setup("no free port: \(error)")
                     }

@@ -1,3 +1,8 @@
+import HijackAgent
+import HijackAudit
+import HijackCLI
+import HijackSystem
+
 /// "What to do" and "The article's claims, checked": answers read off this run's scenario
 /// outcomes. Each piece names the outcome that makes it so; a kernel that behaves otherwise
 /// changes the text, and a scenario that did not run is said to be not shown.
@@ -118,7 +123,7 @@ enum Advice {
         if let missing = e.missing(["privileged-port"]) {
             privileged = missing.prefix(1).uppercased() + missing.dropFirst() + "."
         } else if let other = e.socket("privileged-port", "attacker-other")?.bind, let same = e.socket("privileged-port", "attacker-same")?.bind {
-            privileged = other == "ok"
+            privileged = other == .ok
                 ? "**Not** borne out in this run: in \(e.link("privileged-port")) another user bound the port."
                 : "Shown in \(e.link("privileged-port")): another user's bind failed with \(other) whatever its options; the service's own user still bound (\(same)) and "
                     + (e.verdict("privileged-port") == .hijacked ? "took the local clients" : "did not take them") + ", so it is no defence against your own account."
@@ -185,11 +190,11 @@ enum Advice {
                   let whileListening = e.socket("wildcard-then-loopback-reuseaddr", "attacker")?.bind else {
                 return "not shown in this run (a scenario lacks its socket \"attacker\")"
             }
-            guard second.bind == "ok", second.listen != "ok" else {
+            guard second.bind == .ok, second.listen != .ok else {
                 return "**false**: the second socket's bind was \(second.bind) and its listen \(second.listen)"
             }
             let listen = second.listen
-            return whileListening == "ok"
+            return whileListening == .ok
                 ? "**true**: the second listen failed with \(listen)"
                 : "**true only if** both bind before either listens (the second listen failed with \(listen)); while the first listens, the second already fails at bind (\(whileListening))"
         },

@@ -1,18 +1,7 @@
-/// The matrix cases that `all` runs for the "At a glance" table: a first socket bound the way
-/// a service commonly binds, and every second socket of the matrix beside it.
-public struct GlanceEvidence: Codable, Sendable {
-    /// The destinations each case probed, in delivery order ("127.0.0.1", "::1", "lab-interface").
-    public var destinations: [String]
-    public var cases: [MatrixCaseOutcome]
-    /// Each first socket alone: what it receives with nobody beside it.
-    public var baselines: [MatrixCaseOutcome]
-
-    public init(destinations: [String], cases: [MatrixCaseOutcome], baselines: [MatrixCaseOutcome]) {
-        self.destinations = destinations
-        self.cases = cases
-        self.baselines = baselines
-    }
-}
+import HijackAgent
+import HijackAudit
+import HijackCLI
+import HijackSystem
 
 /// REPORT.md's first answer: for each common way a service binds, what another process can
 /// take and how. Every cell is read off this run's outcomes: matrix cases for a single
@@ -186,8 +175,8 @@ public enum AtAGlance {
             let ordered = cases.sorted { rank($0.matrixCase) < rank($1.matrixCase) }
             for outcome in ordered {
                 cell.tried += 1
-                if outcome.secondBind != "ok" { cell.refusals["bind \(outcome.secondBind)", default: 0] += 1; continue }
-                if outcome.matrixCase.transport == .tcp, outcome.secondListen != "ok" { cell.refusals["listen \(outcome.secondListen)", default: 0] += 1; continue }
+                if outcome.secondBind != .ok { cell.refusals["bind \(outcome.secondBind)", default: 0] += 1; continue }
+                if outcome.matrixCase.transport == .tcp, outcome.secondListen != .ok { cell.refusals["listen \(outcome.secondListen)", default: 0] += 1; continue }
                 for delivery in outcome.deliveries where delivery.second > 0 && scope.contains(delivery.destination) {
                     let gap = !alone.contains(delivery.destination)
                     let c = outcome.matrixCase
@@ -223,8 +212,8 @@ public enum AtAGlance {
                 if let failure = ScenarioSection.failure(attacker) { cell.refusals[failure, default: 0] += 1; continue }
                 for probe in scenario.probes where (probe.receivedBy[attacker.id] ?? 0) > 0 {
                     let destination = switch probe.to ?? probe.toSpec {
-                    case Topology.Lab.hostV4: "lab-interface"
-                    case Topology.Lab.addedV4: "an address added later"
+                    case LabAddresses.hostV4: "lab-interface"
+                    case LabAddresses.addedV4: "an address added later"
                     case let other: other
                     }
                     let bind = "`\(attacker.address ?? attacker.addressSpec)`" + (attacker.options.isEmpty ? "" : " " + attacker.options.joined(separator: "+"))

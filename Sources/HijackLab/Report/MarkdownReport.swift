@@ -1,3 +1,7 @@
+import HijackCLI
+import HijackAgent
+import HijackAudit
+import HijackSystem
 import Foundation
 
 /// Renders REPORT.md from outcomes alone.
@@ -54,8 +58,8 @@ public enum MarkdownReport {
     }
 
     /// The network the run used, drawn once with its addresses.
-    static func topology(_ kind: Topology.Kind) -> String {
-        let lab = Topology.Lab.self
+    static func topology(_ kind: TopologyKind) -> String {
+        let lab = LabAddresses.self
         switch kind {
         case .netns:
             return [
@@ -168,7 +172,7 @@ public enum MarkdownReport {
         let sockets = scenario.sockets.map { socket in
             let options = socket.options + (socket.device.map { ["SO_BINDTODEVICE \($0)"] } ?? [])
             let detail = ([socket.role.rawValue, displayAddress(socket)] + options).joined(separator: " · ")
-            let state = socket.failedToServe ? " ✗ " + (socket.bind != "ok" ? "bind \(socket.bind)" : "listen \(socket.listen)")
+            let state = socket.failedToServe ? " ✗ " + (socket.bind != .ok ? "bind \(socket.bind)" : "listen \(socket.listen)")
                 : socket.listens ? "" : " (bound, not listening)"
             return "sock_\(node(socket.id))[\"\(socket.id)<br>\(detail)\(state)\"]"
         }

@@ -1,3 +1,7 @@
+import HijackCLI
+import HijackAgent
+import HijackAudit
+import HijackSystem
 import Foundation
 
 /// One public source behind a documented claim: a manual page, a vendor page, a commit

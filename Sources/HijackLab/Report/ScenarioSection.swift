@@ -1,3 +1,8 @@
+import HijackAgent
+import HijackAudit
+import HijackCLI
+import HijackSystem
+
 /// One scenario in REPORT.md: in view, the story, who received what, the diagram and the
 /// lesson; the steps and every system call fold into `<details>`.
 enum ScenarioSection {
@@ -104,8 +109,8 @@ enum ScenarioSection {
 
     /// "bind EADDRINUSE" or "listen EADDRINUSE" for a socket that could not serve, else nil.
     static func failure(_ socket: SocketOutcome) -> String? {
-        if socket.bind != "ok" { return socket.bind == "not-attempted" ? "not bound" : "bind \(socket.bind)" }
-        if socket.listens, socket.listen != "ok", socket.listen != "not-applicable" { return "listen \(socket.listen)" }
+        if socket.bind != .ok { return socket.bind == .notAttempted ? "not bound" : "bind \(socket.bind)" }
+        if socket.listens, socket.listen != .ok, socket.listen != .notApplicable { return "listen \(socket.listen)" }
         return nil
     }
 }

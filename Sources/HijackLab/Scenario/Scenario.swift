@@ -1,3 +1,8 @@
+import HijackAgent
+import HijackAudit
+import HijackCLI
+import HijackSystem
+
 /// A scenario, validated: everything the runner needs and nothing it has to guess.
 public struct Scenario: Sendable {
     public var name: String
@@ -20,38 +25,12 @@ public struct Scenario: Sendable {
     public func probe(_ id: String) -> ProbeSpec? { probes.first { $0.id == id } }
 }
 
-public enum Role: String, Codable, Sendable, CaseIterable {
-    /// The service whose traffic is at stake.
-    case victim
-    /// The process that tries to take it.
-    case attacker
-    /// A service that applies the fix (one socket per address) and should keep its traffic.
-    case defender
-    /// A service instance in a restart story, where nobody attacks.
-    case server
-}
-
 /// The scenario's port: an ordinary one (10000 and up), or one below the kernel's
 /// net.ipv4.ip_unprivileged_port_start (1024 by default), which only a process with
 /// CAP_NET_BIND_SERVICE may bind.
 public enum PortKind: String, Codable, Sendable, CaseIterable {
     case ordinary
     case privileged
-}
-
-/// Who a socket's agent runs as.
-public enum SocketUser: String, Codable, Sendable {
-    case same
-    /// uid and gid 65534 (nobody), for the rules that depend on the effective uid.
-    case other
-}
-
-/// Which side of a served TCP connection closes first, and so which side keeps TIME_WAIT.
-public enum CloseOrder: String, Codable, Sendable {
-    case clientFirst = "client-first"
-    case serverFirst = "server-first"
-    /// The client closes with SO_LINGER 0: a RST, and no TIME_WAIT on either side.
-    case clientReset = "client-reset"
 }
 
 public struct SocketSpec: Sendable {
@@ -67,14 +46,6 @@ public struct SocketSpec: Sendable {
 
     /// Options in the order the agent sets them, SO_BINDTODEVICE last.
     public var allOptions: [SocketOption] { options + (device.map { [.bindToDevice($0)] } ?? []) }
-}
-
-/// Where a probe's client runs.
-public enum ProbeClient: String, Codable, Sendable {
-    /// A client on the lab host itself (a local process).
-    case host
-    /// A client on the external peer (needs the netns topology).
-    case peer
 }
 
 public struct ProbeSpec: Sendable {
@@ -119,34 +90,10 @@ public enum Step: Sendable, Equatable {
     }
 }
 
-public enum Verdict: String, Codable, Sendable, CaseIterable {
-    /// An attacker received every connection of some probe.
-    case hijacked
-    /// Attacker and victim both received connections of some probe.
-    case shared
-    /// Every attacker failed to bind or to listen.
-    case blocked
-    /// An attacker holds the port and a victim or defender could not bind or listen.
-    case squatted
-    /// Attackers were bound but received nothing.
-    case unaffected
-    /// The restarted server bound and listened.
-    case restarted
-    /// The restarted server could not bind or listen.
-    case restartBlocked = "restart-blocked"
-}
-
 public struct Expectation: Sendable {
     public var verdict: Verdict
     public var sockets: [String: SocketExpectation]
     public var probes: [String: ProbeExpectation]
-}
-
-public struct SocketExpectation: Sendable, Equatable, Codable {
-    /// "ok" or an errno name.
-    public var bind: String
-    /// "ok", an errno name, or "not-attempted".
-    public var listen: String
 }
 
 public struct ProbeExpectation: Sendable, Equatable, Codable {

@@ -1,3 +1,7 @@
+import HijackCLI
+import HijackAgent
+import HijackAudit
+import HijackSystem
 import Foundation
 import Glibc
 
@@ -13,7 +17,7 @@ public enum ScenarioLimits {
     public static let probes = 64
     public static let connectionsPerProbe = 1000
     /// Arrays and objects inside one another; a scenario needs five.
-    public static let nestingDepth = 64
+    public static let nestingDepth = JSONParser.maximumDepth
 
     /// One line per limit, for help text and documentation.
     public static let summary: [String] = [

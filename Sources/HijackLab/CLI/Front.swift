@@ -1,0 +1,97 @@
+import Glibc
+import HijackSystem
+
+/// `hijack-lab` itself: the front door. It links no Foundation, so it starts fast and stays
+/// small; it answers help, --version, audit and the agent role on its own, and hands every other command to
+/// `hijack-lab-full`, the program built beside it, by exec: the same process, pid, descriptors
+/// and signals, so scripts see one tool.
+package enum Front {
+    /// The commands this program runs itself.
+    package static let local: [any Command.Type] = [AuditCommand.self]
+    /// The program that runs the rest: the lab, the matrix, the reports.
+    package static let fullName = "hijack-lab-full"
+
+    /// The program the lab starts in the agent role: this one, which starts fast.
+    package static let agentName = "hijack-lab"
+
+    package static func run(_ arguments: [String], console: Console = .standard) -> Int32 {
+        // Handed over untouched: hijack-lab-full must see the descriptors and signal dispositions
+        // this process was started with (a closed stdout is its to notice).
+        if isHandedOver(arguments) { return handOver(arguments, console: console).code }
+        return ToolSession.run(console: console) { dispatch(arguments, console: console) }
+    }
+
+    /// A command of hijack-lab-full's, or help about one.
+    static func isHandedOver(_ arguments: [String]) -> Bool {
+        guard let first = arguments.first else { return false }
+        let isLocal = { (name: String) in local.contains { $0.name == name } }
+        if first == "help" || first == "--help" || first == "-h" {
+            guard arguments.count == 2 else { return false }
+            return CommandIndex.names.contains(arguments[1]) && !isLocal(arguments[1])
+        }
+        return CommandIndex.names.contains(first) && !isLocal(first)
+    }
+
+    static func dispatch(_ arguments: [String], console: Console) -> ExitStatus {
+        guard let first = arguments.first else {
+            console.err(CommandIndex.overview)
+            return .usage
+        }
+        let rest = Array(arguments.dropFirst())
+        switch first {
+        case "--version", "version":
+            console.out("hijack-lab \(CommandIndex.version)")
+            return .success
+        case "agent":
+            return AgentEntry.run(rest, console: console)
+        case "help", "--help", "-h":
+            guard let topic = rest.first, topic != "help" else {
+                console.out(CommandIndex.overview)
+                return .success
+            }
+            guard rest.count == 1 else {
+                console.err("hijack-lab help: takes one command (got \(rest.count)); `hijack-lab help` lists them")
+                return .usage
+            }
+            if let command = local.first(where: { $0.name == topic }) {
+                console.out(command.help)
+                return .success
+            }
+            return CommandIndex.unknownCommand(topic, console: console)
+        default:
+            if let command = local.first(where: { $0.name == first }) {
+                return ToolSession.dispatch(command, rest, context: CommandContext(console: console, agentExecutable: ownPath() ?? agentName))
+            }
+            return CommandIndex.unknownCommand(first, console: console)
+        }
+    }
+
+    /// This program's own path, from the kernel (argv[0] may be a bare name or a lie).
+    package static func ownPath() -> String? {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        guard count > 0 else { return nil }
+        return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// `hijack-lab-full` in this program's folder.
+    package static func fullPath() -> String? {
+        guard let own = ownPath(), let slash = own.lastIndex(of: "/") else { return nil }
+        return String(own[...slash]) + fullName
+    }
+
+    /// Replaces this process with hijack-lab-full, the same arguments after its name. Returns
+    /// only when exec failed.
+    static func handOver(_ arguments: [String], console: Console) -> ExitStatus {
+        guard let path = fullPath() else {
+            console.err("hijack-lab: cannot find its own path in /proc/self/exe, so cannot start \(fullName)")
+            return .usage
+        }
+        let argv = ([CommandLine.arguments.first ?? "hijack-lab"] + arguments).map { strdup($0) }
+        defer { argv.forEach { free($0) } }
+        execv(path, argv + [nil])
+        let failure = SystemError.last("execv(\(path))")
+        console.err("hijack-lab: cannot start \(fullName), which runs this command: \(UntrustedText.terminal(failure.description)); `swift build` builds it beside hijack-lab")
+        return .usage
+    }
+}

@@ -1,0 +1,375 @@
+import HijackCLI
+import HijackAgent
+import HijackAudit
+import HijackSystem
+import Foundation
+
+/// An address a matrix socket binds: a host, and whether the socket sets IPV6_V6ONLY.
+public struct MatrixEndpoint: Codable, Sendable, Hashable, CustomStringConvertible {
+    /// How grids and filters name it: "0.0.0.0", "[::]", "[::]v6only", "lab-interface"...
+    public var label: String
+    /// The numeric address, or the symbol "lab-interface" that the topology resolves.
+    public var host: String
+    public var v6only: Bool
+
+    public init(label: String, host: String, v6only: Bool = false) {
+        self.label = label
+        self.host = host
+        self.v6only = v6only
+    }
+
+    public var description: String { label }
+
+    /// The seven addresses of the matrix, in grid order.
+    public static let standard: [MatrixEndpoint] = [
+        MatrixEndpoint(label: "0.0.0.0", host: "0.0.0.0"),
+        MatrixEndpoint(label: "127.0.0.1", host: "127.0.0.1"),
+        MatrixEndpoint(label: "[::]", host: "::"),
+        MatrixEndpoint(label: "[::]v6only", host: "::", v6only: true),
+        MatrixEndpoint(label: "::1", host: "::1"),
+        MatrixEndpoint(label: "::ffff:127.0.0.1", host: "::ffff:127.0.0.1"),
+        MatrixEndpoint(label: AddressSymbol.labInterface.rawValue, host: AddressSymbol.labInterface.rawValue),
+    ]
+}
+
+/// The reuse options one matrix socket sets.
+public enum MatrixOptions: String, Codable, Sendable, CaseIterable {
+    case none
+    case reuseAddress = "SO_REUSEADDR"
+    case reusePort = "SO_REUSEPORT"
+    case both
+
+    public var names: [String] {
+        switch self {
+        case .none: []
+        case .reuseAddress: ["SO_REUSEADDR"]
+        case .reusePort: ["SO_REUSEPORT"]
+        case .both: ["SO_REUSEADDR", "SO_REUSEPORT"]
+        }
+    }
+
+    /// Short form for grid headings.
+    public var short: String {
+        switch self {
+        case .none: "none"
+        case .reuseAddress: "REUSEADDR"
+        case .reusePort: "REUSEPORT"
+        case .both: "REUSEADDR+REUSEPORT"
+        }
+    }
+}
+
+/// One combination: a first socket (the victim's place), and optionally a second one.
+public struct MatrixCase: Codable, Sendable, Hashable {
+    public var transport: Transport
+    public var first: MatrixEndpoint
+    public var firstOptions: MatrixOptions
+    public var second: MatrixEndpoint?
+    public var secondOptions: MatrixOptions
+    public var secondUser: SocketUser
+    /// false for the bind-only path, as the kernel's selftest runs it.
+    public var listens: Bool
+    public var probes: Bool
+
+    public init(transport: Transport, first: MatrixEndpoint, firstOptions: MatrixOptions, second: MatrixEndpoint?, secondOptions: MatrixOptions = .none,
+                secondUser: SocketUser = .same, listens: Bool = true, probes: Bool = true) {
+        self.transport = transport
+        self.first = first
+        self.firstOptions = firstOptions
+        self.second = second
+        self.secondOptions = secondOptions
+        self.secondUser = secondUser
+        self.listens = listens
+        self.probes = probes
+    }
+}
+
+/// Who received the probes to one destination in one case.
+public struct MatrixDelivery: Codable, Sendable, Equatable {
+    /// "127.0.0.1", "::1" (from the host client) or "lab-interface" (from the peer).
+    public var destination: String
+    public var sent: Int
+    public var first: Int
+    public var second: Int
+    /// Refused, unreachable or timed out: nobody received.
+    public var nobody: Int
+    public var lost: Int
+    /// Of `nobody`, those refused or unreachable at once: the errors on which a client that
+    /// resolved a name goes on to the name's next address.
+    public var refused: Int = 0
+
+    /// V, A, S or - for this destination.
+    public var letter: String {
+        switch (first > 0, second > 0) {
+        case (true, true): "S"
+        case (false, true): "A"
+        case (true, false): "V"
+        case (false, false): "-"
+        }
+    }
+}
+
+public struct MatrixCaseOutcome: Codable, Sendable, Equatable {
+    public var matrixCase: MatrixCase
+    public var status: RunStatus
+    public var skipReason: String?
+    public var error: String?
+    public var port: UInt16?
+    public var firstBind = SyscallResult.notAttempted
+    public var firstListen = SyscallResult.notAttempted
+    public var secondBind = SyscallResult.notAttempted
+    public var secondListen = SyscallResult.notAttempted
+    public var deliveries: [MatrixDelivery] = []
+    /// What the audit said in the lab host while this case's sockets were live (`--audit`).
+    public var audit: MatrixCaseAudit?
+
+    public init(matrixCase: MatrixCase, status: RunStatus, skipReason: String? = nil) {
+        self.matrixCase = matrixCase
+        self.status = status
+        self.skipReason = skipReason
+        let notListening: SyscallResult = matrixCase.transport == .udp ? .notApplicable : .notAttempted
+        firstListen = notListening
+        secondListen = notListening
+    }
+
+    /// The grid cell: `B` or `L` when the second socket failed, `F` when the first did,
+    /// otherwise one letter per destination (V, A, S or -).
+    public var cell: String {
+        guard status == .ran else { return status == .skipped ? "·" : "E" }
+        if firstBind != .ok || (matrixCase.transport == .tcp && matrixCase.listens && firstListen != .ok) { return "F" }
+        guard matrixCase.second != nil else { return deliveries.map(\.letter).joined() }
+        if secondBind != .ok { return "B" }
+        if matrixCase.transport == .tcp && matrixCase.listens && secondListen != .ok { return "L" }
+        return deliveries.map(\.letter).joined()
+    }
+}
+
+/// Which combinations to run: `--transport`, `--addresses`, `--options`, `--users`.
+public struct MatrixFilter: Sendable {
+    public var transports: [Transport] = Transport.allCases
+    public var addresses: [MatrixEndpoint] = MatrixEndpoint.standard
+    public var options: [MatrixOptions] = MatrixOptions.allCases
+    public var users: [SocketUser] = [.same, .other]
+
+    public init() {}
+
+    /// Every case the filter selects, in grid order.
+    public var cases: [MatrixCase] {
+        var cases: [MatrixCase] = []
+        for transport in transports {
+            for user in users {
+                for firstOptions in options {
+                    for secondOptions in options {
+                        for first in addresses {
+                            for second in addresses {
+                                cases.append(MatrixCase(transport: transport, first: first, firstOptions: firstOptions, second: second,
+                                                        secondOptions: secondOptions, secondUser: user))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return cases
+    }
+
+    /// One first socket alone per transport, address and options: what it receives with
+    /// nobody beside it, the baseline for "takes traffic from the first".
+    public var baselines: [MatrixCase] {
+        transports.flatMap { transport in
+            options.flatMap { options in addresses.map { MatrixCase(transport: transport, first: $0, firstOptions: options, second: nil) } }
+        }
+    }
+
+    /// Parses a comma-separated list, naming what was expected on error.
+    /// A list flag whose value names something that is not among the allowed ones.
+    public struct ListError: Error, Sendable {
+        public var reason: String
+    }
+
+    public static func parseList<T>(_ text: String, flag: String, parse: (String) -> T?, allowed: [String]) -> Result<[T], ListError> {
+        var values: [T] = []
+        for item in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+            guard let value = parse(item) else {
+                return .failure(.init(reason: "\(flag): \"\(item)\" is not one of \(allowed.joined(separator: ", "))"))
+            }
+            values.append(value)
+        }
+        return values.isEmpty ? .failure(.init(reason: "\(flag) needs at least one of \(allowed.joined(separator: ", "))")) : .success(values)
+    }
+}
+
+/// The audit of one case, read while both sockets were live: its findings on the case's port.
+public struct MatrixCaseAudit: Codable, Sendable, Equatable {
+    public var findings: [MatrixAuditFinding]
+    /// Why the audit could not be read, if so.
+    public var error: String?
+
+    public init(findings: [MatrixAuditFinding], error: String? = nil) {
+        self.findings = findings
+        self.error = error
+    }
+}
+
+/// One audit finding, with its sockets named by their role in the case.
+public struct MatrixAuditFinding: Codable, Sendable, Equatable {
+    public var kind: AuditFinding.Kind
+    public var severity: AuditFinding.Severity
+    public var port: UInt16
+    /// "first" or "second" for each socket the finding names, in its order ("?" for a socket
+    /// of neither agent).
+    public var sockets: [String] = []
+    /// The socket the audit names as the likely intruder, where it could tell.
+    public var likelyIntruder: String?
+}
+
+extension MatrixCaseOutcome {
+    /// Both sockets bound (and listened): only then can either take from the other.
+    public var bothServe: Bool {
+        matrixCase.second != nil && SyscallResult.served(bind: firstBind, listen: firstListen) && SyscallResult.served(bind: secondBind, listen: secondListen)
+    }
+
+    /// The one place where the matrix derives where `localhost` goes: a client resolves it to
+    /// ::1, then 127.0.0.1 (the lab's hosts file, in getaddrinfo's order), and goes on to
+    /// 127.0.0.1 only when ::1 refused it. The probes to ::1 and to 127.0.0.1 already are
+    /// those two attempts, so a localhost client gets what ::1 gave, or, where every ::1
+    /// probe was refused, what 127.0.0.1 gave. Nil without both probes.
+    public var localhost: MatrixDelivery? {
+        guard let v6 = deliveries.first(where: { $0.destination == "::1" }),
+              let v4 = deliveries.first(where: { $0.destination == "127.0.0.1" }) else { return nil }
+        var delivery = v6.sent > 0 && v6.refused == v6.sent ? v4 : v6
+        delivery.destination = "localhost"
+        return delivery
+    }
+
+    /// Every destination of the case, `localhost` included.
+    public var allDeliveries: [MatrixDelivery] { deliveries + (localhost.map { [$0] } ?? []) }
+}
+
+/// How well the audit's findings match what the matrix saw the kernel do (`matrix --audit`).
+public struct MatrixAuditScore: Codable, Sendable, Equatable {
+    /// Cases with an audit: those in which both sockets bound (and listened).
+    public var audited: Int
+    /// Cases in which either socket takes traffic from the other.
+    public var takes: Int
+    /// Of those, cases the audit flags as it should.
+    public var caught: Int
+    /// caught / takes (1 when nothing was taken).
+    public var recall: Double
+    /// Cases counted for precision with an interception, shadowing or load-balancing finding.
+    public var alarms: Int
+    /// Of those, cases in which neither socket takes anything from the other.
+    public var falseAlarmCount: Int
+    /// (alarms - false alarms) / alarms (1 when there was no alarm).
+    public var precision: Double
+    /// Cases left out of the precision count: two sockets of different address families.
+    public var crossFamily: Int
+    /// Of those, cases in which neither socket takes anything: the policy warnings.
+    public var crossFamilyWithoutTake: Int = 0
+    /// One line per case the audit missed, and per false alarm.
+    public var misses: [String]
+    public var falseAlarms: [String]
+}
+
+extension MatrixResult {
+    /// Kinds of finding that say one socket takes (or may take) another's traffic.
+    static let alarmKinds: Set<AuditFinding.Kind> = [.interception, .shadowing, .loadBalancing]
+
+    static func aloneKey(_ transport: Transport, _ endpoint: MatrixEndpoint, _ options: MatrixOptions) -> String {
+        "\(transport.rawValue) \(endpoint.label) \(options.rawValue)"
+    }
+
+    /// What each socket receives alone, `localhost` included, keyed by `aloneKey`.
+    var aloneDestinations: [String: Set<String>] {
+        var alone: [String: Set<String>] = [:]
+        for baseline in baselines where baseline.status == .ran {
+            let c = baseline.matrixCase
+            alone[Self.aloneKey(c.transport, c.first, c.firstOptions)] = Set(baseline.allDeliveries.filter { $0.first > 0 }.map(\.destination))
+        }
+        return alone
+    }
+
+    /// The destinations each socket takes from the other: it receives there, and the other
+    /// receives there when alone. Nil when a baseline is missing, since nothing is known.
+    static func takes(_ outcome: MatrixCaseOutcome, alone: [String: Set<String>]) -> (first: [String], second: [String])? {
+        let c = outcome.matrixCase
+        guard outcome.status == .ran, let second = c.second else { return nil }
+        guard outcome.bothServe else { return ([], []) }
+        guard let firstAlone = alone[aloneKey(c.transport, c.first, c.firstOptions)],
+              let secondAlone = alone[aloneKey(c.transport, second, c.secondOptions)] else { return nil }
+        let deliveries = outcome.allDeliveries
+        return (deliveries.filter { $0.first > 0 && secondAlone.contains($0.destination) }.map(\.destination),
+                deliveries.filter { $0.second > 0 && firstAlone.contains($0.destination) }.map(\.destination))
+    }
+
+    /// The address families a matrix address receives: v4-mapped is IPv4, dual-stack `[::]` both.
+    static func families(_ endpoint: MatrixEndpoint) -> Set<Int> {
+        switch endpoint.host {
+        case "::": endpoint.v6only ? [6] : [4, 6]
+        case "::1": [6]
+        default: [4]
+        }
+    }
+
+    /// Whether the audit flags the case as the definition asks: interception for another
+    /// uid, shadowing for the same; for two sockets of one uid on one address, load-balancing
+    /// that names both will do.
+    static func flags(_ outcome: MatrixCaseOutcome, findings: [MatrixAuditFinding]) -> Bool {
+        let c = outcome.matrixCase
+        if c.secondUser == .other { return findings.contains { $0.kind == .interception } }
+        if findings.contains(where: { $0.kind == .shadowing }) { return true }
+        return c.first.host == c.second?.host && findings.contains { $0.kind == .loadBalancing && Set($0.sockets).isSuperset(of: ["first", "second"]) }
+    }
+
+    /// The score over every audited case; nil when no case has an audit.
+    public var auditScore: MatrixAuditScore? {
+        let audited = cases.filter { $0.audit != nil }
+        guard !audited.isEmpty else { return nil }
+        let alone = aloneDestinations
+        var score = MatrixAuditScore(audited: audited.count, takes: 0, caught: 0, recall: 1, alarms: 0, falseAlarmCount: 0, precision: 1,
+                                     crossFamily: 0, misses: [], falseAlarms: [])
+        for outcome in audited {
+            guard let taken = Self.takes(outcome, alone: alone) else { continue }
+            let findings = outcome.audit!.findings
+            let c = outcome.matrixCase
+            let takes = !taken.first.isEmpty || !taken.second.isEmpty
+            if takes {
+                score.takes += 1
+                if Self.flags(outcome, findings: findings) {
+                    score.caught += 1
+                } else {
+                    score.misses.append(Self.line(outcome, taken: taken))
+                }
+            }
+            guard findings.contains(where: { Self.alarmKinds.contains($0.kind) }) else { continue }
+            if let second = c.second, Self.families(c.first).isDisjoint(with: Self.families(second)) {
+                score.crossFamily += 1
+                if !takes { score.crossFamilyWithoutTake += 1 }
+                continue
+            }
+            score.alarms += 1
+            if !takes {
+                score.falseAlarmCount += 1
+                score.falseAlarms.append(Self.line(outcome, taken: taken))
+            }
+        }
+        score.recall = score.takes == 0 ? 1 : Double(score.caught) / Double(score.takes)
+        score.precision = score.alarms == 0 ? 1 : Double(score.alarms - score.falseAlarmCount) / Double(score.alarms)
+        return score
+    }
+
+    /// One line on a case: its sockets, what each took, and what the audit said.
+    static func line(_ outcome: MatrixCaseOutcome, taken: (first: [String], second: [String])) -> String {
+        let c = outcome.matrixCase
+        var what: [String] = []
+        if !taken.first.isEmpty { what.append("the first takes \(taken.first.joined(separator: ", "))") }
+        if !taken.second.isEmpty { what.append("the second takes \(taken.second.joined(separator: ", "))") }
+        let findings = (outcome.audit?.findings ?? []).map { finding in
+            "\(finding.kind.rawValue)" + (finding.likelyIntruder.map { " (intruder: \($0))" } ?? "")
+        }
+        return "\(c.transport.rawValue), \(c.secondUser == .same ? "same user" : "uid 65534"): \(c.first.label) \(c.firstOptions.short) / "
+            + "\(c.second?.label ?? "-") \(c.secondOptions.short), cell \(outcome.cell): "
+            + (what.isEmpty ? "neither takes anything" : what.joined(separator: "; "))
+            + "; audit: " + (findings.isEmpty ? "no finding" : findings.joined(separator: ", "))
+    }
+}

@@ -1,0 +1,132 @@
+import HijackCLI
+import HijackAgent
+import HijackAudit
+import HijackSystem
+import Foundation
+
+/// The whole matrix run: what `matrix --json` writes and what MATRIX.md renders.
+public struct MatrixResult: Codable, Sendable {
+    public var environment: LabReport.Environment
+    /// The destinations each cell's letters stand for, in order.
+    public var destinations: [String]
+    public var cases: [MatrixCaseOutcome]
+    /// Each first socket alone: which destinations it receives with nobody beside it.
+    public var baselines: [MatrixCaseOutcome]
+    /// The audit's recall and precision over the cases, with `matrix --audit`.
+    public var audit: MatrixAuditScore? = nil
+
+    /// 0 when every case ran or was skipped with a reason, 1 when any could not finish.
+    public var exitStatus: Int32 { cases.contains { $0.status == .error } || baselines.contains { $0.status == .error } ? 1 : 0 }
+
+    /// A client that resolves `localhost` tries both loopback addresses, so a service that
+    /// answers on one of them is reached, for that client, through either: whoever holds
+    /// the other one receives some of its clients. The lab interface has no such twin
+    /// among the probes (its IPv6 address is not probed), so it only counts for itself.
+    public static let localhostTwin = ["127.0.0.1": "::1", "::1": "127.0.0.1"]
+
+    static func baselineKey(_ matrixCase: MatrixCase) -> String {
+        "\(matrixCase.transport.rawValue) \(matrixCase.first.label) \(matrixCase.firstOptions.rawValue)"
+    }
+
+    /// What each first socket receives alone, keyed by transport, address and options; a
+    /// first socket whose baseline did not run is absent, since nothing is known of it.
+    var aloneReceives: [String: Set<String>] {
+        var alone: [String: Set<String>] = [:]
+        for baseline in baselines where baseline.status == .ran {
+            alone[Self.baselineKey(baseline.matrixCase)] = Set(baseline.deliveries.filter { $0.first > 0 }.map(\.destination))
+        }
+        return alone
+    }
+
+    /// Cases in which the second socket received traffic that belongs to the first: to a
+    /// destination the first, alone, receives, or to that destination's `localhost` twin.
+    public var takeovers: [MatrixTakeover] {
+        let alone = aloneReceives
+        return cases.compactMap { Self.takeover($0, alone: alone) }
+    }
+
+    static func takeover(_ outcome: MatrixCaseOutcome, alone: [String: Set<String>]) -> MatrixTakeover? {
+        guard outcome.status == .ran, outcome.matrixCase.second != nil, let own = alone[baselineKey(outcome.matrixCase)] else { return nil }
+        var taken: [String] = []
+        var gaps: [String] = []
+        var all = false
+        for delivery in outcome.deliveries where delivery.second > 0 {
+            if own.contains(delivery.destination) {
+                taken.append(delivery.destination)
+            } else if let twin = localhostTwin[delivery.destination], own.contains(twin) {
+                taken.append(delivery.destination)
+                gaps.append(delivery.destination)
+            } else {
+                continue
+            }
+            if delivery.first == 0 { all = true }
+        }
+        return taken.isEmpty ? nil : MatrixTakeover(outcome: outcome, destinations: taken, familyGaps: gaps, shared: !all)
+    }
+
+    /// The outcome class of every case, as the pictures colour it.
+    public var classes: [MatrixCase: MatrixOutcomeClass] {
+        let alone = aloneReceives
+        var classes: [MatrixCase: MatrixOutcomeClass] = [:]
+        for outcome in cases { classes[outcome.matrixCase] = Self.outcomeClass(outcome, alone: alone) }
+        return classes
+    }
+
+    static func outcomeClass(_ outcome: MatrixCaseOutcome, alone: [String: Set<String>]) -> MatrixOutcomeClass {
+        switch outcome.cell {
+        case "B": return .bindRefused
+        case "L": return .listenRefused
+        case "F", "E", "·": return .incomplete
+        default: break
+        }
+        if let takeover = takeover(outcome, alone: alone) { return takeover.shared ? .shares : .takes }
+        // Without the first socket's baseline, traffic the second received may have been the first's.
+        if alone[baselineKey(outcome.matrixCase)] == nil && outcome.deliveries.contains(where: { $0.second > 0 }) { return .incomplete }
+        return .keeps
+    }
+}
+
+/// One case in which the second socket received the first socket's traffic.
+public struct MatrixTakeover: Sendable {
+    public var outcome: MatrixCaseOutcome
+    /// The destinations the second socket received, of those that belong to the first.
+    public var destinations: [String]
+    /// Of those, the ones the first does not receive even alone: only their `localhost`
+    /// twin. The first socket's family left them open to anyone.
+    public var familyGaps: [String]
+    /// The first socket still received part of every taken destination.
+    public var shared: Bool
+}
+
+/// How one case ends, in the words a reader scanning for a hijack needs.
+public enum MatrixOutcomeClass: String, CaseIterable, Sendable {
+    case takes
+    case shares
+    case keeps
+    case bindRefused = "bind-refused"
+    case listenRefused = "listen-refused"
+    case incomplete
+
+    /// One letter per class, so that no reader depends on telling colours apart.
+    public var letter: String {
+        switch self {
+        case .takes: "A"
+        case .shares: "S"
+        case .keeps: "V"
+        case .bindRefused: "B"
+        case .listenRefused: "L"
+        case .incomplete: "?"
+        }
+    }
+
+    public var label: String {
+        switch self {
+        case .takes: "second takes traffic"
+        case .shares: "shared with the second"
+        case .keeps: "first keeps its traffic"
+        case .bindRefused: "second bind refused"
+        case .listenRefused: "second listen refused"
+        case .incomplete: "skipped or could not finish"
+        }
+    }
+}

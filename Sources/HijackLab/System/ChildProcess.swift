@@ -1,0 +1,160 @@
+import CHijackLab
+import Glibc
+
+/// A child process with a pipe to its stdin and one from its stdout, read line by line
+/// with deadlines. Its stderr is the runner's, so a crash message reaches the user.
+package final class ChildProcess {
+    package let pid: pid_t
+    private var stdinFD: Int32
+    private var stdoutFD: Int32
+    private var buffer: [UInt8] = []
+    /// How much of `buffer` holds no newline: a reply of megabytes (an audit of a busy
+    /// namespace) arrives 4 KB at a time, and rescanning it all each time is quadratic.
+    private var scanned = 0
+    private var reaped = false
+
+    /// `mergeStandardError` sends the child's stderr into the same pipe as its stdout, for
+    /// tools whose complaints belong in the reply (ip); agents keep the runner's stderr.
+    package init(executable: String, arguments: [String], mergeStandardError: Bool = false) throws(SystemError) {
+        var toChild: [Int32] = [-1, -1]
+        var fromChild: [Int32] = [-1, -1]
+        guard hl_pipe_cloexec(&toChild) == 0 else { throw SystemError.last("pipe2") }
+        guard hl_pipe_cloexec(&fromChild) == 0 else {
+            Glibc.close(toChild[0]); Glibc.close(toChild[1])
+            throw SystemError.last("pipe2")
+        }
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        // dup2 clears close-on-exec on the copies. Every other descriptor is closed in the
+        // child: posix_spawn passes on whatever lacks O_CLOEXEC, and this process may have
+        // inherited such descriptors from whoever started it (a shell's `exec 7</etc/shadow`).
+        // An agent then holds only its pipes and what it opens itself.
+        var planned = posix_spawn_file_actions_adddup2(&actions, toChild[0], 0)
+        if planned == 0 { planned = posix_spawn_file_actions_adddup2(&actions, fromChild[1], 1) }
+        if planned == 0, mergeStandardError { planned = posix_spawn_file_actions_adddup2(&actions, fromChild[1], 2) }
+        if planned == 0 { planned = hl_spawn_close_from(&actions, 3) }
+        guard planned == 0 else {
+            Glibc.close(toChild[0]); Glibc.close(toChild[1]); Glibc.close(fromChild[0]); Glibc.close(fromChild[1])
+            throw SystemError(call: "posix_spawn_file_actions", code: planned)
+        }
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        // Its own process group: Ctrl-C reaches the runner, which then kills the group.
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGINT, SIGTERM, SIGPIPE, SIGHUP] { sigaddset(&defaults, signal) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        posix_spawnattr_setpgroup(&attributes, 0)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var child: pid_t = 0
+        let status = posix_spawn(&child, executable, &actions, &attributes, argv, environ)
+        Glibc.close(toChild[0])
+        Glibc.close(fromChild[1])
+        guard status == 0 else {
+            Glibc.close(toChild[1]); Glibc.close(fromChild[0])
+            throw SystemError(call: "posix_spawn", code: status)
+        }
+        pid = child
+        stdinFD = toChild[1]
+        stdoutFD = fromChild[0]
+        ChildRegistry.shared.add(child)
+    }
+
+    deinit { killAndReap() }
+
+    /// The child's stdout until it closes it, or up to the deadline (then nil).
+    package func readAll(until deadline: Deadline) -> String? {
+        var lines: [String] = []
+        while true {
+            do throws(SystemError) {
+                guard let line = try readLine(until: deadline) else { return lines.joined(separator: "\n") }
+                lines.append(line)
+            } catch {
+                return nil
+            }
+        }
+    }
+
+    package func send(_ line: String) throws(SystemError) {
+        try writeAll(stdinFD, bytes: Array((line + "\n").utf8))
+    }
+
+    /// The next line from the child, or nil when it closed its stdout. Throws ETIMEDOUT at the deadline.
+    package func readLine(until deadline: Deadline) throws(SystemError) -> String? {
+        while true {
+            if let newline = buffer[scanned...].firstIndex(of: UInt8(ascii: "\n")) {
+                let line = String(decoding: buffer[..<newline], as: UTF8.self)
+                buffer.removeSubrange(...newline)
+                scanned = 0
+                return line
+            }
+            scanned = buffer.count
+            guard stdoutFD >= 0 else { return nil }
+            guard try waitFor(stdoutFD, events: Int16(POLLIN), until: deadline) else { throw SystemError(call: "read", code: ETIMEDOUT) }
+            // An audit reply of a busy namespace is megabytes on one line: read it in large pieces.
+            var chunk = [UInt8](repeating: 0, count: 65_536)
+            let count = try Syscall.read(stdoutFD, into: &chunk)
+            if count > 0 {
+                buffer += chunk[..<count]
+            } else {
+                Glibc.close(stdoutFD)
+                stdoutFD = -1
+            }
+        }
+    }
+
+    /// Closes the child's stdin (its cue to exit), waits until it closes stdout, and reaps it.
+    /// Past the deadline it is killed. Returns the wait status.
+    @discardableResult
+    package func finish(until deadline: Deadline) -> Int32 {
+        closeStdin()
+        while (try? readLine(until: deadline)).flatMap({ $0 }) != nil {}
+        // Closed stdout usually means exiting; a child that closed it and lingers is killed
+        // so the blocking wait below cannot hang. It is unreaped, so the group is still ours.
+        if !hasExited() { kill(-pid, SIGKILL) }
+        return reap()
+    }
+
+    /// Whether the child has exited, without reaping it.
+    private func hasExited() -> Bool {
+        var info = siginfo_t()
+        return waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info._sifields._sigchld.si_pid == pid
+    }
+
+    package func killAndReap() {
+        guard !reaped else { return }
+        kill(-pid, SIGKILL)
+        closeStdin()
+        reap()
+    }
+
+    package func closeStdin() {
+        if stdinFD >= 0 { Glibc.close(stdinFD); stdinFD = -1 }
+    }
+
+    @discardableResult
+    private func reap() -> Int32 {
+        guard !reaped else { return 0 }
+        // Wait for the exit without reaping, leave the registry, then reap: the pid stays
+        // ours for as long as the registry might still signal its group.
+        var info = siginfo_t()
+        while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) == -1 && errno == EINTR {}
+        ChildRegistry.shared.remove(pid)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        reaped = true
+        if stdoutFD >= 0 { Glibc.close(stdoutFD); stdoutFD = -1 }
+        // No kill after this point: a reaped pid, and so its group id, may already be reused.
+        return status
+    }
+}

@@ -27,7 +27,7 @@ enum KernelsTestEnvironment {
     }
 }
 
-@Suite("Kernels")
+@Suite("Kernels", .serialized)
 struct KernelsTests {
     func temporaryPath(_ name: String) -> String {
         FileManager.default.temporaryDirectory.appendingPathComponent("hijack-lab-test-\(UUID().uuidString)-\(name)").path

@@ -111,6 +111,40 @@ package enum ToolSession {
         }
     }
 
+    /// The one reading of a command line, front and full alike: --version, help, the agent
+    /// role, or one of `commands`.
+    package static func route(_ arguments: [String], among commands: [any Command.Type], context: CommandContext) -> ExitStatus {
+        let console = context.console
+        guard let first = arguments.first else {
+            console.err(CommandIndex.overview)
+            return .usage
+        }
+        let rest = Array(arguments.dropFirst())
+        let named = { (name: String) in commands.first { $0.name == name } }
+        switch first {
+        case "--version", "version":
+            console.out("hijack-lab \(CommandIndex.version)")
+            return .success
+        case "agent":
+            return AgentEntry.run(rest, console: console)
+        case "help", "--help", "-h":
+            guard let topic = rest.first, topic != "help" else {
+                console.out(CommandIndex.overview)
+                return .success
+            }
+            guard rest.count == 1 else {
+                console.err("hijack-lab help: takes one command (got \(rest.count)); `hijack-lab help` lists them")
+                return .usage
+            }
+            guard let command = named(topic) else { return CommandIndex.unknownCommand(topic, console: console) }
+            console.out(command.help)
+            return .success
+        default:
+            guard let command = named(first) else { return CommandIndex.unknownCommand(first, console: console) }
+            return dispatch(command, rest, context: context)
+        }
+    }
+
     /// Reads a command's options and runs it, or prints its help.
     package static func dispatch(_ command: any Command.Type, _ arguments: [String], context: CommandContext) -> ExitStatus {
         let parsed: Arguments

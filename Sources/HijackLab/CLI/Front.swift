@@ -33,37 +33,7 @@ package enum Front {
     }
 
     static func dispatch(_ arguments: [String], console: Console) -> ExitStatus {
-        guard let first = arguments.first else {
-            console.err(CommandIndex.overview)
-            return .usage
-        }
-        let rest = Array(arguments.dropFirst())
-        switch first {
-        case "--version", "version":
-            console.out("hijack-lab \(CommandIndex.version)")
-            return .success
-        case "agent":
-            return AgentEntry.run(rest, console: console)
-        case "help", "--help", "-h":
-            guard let topic = rest.first, topic != "help" else {
-                console.out(CommandIndex.overview)
-                return .success
-            }
-            guard rest.count == 1 else {
-                console.err("hijack-lab help: takes one command (got \(rest.count)); `hijack-lab help` lists them")
-                return .usage
-            }
-            if let command = local.first(where: { $0.name == topic }) {
-                console.out(command.help)
-                return .success
-            }
-            return CommandIndex.unknownCommand(topic, console: console)
-        default:
-            if let command = local.first(where: { $0.name == first }) {
-                return ToolSession.dispatch(command, rest, context: CommandContext(console: console, agentExecutable: ownPath() ?? agentName))
-            }
-            return CommandIndex.unknownCommand(first, console: console)
-        }
+        ToolSession.route(arguments, among: local, context: CommandContext(console: console, agentExecutable: ownPath() ?? agentName))
     }
 
     /// This program's own path, from the kernel (argv[0] may be a bare name or a lie).

@@ -23,34 +23,7 @@ public enum CLI {
     }
 
     static func dispatch(_ arguments: [String], context: CommandContext) -> ExitStatus {
-        let console = context.console
-        guard let first = arguments.first else {
-            console.err(CommandIndex.overview)
-            return .usage
-        }
-        let rest = Array(arguments.dropFirst())
-        switch first {
-        case "--version", "version":
-            console.out("hijack-lab \(version)")
-            return .success
-        case "help", "--help", "-h":
-            guard let topic = rest.first, topic != "help" else {
-                console.out(CommandIndex.overview)
-                return .success
-            }
-            guard rest.count == 1 else {
-                console.err("hijack-lab help: takes one command (got \(rest.count)); `hijack-lab help` lists them")
-                return .usage
-            }
-            guard let command = command(named: topic) else { return CommandIndex.unknownCommand(topic, console: console) }
-            console.out(command.help)
-            return .success
-        case "agent":
-            return AgentEntry.run(rest, console: console)
-        default:
-            guard let command = command(named: first) else { return CommandIndex.unknownCommand(first, console: console) }
-            return ToolSession.dispatch(command, rest, context: context)
-        }
+        ToolSession.route(arguments, among: commands, context: context)
     }
 
     static func command(named name: String) -> (any Command.Type)? {

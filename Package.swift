@@ -29,7 +29,8 @@ let package = Package(
         // static executable (the Swift runtime and glibc inside, no dynamic loader): `help` in about
         // 1.5 ms and 4 MB, against 7 ms and 18 MB for the Foundation program. The linker warns
         // that getpwuid_r (user names) then loads glibc's NSS modules at run time, which is what a
-        // dynamic program does too. A debug build (and `swift test`, whose test bundle would inherit
+        // dynamic program does too; but they must match the glibc it was built with, so a release
+        // front copied to another distribution may show uids without names. A debug build (and `swift test`, whose test bundle would inherit
         // the flag) links dynamically.
         .executableTarget(name: "hijack-lab", dependencies: ["HijackCLI", "HijackLab"],
                           linkerSettings: [.unsafeFlags(["-static-executable"], .when(configuration: .release))]),

@@ -264,6 +264,45 @@ struct AuditFleetTests {
         #expect(AuditFormats.jsonLines(audits, timestamp: time) == expected)
     }
 
+    @Test("A table cell with characters outside the BMP keeps every character; padding never cuts half a pair")
+    func wideCharactersAreNotCut() {
+        var socket = AuditSocket(transport: .tcp, address: "::1", port: 47123, uid: 0, user: "root", inode: 1,
+                                 owners: [SocketOwner(pid: 29977, command: "😀😀😀abc")])
+        socket.v6only = true
+        let report = AuditReport(namespace: "net:[1]", sockets: [socket], findings: [], ownersComplete: true, skippedRows: 0)
+        #expect(AuditText.render(report).contains("29977/😀😀😀abc"))
+        #expect("abc😀def".padded(toUTF16Length: 4) == "abc ")
+        #expect("abc😀def".padded(toUTF16Length: 5) == "abc😀")
+        #expect("ab".padded(toUTF16Length: 4) == "ab  ")
+        #expect(fixedPoint(1e300, decimals: 2).hasSuffix(".00") && !fixedPoint(1e300, decimals: 2).contains("e"))
+    }
+
+    @Test("The front alone, without hijack-lab-full beside it: its own commands work, the others exit 127 and say why")
+    func frontWithoutFull() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("hijack-lab-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let alone = folder + "/hijack-lab"
+        try FileManager.default.copyItem(atPath: TestLab.toolExecutable, toPath: alone)
+        func run(_ arguments: [String]) throws -> (status: Int32, err: String) {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: alone)
+            process.arguments = arguments
+            let err = Pipe()
+            process.standardError = err
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            return (process.terminationStatus, text)
+        }
+        #expect(try run(["--version"]).status == 0)
+        #expect(try run(["--version", "extra"]).status == 2)
+        let list = try run(["list"])
+        #expect(list.status == 127)
+        #expect(list.err.contains("cannot start hijack-lab-full") && list.err.contains("ENOENT"), "\(list.err)")
+    }
+
     @Test("--format json and --json carry schemaVersion 1 and the report as before")
     func jsonSchema() throws {
         let port = try Topology.freeHostPort(for: .tcp)

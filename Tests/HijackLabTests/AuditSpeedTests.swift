@@ -294,7 +294,9 @@ enum ReferenceAuditText {
             rows.append([socket.transport.rawValue, address, portText(socket.port), "\(socket.uid)/\(socket.user)", owners, finding]
                 .map(UntrustedText.terminal))
         }
-        let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
+        // Widths in the UTF-16 units the padding counts: measured in characters, a cell with an
+        // emoji (one character, two units) was cut by its own padding.
+        let widths = header.indices.map { column in ([header] + rows).map { $0[column].utf16.count }.max() ?? 0 }
         for row in [header] + rows {
             lines.append(row.enumerated().map { index, cell in
                 index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)

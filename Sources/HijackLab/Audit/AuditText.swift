@@ -170,8 +170,9 @@ public enum AuditText {
 
         package mutating func measure(_ row: [String]) {
             for (column, cell) in row.enumerated() {
-                // Plain ASCII is as wide as its bytes; anything else counts its characters, escaped.
-                widths[column] = max(widths[column], AuditText.isPlain(cell) ? cell.utf8.count : UntrustedText.terminal(cell).count)
+                // Plain ASCII is as wide as its bytes; anything else is measured in the UTF-16 units it
+                // is padded in, so that no cell is ever cut (an emoji is one character but two units).
+                widths[column] = max(widths[column], AuditText.isPlain(cell) ? cell.utf8.count : UntrustedText.terminal(cell).utf16.count)
             }
         }
 
@@ -184,7 +185,7 @@ public enum AuditText {
                     line += cell.utf8
                     if !last { line += repeatElement(0x20, count: widths[column] - cell.utf8.count) }
                 } else {
-                    // Foundation's padding, as before: it counts UTF-16 units, not characters.
+                    // Padded in UTF-16 units, as Foundation's padding counted, to a width measured the same way.
                     let escaped = UntrustedText.terminal(cell)
                     line += (last ? escaped : escaped.padded(toUTF16Length: widths[column])).utf8
                 }

@@ -123,6 +123,10 @@ package enum ToolSession {
         let named = { (name: String) in commands.first { $0.name == name } }
         switch first {
         case "--version", "version":
+            guard rest.isEmpty else {
+                console.err("hijack-lab \(first): takes nothing after it (got \(UntrustedText.terminal(rest.joined(separator: " "))))")
+                return .usage
+            }
             console.out("hijack-lab \(CommandIndex.version)")
             return .success
         case "agent":

@@ -56,6 +56,8 @@ public enum ExitStatus: Equatable, Sendable {
                or shadowing finding exists; matrix: some case could not finish)
           2    usage error, a scenario file that could not be read, an output that could not be written,
                or a lab that could not be set up (forced --topology, no processes left)
+          126  hijack-lab-full, which runs every command but help, audit and the agents, cannot be run
+          127  hijack-lab-full is not beside hijack-lab (`swift build` builds both)
           130  interrupted by SIGINT, 143 by SIGTERM (128 + the signal); every agent was killed first.
                Output files are all as they were, or, if the signal came while they were being
                renamed into place, all new: never a mix

@@ -57,11 +57,12 @@ package enum Front {
             console.err("hijack-lab: cannot find its own path in /proc/self/exe, so cannot start \(fullName)")
             return .usage
         }
-        let argv = ([CommandLine.arguments.first ?? "hijack-lab"] + arguments).map { strdup($0) }
-        defer { argv.forEach { free($0) } }
-        execv(path, argv + [nil])
+        // The process's own argv, byte for byte: CommandLine.arguments has already replaced
+        // bytes that are not UTF-8, and a file name may hold them. `arguments` is its tail.
+        execv(path, CommandLine.unsafeArgv)
         let failure = SystemError.last("execv(\(path))")
         console.err("hijack-lab: cannot start \(fullName), which runs this command: \(UntrustedText.terminal(failure.description)); `swift build` builds it beside hijack-lab")
-        return .usage
+        // The shell's codes: 127 not found, 126 found but not runnable; never 2, a usage error.
+        return .other(failure.code == ENOENT ? 127 : 126)
     }
 }

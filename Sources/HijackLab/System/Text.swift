@@ -19,15 +19,19 @@ extension String {
         let units = utf16.count
         if units == length { return self }
         if units < length { return self + String(repeating: " ", count: length - units) }
-        let end = utf16.index(utf16.startIndex, offsetBy: length)
-        return String(utf16[..<end]) ?? String(self[..<(end.samePosition(in: self) ?? endIndex)])
+        // Never half a surrogate pair: a cut inside one moves back before it.
+        var cut = length
+        while cut > 0, String(utf16.prefix(cut)) == nil { cut -= 1 }
+        let kept = String(utf16.prefix(cut)) ?? ""
+        return kept + String(repeating: " ", count: length - cut)
     }
 }
 
 /// `value` with exactly `decimals` digits after the point, as printf's `%.Nf` writes it: never
 /// an exponent, which Prometheus accepts but people misread.
 package func fixedPoint(_ value: Double, decimals: Int) -> String {
-    var buffer = [CChar](repeating: 0, count: 64)
+    // %.Nf of the largest double is 309 digits before the point.
+    var buffer = [CChar](repeating: 0, count: 330 + decimals)
     let written = withVaList([value]) { vsnprintf(&buffer, buffer.count, "%.\(decimals)f", $0) }
     guard written > 0, Int(written) < buffer.count else { return String(value) }
     return String(decoding: buffer[..<Int(written)].map { UInt8(bitPattern: $0) }, as: UTF8.self)

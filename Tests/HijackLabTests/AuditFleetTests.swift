@@ -284,17 +284,13 @@ struct AuditFleetTests {
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let alone = folder + "/hijack-lab"
         try FileManager.default.copyItem(atPath: TestLab.toolExecutable, toPath: alone)
+        // Bounded: a front that hung instead of failing would fail the test, not stall it.
         func run(_ arguments: [String]) throws -> (status: Int32, err: String) {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: alone)
-            process.arguments = arguments
-            let err = Pipe()
-            process.standardError = err
-            process.standardOutput = FileHandle.nullDevice
-            try process.run()
-            let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            return (process.terminationStatus, text)
+            let child = try ChildProcess(executable: alone, arguments: arguments, mergeStandardError: true)
+            let output = child.readAll(until: .after(seconds: 10))
+            let status = child.finish(until: .after(seconds: 5))
+            try #require(output != nil, "hijack-lab \(arguments) did not end within 10 s")
+            return ((status >> 8) & 0xff, output!)
         }
         #expect(try run(["--version"]).status == 0)
         #expect(try run(["--version", "extra"]).status == 2)

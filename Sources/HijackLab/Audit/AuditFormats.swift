@@ -7,22 +7,6 @@ public enum AuditFormats {
     /// meaning or goes away; a new field alone does not change it.
     public static let schemaVersion = 1
 
-    /// One audit of one namespace, as the JSON has always been (AuditReport), plus its version.
-    public struct SingleDocument: Encodable {
-        public var report: AuditReport
-
-        public init(_ report: AuditReport) { self.report = report }
-
-        private enum Keys: String, CodingKey { case schemaVersion }
-
-        public func encode(to encoder: Encoder) throws {
-            // The report's own keys and the version side by side, in one object.
-            try report.encode(to: encoder)
-            var container = encoder.container(keyedBy: Keys.self)
-            try container.encode(AuditFormats.schemaVersion, forKey: .schemaVersion)
-        }
-    }
-
     /// Every namespace's audit (`--all-netns`), as JSONEncoder wrote FleetDocument with the CLI's
     /// one JSON style: pretty, keys sorted.
     public static func fleetJSON(_ audits: [NamespaceAudit], unreadableProcesses: Int) -> [UInt8] {
@@ -198,14 +182,7 @@ public enum AuditFormats {
                                 out.key("inode", first: true, level: 3)
                                 out.number(socket.inode)
                                 out.key("processes", level: 3)
-                                out.array(socket.owners, level: 3) { out, owner in
-                                    out.object(level: 4) { out in
-                                        out.key("command", first: true, level: 5)
-                                        out.string(owner.command)
-                                        out.key("pid", level: 5)
-                                        out.number(owner.pid)
-                                    }
-                                }
+                                out.array(socket.owners, level: 3) { out, owner in AuditJSON.write(owner, level: 4, into: &out) }
                                 out.key("socket", level: 3)
                                 out.string(socket.label + (socket.remote.map { " -> \($0)" } ?? ""))
                                 out.key("uid", level: 3)
@@ -229,7 +206,4 @@ public enum AuditFormats {
         }
         return String(decoding: text, as: UTF8.self)
     }
-
-    /// RFC 3339 in UTC with milliseconds: `2025-06-01T12:00:00.123Z`.
-    package static func timestampText(_ time: WallTime) -> String { time.rfc3339 }
 }

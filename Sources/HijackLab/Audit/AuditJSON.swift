@@ -30,6 +30,16 @@ public enum AuditJSON {
         }
     }
 
+    /// A SocketOwner's keys, sorted: command, pid. The report's owners and jsonl's processes.
+    package static func write(_ owner: SocketOwner, level: Int, into out: inout JSONWriter) {
+        out.object(level: level) { out in
+            out.key("command", first: true, level: level + 1)
+            out.string(owner.command)
+            out.key("pid", level: level + 1)
+            out.number(owner.pid)
+        }
+    }
+
     /// The report as one value inside a larger document, its braces at nesting level `base`.
     package static func write(_ report: AuditReport, schemaVersion: Int? = nil, base: Int, into out: inout JSONWriter) {
         out.object(level: base) { out in
@@ -80,14 +90,7 @@ public enum AuditJSON {
                     out.key("inode", level: base + 3)
                     out.number(socket.inode)
                     out.key("owners", level: base + 3)
-                    out.array(socket.owners, level: base + 3) { out, owner in
-                        out.object(level: base + 4) { out in
-                            out.key("command", first: true, level: base + 5)
-                            out.string(owner.command)
-                            out.key("pid", level: base + 5)
-                            out.number(owner.pid)
-                        }
-                    }
+                    out.array(socket.owners, level: base + 3) { out, owner in write(owner, level: base + 4, into: &out) }
                     out.key("port", level: base + 3)
                     out.number(socket.port)
                     if let remote = socket.remote {

@@ -303,7 +303,7 @@ package final class AuditWatcher {
     /// escaped for the terminal. The first step returns the findings present now.
     package func step(at now: WallTime = .now()) -> [String] {
         let audits = audit()
-        let time = AuditFormats.timestampText(now)
+        let time = now.rfc3339
         var currentFindings: [String: String] = [:]
         var findingPorts: Set<String> = []
         var currentListeners: [String: (port: String, text: String)] = [:]

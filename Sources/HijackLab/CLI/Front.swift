@@ -17,7 +17,7 @@ package enum Front {
     package static func run(_ arguments: [String], console: Console = .standard) -> Int32 {
         // Handed over untouched: hijack-lab-full must see the descriptors and signal dispositions
         // this process was started with (a closed stdout is its to notice).
-        if isHandedOver(arguments) { return handOver(arguments, console: console).code }
+        if isHandedOver(arguments) { return handOver(console: console).code }
         return ToolSession.run(console: console) { dispatch(arguments, console: console) }
     }
 
@@ -50,15 +50,15 @@ package enum Front {
         return String(own[...slash]) + fullName
     }
 
-    /// Replaces this process with hijack-lab-full, the same arguments after its name. Returns
-    /// only when exec failed.
-    static func handOver(_ arguments: [String], console: Console) -> ExitStatus {
+    /// Replaces this process with hijack-lab-full, with this process's own argv. Returns only
+    /// when exec failed.
+    static func handOver(console: Console) -> ExitStatus {
         guard let path = fullPath() else {
             console.err("hijack-lab: cannot find its own path in /proc/self/exe, so cannot start \(fullName)")
             return .usage
         }
         // The process's own argv, byte for byte: CommandLine.arguments has already replaced
-        // bytes that are not UTF-8, and a file name may hold them. `arguments` is its tail.
+        // bytes that are not UTF-8, and a file name may hold them.
         execv(path, CommandLine.unsafeArgv)
         let failure = SystemError.last("execv(\(path))")
         console.err("hijack-lab: cannot start \(fullName), which runs this command: \(UntrustedText.terminal(failure.description)); `swift build` builds it beside hijack-lab")

@@ -25,10 +25,4 @@ public enum CLI {
     static func dispatch(_ arguments: [String], context: CommandContext) -> ExitStatus {
         ToolSession.route(arguments, among: commands, context: context)
     }
-
-    static func command(named name: String) -> (any Command.Type)? {
-        commands.first { $0.name == name }
-    }
-
-    static var overview: String { CommandIndex.overview }
 }

@@ -4,10 +4,14 @@ import Glibc
 /// The client role: connections (TCP) or datagrams (UDP), one new socket each, so that each
 /// has its own source port as separate clients would.
 extension Agent {
+    /// Connections in flight at once. Each one still makes its own socket, connect, read and
+    /// close, in that order, as a separate client would; they only no longer wait for each
+    /// other. The bound keeps a probe of many connections within the descriptors an agent has.
+    static let connectionsInFlight = 64
+
     func probe(_ request: ProbeRequest) -> AgentReply {
-        var connections: [ProbeConnection] = []
+        var attempts: [ProbeAttempt] = []
         var resolved: [String]?
-        let timeout = Double(request.timeoutMilliseconds) / 1000
         for target in request.destinations {
             // A name comes from the lab's own hosts file alone, in the order a client's
             // getaddrinfo would try its addresses; nothing outside the lab (nscd, DNS, the
@@ -26,65 +30,219 @@ extension Agent {
                     return .refused(reason: "refusing to probe \(destination.host) (\(target.address)): \(refusal)")
                 }
             }
-            for sequence in 0..<max(0, target.count) {
-                if request.transport == .udp {
-                    connections.append(Self.datagram(sequence, to: destinations[0], timeout: timeout))
-                } else {
-                    connections.append(Self.connection(to: destinations, closes: request.closes, timeout: timeout))
-                }
-            }
+            attempts += (0..<max(0, target.count)).map { ProbeAttempt(destinations: destinations, sequence: $0) }
         }
-        return .probed(connections: connections, resolved: resolved)
+        var session = ProbeSession(attempts: attempts, transport: request.transport, closes: request.closes,
+                                   timeout: Double(request.timeoutMilliseconds) / 1000, window: Self.connectionsInFlight)
+        return .probed(connections: session.run(), resolved: resolved)
+    }
+}
+
+/// One client connection or datagram of a probe, as it goes through its steps.
+private struct ProbeAttempt {
+    enum Stage {
+        case waiting
+        /// TCP: the connect is in progress.
+        case connecting
+        /// TCP: connected; the identity line is being read.
+        case readingIdentity
+        /// TCP, server-first: the identity is in; the server's FIN (end of stream) is awaited.
+        case awaitingEnd
+        /// UDP: the datagram is out; its reply is awaited.
+        case awaitingReply
+        case done
     }
 
-    /// One TCP connection: the first destination that accepts it, in order, as clients do.
-    private static func connection(to destinations: [SocketAddress], closes: CloseOrder, timeout: Double) -> ProbeConnection {
-        var record = ProbeConnection()
-        for destination in destinations {
-            record = ProbeConnection(remote: destination.host)
+    /// Where a name led, in the order a client tries them; a numeric address is one.
+    let destinations: [SocketAddress]
+    /// The datagram's number within its destination ("seq N").
+    let sequence: Int
+    /// The destination being tried.
+    var next = 0
+    var record = ProbeConnection()
+    var socket: Socket?
+    var stage = Stage.waiting
+    /// The identity line as it arrives: reads return what is queued, never past the deadline.
+    var received: [UInt8] = []
+    var deadline = Deadline(nanoseconds: 0)
+
+    init(destinations: [SocketAddress], sequence: Int) {
+        self.destinations = destinations
+        self.sequence = sequence
+    }
+
+    var isActive: Bool { stage != .waiting && stage != .done }
+}
+
+/// Runs a probe's attempts, up to `window` at once, each on its own non-blocking socket,
+/// all waited on in one poll(2). Every attempt keeps the steps and errors a lone client
+/// would see: connect (ETIMEDOUT at the deadline), the identity line (ECONNRESET if the
+/// stream ends first), for server-first the server's FIN (EPROTO if more data comes), then
+/// the close; a refused or unreachable address sends a TCP client on to a name's next one.
+private struct ProbeSession {
+    var attempts: [ProbeAttempt]
+    let transport: Transport
+    let closes: CloseOrder
+    let timeout: Double
+    let window: Int
+    /// The longest identity line read; what the server writes is far shorter.
+    let lineLimit = 512
+
+    init(attempts: [ProbeAttempt], transport: Transport, closes: CloseOrder, timeout: Double, window: Int) {
+        self.attempts = attempts
+        self.transport = transport
+        self.closes = closes
+        self.timeout = timeout
+        self.window = max(1, window)
+    }
+
+    /// The records, in the order the attempts were given.
+    mutating func run() -> [ProbeConnection] {
+        var nextToStart = 0
+        var active: [Int] = []
+        while true {
+            while active.count < window, nextToStart < attempts.count {
+                start(nextToStart)
+                if attempts[nextToStart].isActive { active.append(nextToStart) }
+                nextToStart += 1
+            }
+            guard !active.isEmpty else {
+                if nextToStart == attempts.count { break }
+                continue
+            }
+            var watched = active.map { index in
+                pollfd(fd: attempts[index].socket?.fd ?? -1, events: Int16(attempts[index].stage == .connecting ? POLLOUT : POLLIN), revents: 0)
+            }
+            let soonest = active.map { attempts[$0].deadline }.min()!
             do throws(SystemError) {
-                let client = try Socket(family: destination.family, transport: .tcp)
-                let deadline = Deadline.after(seconds: timeout)
-                try client.connect(to: destination, until: deadline)
-                record.local = try client.localAddress().description
-                if closes == .serverFirst { try client.write("S\n") }
-                let line = try client.readLine(until: deadline)
-                if line.isEmpty { throw SystemError(call: "read", code: ECONNRESET) }
-                record.identity = line
-                // Close only after the server's FIN, so the server is the side that closed first.
-                if closes == .serverFirst, try !client.readLine(until: deadline).isEmpty { throw SystemError(call: "read", code: EPROTO) }
-                if closes == .clientReset { try client.set(.linger(seconds: 0)) }
-                try client.close()
-                return record
+                _ = try Syscall.poll(&watched, timeoutMilliseconds: soonest.pollTimeout)
+                for (position, index) in active.enumerated() {
+                    if watched[position].revents != 0 {
+                        advance(index)
+                    } else if attempts[index].deadline.hasPassed {
+                        expire(index)
+                    }
+                }
             } catch {
-                record.error = error.name
-                // Only a refused or unreachable address sends a client on to the next one.
-                guard ProbeConnection.fallbackCodes.contains(error.code) else { return record }
+                // poll itself failed (out of memory): every attempt still open ends with it.
+                for index in active { end(index, error) }
             }
+            active.removeAll { !attempts[$0].isActive }
         }
-        return record
+        return attempts.map(\.record)
     }
 
-    /// One datagram from a fresh socket; the reply names the receiver. No reply is a loss.
-    /// The socket is connected, so an ICMP port unreachable comes back as ECONNREFUSED at
-    /// once instead of a wait; the lab's servers answer from the address they were sent to.
-    private static func datagram(_ sequence: Int, to destination: SocketAddress, timeout: Double) -> ProbeConnection {
-        var record = ProbeConnection(remote: destination.host)
+    /// Opens the socket for the attempt's current destination and sends it on its way.
+    private mutating func start(_ index: Int) {
+        let destination = attempts[index].destinations[attempts[index].next]
+        attempts[index].record = ProbeConnection(remote: destination.host)
+        attempts[index].received = []
+        attempts[index].deadline = .after(seconds: timeout)
         do throws(SystemError) {
-            let client = try Socket(family: destination.family, transport: .udp)
-            try client.connect(to: destination, until: .after(seconds: timeout))
-            try client.send("seq \(sequence)\n", to: destination)
-            record.local = try client.localAddress().description
-            if let reply = try client.receive(until: .after(seconds: timeout)) {
-                record.identity = reply.text.split(separator: "\n").first.map(String.init) ?? reply.text
+            let client = try Socket(family: destination.family, transport: transport, nonBlocking: true)
+            attempts[index].socket = client
+            if transport == .udp {
+                // Connected, so an ICMP port unreachable comes back as ECONNREFUSED at once
+                // instead of a wait; the lab's servers answer from the address they were sent to.
+                _ = try client.startConnect(to: destination)
+                try client.send("seq \(attempts[index].sequence)\n", to: destination)
+                attempts[index].record.local = try client.localAddress().description
+                attempts[index].deadline = .after(seconds: timeout)
+                attempts[index].stage = .awaitingReply
+            } else if try client.startConnect(to: destination) {
+                try connected(index)
             } else {
-                record.lost = true
+                attempts[index].stage = .connecting
             }
-            try client.close()
         } catch {
-            record.error = error.name
+            end(index, error)
         }
-        return record
+    }
+
+    private mutating func connected(_ index: Int) throws(SystemError) {
+        guard let client = attempts[index].socket else { return }
+        attempts[index].record.local = try client.localAddress().description
+        if closes == .serverFirst { try client.write("S\n") }
+        attempts[index].stage = .readingIdentity
+    }
+
+    /// poll reported the attempt's socket: one step further.
+    private mutating func advance(_ index: Int) {
+        guard let client = attempts[index].socket else { return }
+        do throws(SystemError) {
+            switch attempts[index].stage {
+            case .connecting:
+                try client.finishConnect()
+                try connected(index)
+            case .readingIdentity:
+                guard let bytes = try client.readNow(limit: lineLimit - attempts[index].received.count) else { return }
+                if bytes.isEmpty && attempts[index].received.isEmpty { throw SystemError(call: "read", code: ECONNRESET) }
+                attempts[index].received += bytes
+                let newline = attempts[index].received.firstIndex(of: UInt8(ascii: "\n"))
+                guard bytes.isEmpty || newline != nil || attempts[index].received.count >= lineLimit else { return }
+                let line = attempts[index].received[..<(newline ?? attempts[index].received.endIndex)]
+                attempts[index].record.identity = String(decoding: line, as: UTF8.self)
+                if closes == .serverFirst {
+                    // Whatever came after the line is more than the server's FIN.
+                    if let newline, newline + 1 < attempts[index].received.count { throw SystemError(call: "read", code: EPROTO) }
+                    if !bytes.isEmpty {
+                        attempts[index].stage = .awaitingEnd
+                        return
+                    }
+                }
+                try close(index)
+            case .awaitingEnd:
+                guard let bytes = try client.readNow(limit: lineLimit) else { return }
+                // Close only after the server's FIN, so the server is the side that closed first.
+                if !bytes.isEmpty { throw SystemError(call: "read", code: EPROTO) }
+                try close(index)
+            case .awaitingReply:
+                guard let reply = try client.receiveNow() else { return }
+                attempts[index].record.identity = reply.text.split(separator: "\n").first.map(String.init) ?? reply.text
+                try close(index)
+            case .waiting, .done:
+                return
+            }
+        } catch {
+            end(index, error)
+        }
+    }
+
+    /// The deadline passed with nothing from the socket.
+    private mutating func expire(_ index: Int) {
+        switch attempts[index].stage {
+        case .connecting: end(index, SystemError(call: "connect", code: ETIMEDOUT))
+        case .awaitingReply:
+            // No reply is a loss, not a failure.
+            attempts[index].record.lost = true
+            try? attempts[index].socket?.close()
+            attempts[index].socket = nil
+            attempts[index].stage = .done
+        default: end(index, SystemError(call: "read", code: ETIMEDOUT))
+        }
+    }
+
+    /// The attempt got what it came for: close as the probe says.
+    private mutating func close(_ index: Int) throws(SystemError) {
+        guard let client = attempts[index].socket else { return }
+        if transport == .tcp && closes == .clientReset { try client.set(.linger(seconds: 0)) }
+        attempts[index].socket = nil
+        attempts[index].stage = .done
+        try client.close()
+    }
+
+    /// The attempt failed with `error`. Only a refused or unreachable address sends a TCP
+    /// client on to the next address of a name.
+    private mutating func end(_ index: Int, _ error: SystemError) {
+        try? attempts[index].socket?.close()
+        attempts[index].socket = nil
+        attempts[index].record.error = error.name
+        attempts[index].stage = .done
+        let more = attempts[index].next + 1 < attempts[index].destinations.count
+        if transport == .tcp, more, ProbeConnection.fallbackCodes.contains(error.code) {
+            attempts[index].next += 1
+            start(index)
+        }
     }
 }
 

@@ -21,8 +21,11 @@ public final class Socket {
     public let fd: Int32
     private var isClosed = false
 
-    public init(family: Int32, transport: Transport) throws(SystemError) {
-        fd = try retryingOnInterrupt("socket") { Glibc.socket(family, transport.socketType | Int32(SOCK_CLOEXEC.rawValue), 0) }
+    /// `nonBlocking` sockets never wait in a call: a client that runs many connections at
+    /// once polls them all (`startConnect`, `finishConnect`, `readNow`).
+    public init(family: Int32, transport: Transport, nonBlocking: Bool = false) throws(SystemError) {
+        let flags = transport.socketType | Int32(SOCK_CLOEXEC.rawValue) | (nonBlocking ? Int32(SOCK_NONBLOCK.rawValue) : 0)
+        fd = try retryingOnInterrupt("socket") { Glibc.socket(family, flags, 0) }
     }
 
     private init(adopting fd: Int32) {
@@ -68,12 +71,24 @@ public final class Socket {
         try Syscall.nothingOrErrno("fcntl(F_SETFL, O_NONBLOCK)") { fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
         // Back to blocking for the reads that follow; a failure would show in them.
         defer { _ = try? Syscall.valueOrErrno("fcntl(F_SETFL)") { fcntl(fd, F_SETFL, flags) } }
-        let started = try address.withSockAddr { (pointer, length) throws(SystemError) in Glibc.connect(fd, pointer, length) }
-        if started == 0 { return }
-        guard errno == EINPROGRESS || errno == EINTR else { throw SystemError.last("connect") }
+        if try startConnect(to: address) { return }
         guard try waitFor(fd, events: Int16(POLLOUT), until: deadline) else {
             throw SystemError(call: "connect", code: ETIMEDOUT)
         }
+        try finishConnect()
+    }
+
+    /// Starts a connect on a non-blocking socket: true when it completed at once, false when
+    /// it is in progress (poll for POLLOUT, then `finishConnect`).
+    public func startConnect(to address: SocketAddress) throws(SystemError) -> Bool {
+        let started = try address.withSockAddr { (pointer, length) throws(SystemError) in Glibc.connect(fd, pointer, length) }
+        if started == 0 { return true }
+        guard errno == EINPROGRESS || errno == EINTR else { throw SystemError.last("connect") }
+        return false
+    }
+
+    /// How a connect in progress ended, once poll reported the socket: its error, if any, thrown.
+    public func finishConnect() throws(SystemError) {
         var pending: Int32 = 0
         var length = socklen_t(MemoryLayout<Int32>.size)
         try retryingOnInterrupt("getsockopt") { getsockopt(fd, SOL_SOCKET, SO_ERROR, &pending, &length) }
@@ -113,6 +128,18 @@ public final class Socket {
             line.append(byte)
         }
         return String(decoding: line, as: UTF8.self)
+    }
+
+    /// What is queued now, at most `limit` bytes: nil when nothing is (EAGAIN), empty at the
+    /// end of the stream. For non-blocking sockets, after poll said readable.
+    public func readNow(limit: Int) throws(SystemError) -> [UInt8]? {
+        var buffer = [UInt8](repeating: 0, count: max(1, limit))
+        do throws(SystemError) {
+            let count = try Syscall.read(fd, into: &buffer)
+            return Array(buffer[..<count])
+        } catch where error.code == EAGAIN || error.code == EWOULDBLOCK {
+            return nil
+        }
     }
 
     /// Sends one datagram to `address`.

@@ -38,6 +38,19 @@ struct AuditRecallRuleTests {
         #expect(unknown.first?.likelyIntruder == nil)
     }
 
+    @Test("Two processes started in one clock tick: the higher pid came later, unless the pids wrapped around between them",
+          arguments: [(Int32(41), Int32(42), true), (Int32(42), Int32(41), false), (Int32(4_194_000), Int32(300), true), (Int32(300), Int32(4_194_000), false)])
+    func sameTick(service: Int32, intruder: Int32, intruderIsLater: Bool) throws {
+        let first = Self.socket("::1", uid: 0, pid: service, inode: 1)
+        let second = Self.socket("::ffff:127.0.0.1", uid: 65534, pid: intruder, inode: 2)
+        let finding = try #require(Audit.findings([first, second], context: Audit.Context(startTime: { _ in 500 })).first)
+        #expect(finding.kind == .interception)
+        #expect(finding.likelyIntruder == (intruderIsLater ? 2 : 1))
+        // One process holding both sockets names no intruder.
+        let shared = Self.socket("::ffff:127.0.0.1", uid: 0, pid: service, inode: 2)
+        #expect(Audit.findings([first, shared], context: Audit.Context(startTime: { _ in 500 })).allSatisfy { $0.likelyIntruder == nil })
+    }
+
     @Test("Known miss 2: a 127.0.0.1 attacker beside a root ::1 service is named as the taker and likely intruder")
     func reversedRoles() throws {
         let service = Self.socket("::1", uid: 0, pid: 1, inode: 1)

@@ -175,9 +175,28 @@ extension Audit {
     /// a host where a service ran first, that one is the likely intruder.
     package static func later(_ one: AuditSocket, _ other: AuditSocket, context: Context) -> AuditSocket? {
         // A socket's earliest holder made it (the others inherited it).
-        func started(_ socket: AuditSocket) -> UInt64? { socket.owners.compactMap { context.startTime($0.pid) }.min() }
+        func started(_ socket: AuditSocket) -> ProcessStart? {
+            socket.owners.compactMap { owner in context.startTime(owner.pid).map { ProcessStart(tick: $0, pid: owner.pid) } }.min()
+        }
         guard let first = started(one), let second = started(other), first != second else { return nil }
         return first > second ? one : other
+    }
+
+    /// When a process started, as far as the system tells: its start time in clock ticks,
+    /// and within one tick (10 ms) its pid. The kernel hands out pids in rising order, so of
+    /// two processes started in the same tick the higher pid came later, unless the numbers
+    /// wrapped around at pid_max between them: a gap wider than any tick's worth of forks.
+    struct ProcessStart: Comparable {
+        let tick: UInt64
+        let pid: Int32
+        /// Wider than the pids one tick can use up, narrower than the smallest pid_max's half.
+        static let wrapGap = 16_384
+
+        static func < (lhs: ProcessStart, rhs: ProcessStart) -> Bool {
+            if lhs.tick != rhs.tick { return lhs.tick < rhs.tick }
+            let wrapped = abs(Int(lhs.pid) - Int(rhs.pid)) >= wrapGap
+            return wrapped ? lhs.pid > rhs.pid : lhs.pid < rhs.pid
+        }
     }
 
     /// A split in which each socket takes something from the other (one family each): the

@@ -153,14 +153,10 @@ public final class Runner {
         for index in outcome.sockets.indices { outcome.sockets[index].port = port }
         for index in outcome.probes.indices { outcome.probes[index].port = port }
 
-        // Start every agent first and only then wait, so their start-up times overlap.
-        // With a live audit, each socket's process starts in a later clock tick than the one
-        // before it, as a service starts before its intruder: the audit orders processes by
-        // their start time in ticks (10 ms), and agents started within one tick would make its
-        // "likely intruder" depend on where a tick boundary happened to fall.
-        let spacedStarts = scenario.audit || settings.auditAll
-        for (position, socket) in scenario.sockets.enumerated() {
-            if spacedStarts && position > 0 { ScenarioClock.waitForNextTick() }
+        // Start every agent first and only then wait, so their start-up times overlap. They
+        // start in the scenario's order, as a service starts before its intruder: a live
+        // audit orders processes by start time, and within one clock tick by pid.
+        for socket in scenario.sockets {
             // Below ip_unprivileged_port_start a same-user (root) agent keeps CAP_NET_BIND_SERVICE;
             // another user's agent loses it with its uid, which is what such a scenario shows.
             let user = socket.user == .other ? ["--user", "other"] : scenario.port == .privileged ? ["--bind-service"] : []
@@ -266,20 +262,6 @@ public final class Runner {
 /// One scenario's deadline. Every wait takes the smaller of its own timeout and the time
 /// left, so no scenario can run past `--deadline`, however many connections it asks for.
 struct ScenarioClock {
-    /// Returns once CLOCK_BOOTTIME, which process start times count in USER_HZ ticks, has
-    /// passed the next tick boundary: a process started after this has a later start time
-    /// than every process started before it. At most one tick (10 ms at USER_HZ 100).
-    static func waitForNextTick() {
-        let hertz = UInt64(max(1, sysconf(Int32(_SC_CLK_TCK))))
-        var now = timespec()
-        clock_gettime(CLOCK_BOOTTIME, &now)
-        let nanoseconds = UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
-        let tick = 1_000_000_000 / hertz
-        let boundary = (nanoseconds / tick + 1) * tick
-        var wake = timespec(tv_sec: Int(boundary / 1_000_000_000), tv_nsec: Int(boundary % 1_000_000_000))
-        while clock_nanosleep(CLOCK_BOOTTIME, TIMER_ABSTIME, &wake, nil) == EINTR {}
-    }
-
     let seconds: Double
     let deadline: Deadline
 

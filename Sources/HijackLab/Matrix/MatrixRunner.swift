@@ -30,8 +30,8 @@ final class MatrixWorker {
             first = try AgentClient(executable: settings.agentExecutable, id: "first", extraArguments: placement, timeout: settings.replyTimeout)
             agents.append(first)
             // The audit tells which socket came first by its process's start time (in clock
-            // ticks), as it would on a host where a service ran before its intruder: the first
-            // agent is up before the second ones start.
+            // ticks, then pids), as it would on a host where a service ran before its intruder:
+            // the first agent is up before the second ones start.
             try first.awaitReady()
             secondSame = try AgentClient(executable: settings.agentExecutable, id: "second", extraArguments: placement, timeout: settings.replyTimeout)
             agents.append(secondSame)

@@ -14,7 +14,7 @@ public enum AddressSpec: Sendable, Equatable, CustomStringConvertible {
     public init(parsing text: String) {
         if let symbol = AddressSymbol(rawValue: text) {
             self = .symbol(symbol)
-        } else if SocketAddress(host: text, port: 0) == nil, text.range(of: "^[A-Za-z][A-Za-z0-9-]*(\\.[A-Za-z0-9-]+)*$", options: .regularExpression) != nil {
+        } else if SocketAddress(host: text, port: 0) == nil, TextPattern.hostName.matches(text) {
             self = .name(text)
         } else {
             self = .literal(text)

@@ -143,12 +143,11 @@ private struct Reader {
         return members
     }
 
-    func string(_ value: JSONValue?, _ field: String, pattern: String? = nil) throws(ScenarioError) -> String {
+    func string(_ value: JSONValue?, _ field: String, pattern: TextPattern? = nil) throws(ScenarioError) -> String {
         guard case .string(let text)? = value, !text.isEmpty else { throw fail(field, "a non-empty string", value) }
-        // The whole text must match: ICU's `$` also matches before a final line break, which
-        // would let "attacker\n" through into headings, tables and diagrams.
-        if let pattern, text.range(of: pattern, options: .regularExpression) != text.startIndex..<text.endIndex {
-            throw fail(field, "a string matching \(pattern)", value)
+        // The whole text must match, so "attacker\n" never reaches headings, tables and diagrams.
+        if let pattern, !pattern.matches(text) {
+            throw fail(field, "a string matching \(pattern.pattern)", value)
         }
         return text
     }
@@ -170,7 +169,7 @@ private struct Reader {
 
     func scenario(_ document: JSONValue) throws(ScenarioError) -> Scenario {
         let top = try object(document, "", required: ["name", "title", "story", "lesson", "transport", "sockets", "probes", "expect"], optional: ["steps", "audit", "port"])
-        let name = try string(top["name"], "name", pattern: "^[a-z0-9]+(-[a-z0-9]+)*$")
+        let name = try string(top["name"], "name", pattern: .scenarioName)
         let base = (file as NSString).lastPathComponent
         if base.hasSuffix(".json"), base != "\(name).json" {
             throw fail("name", "the file's own name, \"\(UntrustedText.terminal(String(base.dropLast(5))))\" (readers look scenarios up by name)", top["name"])
@@ -237,7 +236,7 @@ private struct Reader {
 
     func socket(_ value: JSONValue, _ field: String, earlier: [SocketSpec]) throws(ScenarioError) -> SocketSpec {
         let members = try object(value, field, required: ["id", "role", "address"], optional: ["options", "device", "user", "listen", "restarts"])
-        let id = try string(members["id"], join(field, "id"), pattern: "^[a-z][a-z0-9-]*$")
+        let id = try string(members["id"], join(field, "id"), pattern: .identifier)
         if earlier.contains(where: { $0.id == id }) { throw fail(join(field, "id"), "an id not used by another socket", members["id"]) }
         let address = try address(members["address"], join(field, "address"), namesAllowed: false)
         // A symbol that stands for an option (wildcard6-only) sets it first.
@@ -272,7 +271,7 @@ private struct Reader {
             role: try choice(members["role"], join(field, "role"), as: Role.self, among: Role.allCases),
             address: address,
             options: options,
-            device: try members["device"].map { (value) throws(ScenarioError) in try string(value, join(field, "device"), pattern: "^[A-Za-z0-9._-]{1,15}$") },
+            device: try members["device"].map { (value) throws(ScenarioError) in try string(value, join(field, "device"), pattern: .device) },
             user: try members["user"].map { (value) throws(ScenarioError) in try choice(value, join(field, "user"), as: SocketUser.self, among: [.same, .other]) } ?? .same,
             listens: listens,
             restarts: restarts
@@ -296,7 +295,7 @@ private struct Reader {
             throw fail(join(field, "connections"), "a whole number from 1 to \(limit), in digits", members["connections"])
         }
         return ProbeSpec(
-            id: try string(members["id"], join(field, "id"), pattern: "^[a-z][a-z0-9-]*$"),
+            id: try string(members["id"], join(field, "id"), pattern: .identifier),
             from: try members["from"].map { (value) throws(ScenarioError) in try choice(value, join(field, "from"), as: ProbeClient.self, among: [.host, .peer]) } ?? .host,
             to: to,
             connections: count,

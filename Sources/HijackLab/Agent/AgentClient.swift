@@ -181,6 +181,11 @@ package final class AgentClient {
         acceptedPeers = AcceptedPeers()
     }
 
+    /// Closes the agent's stdin, its cue to close its socket and exit; `finish` then waits.
+    package func closeInput() {
+        process.closeStdin()
+    }
+
     /// Lets the agent exit on its own (stdin closed), killing it at the deadline.
     package func finish() {
         process.finish(until: .after(seconds: timeout))

@@ -99,12 +99,14 @@ public final class Runner {
             let seen = try carryOut(scenario, into: &outcome, agents: &agents, ended: &ended, clock: clock)
             // Each agent has written its acceptances before its identity reached a client,
             // so one `sync` per agent brings them all into the runner.
-            for agent in agents.values { _ = try clock.request(agent, .sync, wanting: settings.replyTimeout) }
+            _ = try clock.request(Array(agents.values), .sync, wanting: settings.replyTimeout)
             if scenario.audit || settings.auditAll, let host = network?.hostClient {
                 // The host client lives in the lab host, so it reads the scenario's own sockets.
                 outcome.audit = try clock.request(host, .audit(port: outcome.port), wanting: settings.replyTimeout).audit
             }
             try IdentityCheck.confirm(seen, in: "scenario") { agents[$0] ?? ended[$0] }
+            // Every agent is told to end before the first is waited for, so they exit side by side.
+            for agent in agents.values { agent.closeInput() }
             for agent in agents.values { agent.finish() }
         } catch {
             outcome.status = .error
@@ -172,7 +174,8 @@ public final class Runner {
             outcome.sockets[index].uid = agent.uid
         }
 
-        for step in scenario.steps {
+        var steps = scenario.steps[...]
+        while let step = steps.popFirst() {
             onStep?(scenario.name, step)
             switch step {
             case .bind(let id):
@@ -181,9 +184,20 @@ public final class Runner {
                 guard let address = outcome.sockets[index].address else { throw .setup("socket \(id) has no address here") }
                 let request = SocketRequest(transport: scenario.transport, address: address, port: port,
                                             options: socket.options.map(\.name), device: socket.device)
-                let calls = try clock.request(agents[id]!, .bind(request), wanting: settings.replyTimeout).calls
+                // A bind followed at once by its own listen is one request: the agent binds,
+                // and only if that worked listens (TCP) and serves, as the two steps would.
+                let listensNext = steps.first == .listen(id)
+                if listensNext {
+                    let listen = steps.removeFirst()
+                    onStep?(scenario.name, listen)
+                }
+                let command: AgentCommand = listensNext ? .open(request, listen: true) : .bind(request)
+                let calls = try clock.request(agents[id]!, command, wanting: settings.replyTimeout).calls
                 outcome.sockets[index].calls += calls
                 outcome.sockets[index].bind = calls.last { $0.call == "bind" }?.result ?? .notAttempted
+                if listensNext, scenario.transport == .tcp, outcome.sockets[index].bind == .ok {
+                    outcome.sockets[index].listen = calls.last { $0.call == "listen" }?.result ?? .notAttempted
+                }
             case .listen(let id):
                 let index = outcome.sockets.firstIndex { $0.id == id }!
                 guard outcome.sockets[index].bind == .ok else { continue }
@@ -277,15 +291,26 @@ struct ScenarioClock {
         return min(wanted, left)
     }
 
+    /// One command to every agent, sent to all before the first reply is read, so that they
+    /// work at once; the replies in the agents' order. Waits are cut at the deadline.
+    func request(_ agents: [AgentClient], _ command: AgentCommand, wanting wanted: Double) throws(LabError) -> [AgentReply] {
+        for agent in agents { try agent.send([command]) }
+        var replies: [AgentReply] = []
+        for agent in agents {
+            let allowed = try budget(wanted)
+            do throws(LabError) {
+                replies.append(try agent.reply(to: command, timeout: allowed))
+            } catch {
+                if case .timeout = error, allowed < wanted { throw .deadline(seconds: seconds) }
+                throw error
+            }
+        }
+        return replies
+    }
+
     /// A request whose wait is cut at the deadline; a timeout that the deadline caused is
     /// reported as the deadline, not as a slow agent.
     func request(_ agent: AgentClient, _ command: AgentCommand, wanting wanted: Double) throws(LabError) -> AgentReply {
-        let allowed = try budget(wanted)
-        do throws(LabError) {
-            return try agent.request(command, timeout: allowed)
-        } catch {
-            if case .timeout = error, allowed < wanted { throw .deadline(seconds: seconds) }
-            throw error
-        }
+        try request([agent], command, wanting: wanted)[0]
     }
 }

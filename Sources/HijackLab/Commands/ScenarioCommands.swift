@@ -144,16 +144,7 @@ enum ScenarioRun {
             runner = Runner(settings: settings)
         }
         console.err("topology: \(topology.kind.rawValue) (\(topology.reason))")
-        if arguments.flag("--verbose") { runner.onStep = { scenario, step in console.err("  \(scenario): \(step.description)") } }
-        var outcomes: [ScenarioOutcome] = []
-        for (index, scenario) in selected.enumerated() {
-            let started = Deadline.now()
-            let outcome = runner.run(scenario)
-            let elapsed = (Deadline.now().nanoseconds - started.nanoseconds) / 1_000_000
-            outcomes.append(outcome)
-            console.err(ScenarioText.progressLine(outcome, index: index + 1, of: selected.count, milliseconds: elapsed))
-        }
-        runner.shutdown()
+        let outcomes = ScenarioLanes.run(selected, first: runner, settings: settings, verbose: arguments.flag("--verbose"), console: console)
         // `all` also runs the matrix cases behind its "At a glance" table, after the scenarios: at
         // the same time, on two cores, both ran slower than one after the other.
         let glance = names == nil ? glanceEvidence(settings: settings, console: console) : nil
@@ -204,6 +195,86 @@ enum ScenarioRun {
         line += "; \(outcomes.count - ran.count) skipped"
         if unreadable > 0 { line += "; \(unreadable) file\(unreadable == 1 ? "" : "s") could not be read" }
         return line
+    }
+}
+
+/// Runs the scenarios over one or two lanes, each with its own Runner and so its own lab
+/// network: while one lane waits on an agent, the other's work fills the second core. A
+/// scenario sees only its own lab, whichever lane runs it, so lanes change no outcome. In
+/// the loopback topology scenarios share the host's ports, and one lane runs them all.
+/// Progress lines come out in the scenarios' order.
+enum ScenarioLanes {
+    static func run(_ scenarios: [Scenario], first: Runner, settings: LabSettings, verbose: Bool, console: Console) -> [ScenarioOutcome] {
+        var runners = [first]
+        if settings.topology.kind == .netns, scenarios.count > 1, sysconf(Int32(_SC_NPROCESSORS_ONLN)) > 1 {
+            // A second lab that cannot be built leaves the run on one lane, which is no failure.
+            let second = Runner(settings: settings)
+            if (try? second.prepare()) != nil { runners.append(second) }
+        }
+        if verbose {
+            for runner in runners { runner.onStep = { scenario, step in console.err("  \(scenario): \(step.description)") } }
+        }
+        let board = Board(scenarios: scenarios, console: console)
+        let shared = UncheckedBox(runners)
+        DispatchQueue.concurrentPerform(iterations: runners.count) { lane in
+            let runner = shared.value[lane]
+            while let (index, scenario) = board.next() {
+                // An interrupted run starts nothing more; its signal handler ends the process.
+                if ChildRegistry.shared.interruption != nil { break }
+                let started = Deadline.now()
+                let outcome = runner.run(scenario)
+                board.finished(index, outcome, milliseconds: (Deadline.now().nanoseconds - started.nanoseconds) / 1_000_000)
+            }
+            runner.shutdown()
+        }
+        return board.outcomes
+    }
+
+    /// The lanes' shared state: the next scenario to take, and the outcomes, printed in order.
+    private final class Board: @unchecked Sendable {
+        private var lock = pthread_mutex_t()
+        private let scenarios: [Scenario]
+        private let console: Console
+        private var taken = 0
+        private var results: [(outcome: ScenarioOutcome, milliseconds: UInt64)?]
+        private var printed = 0
+
+        init(scenarios: [Scenario], console: Console) {
+            self.scenarios = scenarios
+            self.console = console
+            results = Array(repeating: nil, count: scenarios.count)
+            pthread_mutex_init(&lock, nil)
+        }
+
+        func next() -> (Int, Scenario)? {
+            pthread_mutex_lock(&lock)
+            defer { pthread_mutex_unlock(&lock) }
+            guard taken < scenarios.count else { return nil }
+            taken += 1
+            return (taken - 1, scenarios[taken - 1])
+        }
+
+        func finished(_ index: Int, _ outcome: ScenarioOutcome, milliseconds: UInt64) {
+            pthread_mutex_lock(&lock)
+            defer { pthread_mutex_unlock(&lock) }
+            results[index] = (outcome, milliseconds)
+            while printed < results.count, let done = results[printed] {
+                printed += 1
+                console.err(ScenarioText.progressLine(done.outcome, index: printed, of: results.count, milliseconds: done.milliseconds))
+            }
+        }
+
+        /// Every finished outcome in the scenarios' order (an interrupted run leaves some out).
+        var outcomes: [ScenarioOutcome] {
+            pthread_mutex_lock(&lock)
+            defer { pthread_mutex_unlock(&lock) }
+            return results.compactMap { $0?.outcome }
+        }
+    }
+
+    private final class UncheckedBox<Value>: @unchecked Sendable {
+        let value: Value
+        init(_ value: Value) { self.value = value }
     }
 }
 

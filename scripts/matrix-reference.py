@@ -2,6 +2,7 @@
 """In-process reference for `hijack-lab matrix`: the same kernel work, without agents.
 
     unshare --net python3 scripts/matrix-reference.py [--addresses 0.0.0.0,127.0.0.1] [--options LIST] [--cells FILE]
+    unshare --net python3 scripts/matrix-reference.py --cases ALL.json [--cells FILE]
 
 It does what `hijack-lab matrix --transport tcp --addresses ... --users same` asks of the
 kernel, case by case and in the same order (Sources/HijackLab/Matrix/MatrixModel.swift and
@@ -20,6 +21,13 @@ lab's cost per case with the cost of the socket work itself:
   that connects, reads the receiver's identity line written on accept, and closes with a RST
   (SO_LINGER 0); then every accepted connection and both sockets are closed.
 
+--cases runs instead the matrix cases that `hijack-lab all --json` lists under "glance" (the
+"At a glance" table's cases, then its baselines), each on the port the lab gave it: TCP and
+UDP (a UDP socket binds and answers each datagram with its identity; each probe is one
+datagram from a fresh connected socket), the second socket made and bound as uid 65534 where
+the case's second user is "other" (the socket keeps the uid it was made with). scripts/bench
+measures `all` against this beside its floor of namespaces and process starts.
+
 What the agents add on top (processes, JSON over pipes, the identity cross-check) is what
 the comparison measures. It refuses to run in its caller's namespace: it brings lo up and
 makes a veth, which belong in a private namespace only. The peer namespace is held by a
@@ -28,7 +36,7 @@ file descriptor alone, so it vanishes with this process whatever way it ends.
 Prints one line: cases, baselines, setup and total milliseconds. --cells FILE writes each
 case's grid cell (as MATRIX.md shows it), one per line, so a caller can compare outcomes.
 """
-import argparse, ctypes, os, select, socket, subprocess, sys, time
+import argparse, ctypes, json, os, select, socket, subprocess, sys, time
 
 CLONE_NEWNET = 0x40000000
 LAB_HOST_V4, LAB_PEER_V4 = "198.51.100.1", "198.51.100.2"
@@ -77,6 +85,11 @@ def make_lab():
         ip(f"link set lo up\naddr add {LAB_PEER_V4}/24 dev peer0\naddr add {LAB_PEER_V6}/64 dev peer0 nodad\nlink set peer0 up\n")
     finally:
         setns(host)
+    # As MatrixWorker does in the lab host: port-unreachable replies are not rate-limited, so
+    # a datagram to nobody comes back refused at once instead of being lost.
+    for name in ("icmp_ratemask", "icmp_ratelimit"):
+        with open(f"/proc/sys/net/ipv4/{name}", "w") as f:
+            f.write("0\n")
     return host, peer
 
 
@@ -84,21 +97,29 @@ def family(host):
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def open_socket(endpoint, options, port):
-    """socket, options, bind, listen: (socket or None, bound, listening)."""
+def open_socket(endpoint, options, port, transport="tcp", other=False):
+    """socket, options, bind, listen (TCP): (socket or None, bound, serving). `other` makes
+    and binds it as uid 65534, as the lab's second agent for another user runs."""
     host, v6only = ENDPOINTS[endpoint]
-    s = socket.socket(family(host), socket.SOCK_STREAM)
+    if other:
+        os.seteuid(65534)
     try:
-        for name in (["IPV6_V6ONLY"] if v6only else []) + OPTIONS[options]:
-            level, option = SOCKOPT[name]
-            s.setsockopt(level, option, 1)
-        s.bind((host, port))
-    except OSError:
-        return s, False, False
-    try:
-        s.listen(128)
-    except OSError:
-        return s, True, False
+        s = socket.socket(family(host), socket.SOCK_STREAM if transport == "tcp" else socket.SOCK_DGRAM)
+        try:
+            for name in (["IPV6_V6ONLY"] if v6only else []) + OPTIONS[options]:
+                level, option = SOCKOPT[name]
+                s.setsockopt(level, option, 1)
+            s.bind((host, port))
+        except OSError:
+            return s, False, False
+        if transport == "tcp":
+            try:
+                s.listen(128)
+            except OSError:
+                return s, True, False
+    finally:
+        if other:
+            os.seteuid(0)
     s.setblocking(False)
     return s, True, True
 
@@ -138,18 +159,51 @@ def connect(client, address, port, listeners, identities, accepted):
     return receiver
 
 
-def run_case(first, first_options, second, second_options, port, peer, host):
+def datagram(client, address, port, listeners, identities, sequence):
+    """One probe datagram from a connected socket: which listener answered it (index), or None
+    (refused: the port-unreachable comes back to the client as an error)."""
+    client.settimeout(CONNECT_TIMEOUT)
+    try:
+        client.connect((address, port))
+        client.send(f"seq {sequence}\n".encode())
+        client.getsockname()
+    except OSError:
+        client.close()
+        return None
+    live = [l for l in listeners if l is not None]
+    ready, _, _ = select.select(live + [client], [], [], CONNECT_TIMEOUT)
+    receiver = None
+    for listener in ready:
+        if listener is client:
+            continue
+        try:
+            _, sender = listener.recvfrom(2048)
+        except BlockingIOError:
+            continue
+        receiver = listeners.index(listener)
+        listener.sendto(identities[receiver], sender)
+        break
+    try:
+        client.recv(256)
+    except OSError:
+        receiver = None
+    client.close()
+    return receiver
+
+
+def run_case(first, first_options, second, second_options, port, peer, host, transport="tcp", second_other=False):
     """One case; returns its cell as MatrixCaseOutcome.cell renders it."""
     identities = [f"first {os.getpid()} {os.geteuid()}\n".encode(), f"second {os.getpid()} {os.geteuid()}\n".encode()]
-    one, first_bound, first_listens = open_socket(first, first_options, port)
-    two, second_bound, second_listens = (None, False, False) if second is None else open_socket(second, second_options, port)
+    one, first_bound, first_serves = open_socket(first, first_options, port, transport)
+    two, second_bound, second_serves = (None, False, False) if second is None else open_socket(second, second_options, port, transport, second_other)
     accepted = []
+    kind = socket.SOCK_STREAM if transport == "tcp" else socket.SOCK_DGRAM
     try:
-        if not (first_bound and first_listens):
+        if not (first_bound and first_serves):
             return "F"
         if second is not None and not second_bound:
             return "B"
-        if second is not None and not second_listens:
+        if second is not None and not second_serves:
             return "L"
         both = second is not None
         count = 16 if both else 1
@@ -160,11 +214,14 @@ def run_case(first, first_options, second, second_options, port, peer, host):
             if from_peer:
                 setns(peer)
             try:
-                clients = [socket.socket(family(address), socket.SOCK_STREAM) for _ in range(count)]
+                clients = [socket.socket(family(address), kind) for _ in range(count)]
             finally:
                 if from_peer:
                     setns(host)
-            got = [connect(c, address, port, listeners, identities, accepted) for c in clients]
+            if transport == "tcp":
+                got = [connect(c, address, port, listeners, identities, accepted) for c in clients]
+            else:
+                got = [datagram(c, address, port, listeners, identities, n) for n, c in enumerate(clients)]
             cell += {(True, True): "S", (False, True): "A", (True, False): "V", (False, False): "-"}[(0 in got, 1 in got)]
         return cell
     finally:
@@ -175,11 +232,30 @@ def run_case(first, first_options, second, second_options, port, peer, host):
                 s.close()
 
 
+def listed_cases(path):
+    """The "glance" cases and baselines of an `all --json` file, as run_case's arguments."""
+    with open(path) as f:
+        document = json.load(f)
+    glance = document.get("glance")
+    if not glance:
+        raise SystemExit(f"matrix-reference: {path} has no \"glance\" section (write it with `hijack-lab all --json FILE`)")
+    runs = []
+    for outcome in glance["cases"] + glance["baselines"]:
+        case = outcome["matrixCase"]
+        if "port" not in outcome:
+            raise SystemExit(f"matrix-reference: {path}: a case without a port (not run by the lab?): {case}")
+        second = case.get("second")
+        runs.append((case["first"]["label"], case["firstOptions"], second["label"] if second else None, case["secondOptions"],
+                     outcome["port"], case["transport"], case.get("secondUser") == "other"))
+    return len(glance["cases"]), len(glance["baselines"]), runs
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--addresses", default="0.0.0.0,127.0.0.1")
     parser.add_argument("--options", default="none,SO_REUSEADDR,SO_REUSEPORT,both")
     parser.add_argument("--cells", help="write each case's cell, one per line, cases then baselines")
+    parser.add_argument("--cases", help="run the glance cases of this `hijack-lab all --json` file instead")
     arguments = parser.parse_args()
     addresses = arguments.addresses.split(",")
     options = arguments.options.split(",")
@@ -190,19 +266,28 @@ def main():
         if name not in OPTIONS:
             parser.error(f"--options: {name!r} is not one of {', '.join(OPTIONS)}")
 
+    if arguments.cases:
+        case_count, baseline_count, runs = listed_cases(arguments.cases)
+    else:
+        # MatrixFilter.cases: first options, second options, first address, second address.
+        cases = [(a, oa, b, ob) for oa in options for ob in options for a in addresses for b in addresses]
+        baselines = [(a, o, None, "none") for o in options for a in addresses]
+        case_count, baseline_count = len(cases), len(baselines)
+        runs = [(a, oa, b, ob, 10_000 + index, "tcp", False) for index, (a, oa, b, ob) in enumerate(cases)]
+        runs += [(a, oa, b, ob, 40_000 + index, "tcp", False) for index, (a, oa, b, ob) in enumerate(baselines)]
+    for first, _, second, _, _, _, _ in runs:
+        for name in [first] + ([second] if second else []):
+            if name not in ENDPOINTS:
+                raise SystemExit(f"matrix-reference: address {name!r} is not one of {', '.join(ENDPOINTS)}")
     started = time.perf_counter()
     host, peer = make_lab()
     set_up = time.perf_counter()
-    # MatrixFilter.cases: first options, second options, first address, second address.
-    cases = [(a, oa, b, ob) for oa in options for ob in options for a in addresses for b in addresses]
-    baselines = [(a, o, None, "none") for o in options for a in addresses]
-    cells = [run_case(a, oa, b, ob, 10_000 + index, peer, host) for index, (a, oa, b, ob) in enumerate(cases)]
-    cells += [run_case(a, oa, b, ob, 40_000 + index, peer, host) for index, (a, oa, b, ob) in enumerate(baselines)]
+    cells = [run_case(a, oa, b, ob, port, peer, host, transport, other) for a, oa, b, ob, port, transport, other in runs]
     finished = time.perf_counter()
     if arguments.cells:
         with open(arguments.cells, "w") as f:
             f.write("".join(cell + "\n" for cell in cells))
-    print(f"cases {len(cases)} baselines {len(baselines)} setup_ms {(set_up - started) * 1000:.2f} total_ms {(finished - started) * 1000:.2f}")
+    print(f"cases {case_count} baselines {baseline_count} setup_ms {(set_up - started) * 1000:.2f} total_ms {(finished - started) * 1000:.2f}")
 
 
 if __name__ == "__main__":

@@ -55,6 +55,28 @@ struct CLITests {
         #expect(captured.err.contains("1 ran: 0 as expected, 1 differ; 0 skipped"))
     }
 
+    @Test("run over two lanes: progress lines and outcomes keep the order the names were given in, whichever lane ran each")
+    func lanesKeepOrder() throws {
+        let catalog = try ScenarioFile.loadDirectory(TestLab.scenariosDirectory).scenarios.map(\.name)
+        // From the catalog as it is (no names are assumed), in reverse: not the files' order.
+        let names = Array(catalog.prefix(6).reversed())
+        try #require(names.count >= 2, "the catalog has fewer than two scenarios")
+        let json = temporaryPath("lanes.json")
+        defer { try? FileManager.default.removeItem(atPath: json) }
+        let captured = TestLab.Captured()
+        let status = CLI.run(["run"] + names + ["--scenarios", TestLab.scenariosDirectory, "--json", json],
+                             console: captured.console, agentExecutable: TestLab.agentExecutable)
+        #expect(status == 0, "\(captured.err)")
+        let progress = captured.err.split(separator: "\n").filter { $0.hasPrefix("[") }
+        #expect(progress.count == names.count, "\(captured.err)")
+        for (index, line) in progress.enumerated() {
+            #expect(line.hasPrefix("[\(index + 1)/\(names.count)] \(names[index]) "), "\(line)")
+        }
+        let document = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any]
+        let ran = (document?["scenarios"] as? [[String: Any]])?.compactMap { $0["name"] as? String }
+        #expect(ran == names)
+    }
+
     @Test("run exits 0 when every scenario matched, and writes no report unless asked")
     func matchExitsZero() throws {
         let captured = TestLab.Captured()

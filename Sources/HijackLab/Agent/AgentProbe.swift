@@ -144,7 +144,7 @@ private struct ProbeSession {
             if transport == .udp {
                 // Connected, so an ICMP port unreachable comes back as ECONNREFUSED at once
                 // instead of a wait; the lab's servers answer from the address they were sent to.
-                _ = try client.startConnect(to: destination)
+                try client.connect(to: destination, until: attempts[index].deadline)
                 try client.send("seq \(attempts[index].sequence)\n", to: destination)
                 attempts[index].record.local = try client.localAddress().description
                 attempts[index].deadline = .after(seconds: timeout)
@@ -176,25 +176,29 @@ private struct ProbeSession {
                 try connected(index)
             case .readingIdentity:
                 guard let bytes = try client.readNow(limit: lineLimit - attempts[index].received.count) else { return }
-                if bytes.isEmpty && attempts[index].received.isEmpty { throw SystemError(call: "read", code: ECONNRESET) }
                 attempts[index].received += bytes
-                let newline = attempts[index].received.firstIndex(of: UInt8(ascii: "\n"))
-                guard bytes.isEmpty || newline != nil || attempts[index].received.count >= lineLimit else { return }
-                let line = attempts[index].received[..<(newline ?? attempts[index].received.endIndex)]
+                let received = attempts[index].received
+                let newline = received.firstIndex(of: UInt8(ascii: "\n"))
+                // A line ends at its newline, at the end of the stream, or at the limit.
+                guard bytes.isEmpty || newline != nil || received.count >= lineLimit else { return }
+                let line = received[..<(newline ?? received.endIndex)]
+                if line.isEmpty { throw SystemError(call: "read", code: ECONNRESET) }
                 attempts[index].record.identity = String(decoding: line, as: UTF8.self)
-                if closes == .serverFirst {
-                    // Whatever came after the line is more than the server's FIN.
-                    if let newline, newline + 1 < attempts[index].received.count { throw SystemError(call: "read", code: EPROTO) }
-                    if !bytes.isEmpty {
+                if closes == .serverFirst && !bytes.isEmpty {
+                    // Server-first: the next line must be empty (the server's FIN, or a bare
+                    // newline); what already came after this one is its start.
+                    let rest = newline.map { received[($0 + 1)...] } ?? []
+                    guard let first = rest.first else {
                         attempts[index].stage = .awaitingEnd
                         return
                     }
+                    if first != UInt8(ascii: "\n") { throw SystemError(call: "read", code: EPROTO) }
                 }
                 try close(index)
             case .awaitingEnd:
-                guard let bytes = try client.readNow(limit: lineLimit) else { return }
+                guard let bytes = try client.readNow(limit: 1) else { return }
                 // Close only after the server's FIN, so the server is the side that closed first.
-                if !bytes.isEmpty { throw SystemError(call: "read", code: EPROTO) }
+                if let first = bytes.first, first != UInt8(ascii: "\n") { throw SystemError(call: "read", code: EPROTO) }
                 try close(index)
             case .awaitingReply:
                 guard let reply = try client.receiveNow() else { return }
@@ -213,11 +217,13 @@ private struct ProbeSession {
         switch attempts[index].stage {
         case .connecting: end(index, SystemError(call: "connect", code: ETIMEDOUT))
         case .awaitingReply:
-            // No reply is a loss, not a failure.
+            // No reply is a loss, not a failure; a close that fails is still recorded.
             attempts[index].record.lost = true
-            try? attempts[index].socket?.close()
-            attempts[index].socket = nil
-            attempts[index].stage = .done
+            do throws(SystemError) {
+                try close(index)
+            } catch {
+                attempts[index].record.error = error.name
+            }
         default: end(index, SystemError(call: "read", code: ETIMEDOUT))
         }
     }

@@ -183,19 +183,23 @@ extension Audit {
     }
 
     /// When a process started, as far as the system tells: its start time in clock ticks,
-    /// and within one tick (10 ms) its pid. The kernel hands out pids in rising order, so of
-    /// two processes started in the same tick the higher pid came later, unless the numbers
-    /// wrapped around at pid_max between them: a gap wider than any tick's worth of forks.
+    /// and within one tick (10 ms) its pid. The kernel hands out pids in rising order up to
+    /// pid_max, then wraps around to low numbers: within a tick, the pid less than half of
+    /// pid_max ahead, counting around the wrap, came later (serial-number order, RFC 1982).
     struct ProcessStart: Comparable {
         let tick: UInt64
         let pid: Int32
-        /// Wider than the pids one tick can use up, narrower than the smallest pid_max's half.
-        static let wrapGap = 16_384
+        /// The kernel's pid_max (/proc/sys/kernel/pid_max); the largest it can be where unreadable.
+        static let pidMax: Int = {
+            let text = ProcNet.read("/proc/sys/kernel/pid_max") ?? ""
+            let value = Int(String(text.filter { $0.isASCII && $0.isNumber })) ?? 0
+            return value > 1 ? value : 4_194_304
+        }()
 
         static func < (lhs: ProcessStart, rhs: ProcessStart) -> Bool {
             if lhs.tick != rhs.tick { return lhs.tick < rhs.tick }
-            let wrapped = abs(Int(lhs.pid) - Int(rhs.pid)) >= wrapGap
-            return wrapped ? lhs.pid > rhs.pid : lhs.pid < rhs.pid
+            let ahead = ((Int(rhs.pid) - Int(lhs.pid)) % pidMax + pidMax) % pidMax
+            return ahead != 0 && ahead < pidMax / 2
         }
     }
 

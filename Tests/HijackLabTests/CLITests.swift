@@ -55,7 +55,7 @@ struct CLITests {
         #expect(captured.err.contains("1 ran: 0 as expected, 1 differ; 0 skipped"))
     }
 
-    @Test("run over two lanes: progress lines and outcomes keep the order the names were given in, whichever lane ran each")
+    @Test("run (two lanes in netns, one on loopback): progress lines and outcomes keep the order the names were given in")
     func lanesKeepOrder() throws {
         let catalog = try ScenarioFile.loadDirectory(TestLab.scenariosDirectory).scenarios.map(\.name)
         // From the catalog as it is (no names are assumed), in reverse: not the files' order.

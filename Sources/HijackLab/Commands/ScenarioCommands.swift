@@ -214,10 +214,9 @@ enum ScenarioLanes {
         if verbose {
             for runner in runners { runner.onStep = { scenario, step in console.err("  \(scenario): \(step.description)") } }
         }
-        let board = Board(scenarios: scenarios, console: console)
-        let shared = UncheckedBox(runners)
+        let board = Board(scenarios: scenarios, runners: runners, console: console)
         DispatchQueue.concurrentPerform(iterations: runners.count) { lane in
-            let runner = shared.value[lane]
+            let runner = board.runners[lane]
             while let (index, scenario) = board.next() {
                 // An interrupted run starts nothing more; its signal handler ends the process.
                 if ChildRegistry.shared.interruption != nil { break }
@@ -230,17 +229,20 @@ enum ScenarioLanes {
         return board.outcomes
     }
 
-    /// The lanes' shared state: the next scenario to take, and the outcomes, printed in order.
+    /// The lanes' shared state: each lane's Runner (used by that lane alone), the next
+    /// scenario to take, and the outcomes, printed in order.
     private final class Board: @unchecked Sendable {
         private var lock = pthread_mutex_t()
+        let runners: [Runner]
         private let scenarios: [Scenario]
         private let console: Console
         private var taken = 0
         private var results: [(outcome: ScenarioOutcome, milliseconds: UInt64)?]
         private var printed = 0
 
-        init(scenarios: [Scenario], console: Console) {
+        init(scenarios: [Scenario], runners: [Runner], console: Console) {
             self.scenarios = scenarios
+            self.runners = runners
             self.console = console
             results = Array(repeating: nil, count: scenarios.count)
             pthread_mutex_init(&lock, nil)
@@ -270,11 +272,6 @@ enum ScenarioLanes {
             defer { pthread_mutex_unlock(&lock) }
             return results.compactMap { $0?.outcome }
         }
-    }
-
-    private final class UncheckedBox<Value>: @unchecked Sendable {
-        let value: Value
-        init(_ value: Value) { self.value = value }
     }
 }
 

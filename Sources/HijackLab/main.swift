@@ -1,4 +1,5 @@
 import Glibc
+import HijackSystem
 
 // The Foundation half: the lab, the matrix and the reports. `hijack-lab` execs it.
-exit(CLI.run(Array(CommandLine.arguments.dropFirst())))
+exit(CLI.run(ProcessArguments.commandLine))

@@ -5,4 +5,4 @@ import HijackSystem
 // Inside a `hijack-lab kernels` guest this program is the kernel's init (pid 1).
 if GuestInit.isRequested() { exit(GuestInit.run()) }
 // The front door, with no Foundation: help, --version and audit here; the rest in hijack-lab-full.
-exit(Front.run(Array(CommandLine.arguments.dropFirst())))
+exit(Front.run(ProcessArguments.commandLine))

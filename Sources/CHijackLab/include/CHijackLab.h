@@ -4,6 +4,7 @@
 #include <spawn.h>
 #include <stdint.h>
 
+#include "hl_early.h"
 #include "hl_guest.h"
 #include "hl_interrupt.h"
 #include "hl_sockdiag.h"

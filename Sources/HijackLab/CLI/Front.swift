@@ -59,7 +59,7 @@ package enum Front {
         }
         // The process's own argv, byte for byte: CommandLine.arguments has already replaced
         // bytes that are not UTF-8, and a file name may hold them.
-        execv(path, CommandLine.unsafeArgv)
+        execv(path, ProcessArguments.unsafeArgv)
         let failure = SystemError.last("execv(\(path))")
         console.err("hijack-lab: cannot start \(fullName), which runs this command: \(UntrustedText.terminal(failure.description)); `swift build` builds it beside hijack-lab")
         // The shell's codes: 127 not found, 126 found but not runnable; never 2, a usage error.

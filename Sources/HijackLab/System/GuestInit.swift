@@ -28,16 +28,10 @@ public enum GuestInit {
     public static let argument = "guest-init"
 
     /// Whether this process is a `kernels` guest's init: pid 1, started with `guest-init`.
-    /// Swift reads the arguments from /proc/self/cmdline, which a fresh initramfs has not
-    /// mounted yet: pid 1 without /proc can only be an early init, so /proc is mounted first.
+    /// The arguments come from the first constructor (ProcessArguments), which also mounted
+    /// /proc before the Swift runtime needed it (hl_early.h).
     public static func isRequested() -> Bool {
-        guard getpid() == 1 else { return false }
-        if access("/proc/self/cmdline", R_OK) != 0 {
-            mkdir("/proc", 0o555)
-            _ = hl_mount("proc", "/proc", "proc", 0, "")
-        }
-        let words = (readFile("/proc/self/cmdline") ?? []).split(separator: 0, omittingEmptySubsequences: false)
-        return words.count >= 2 && String(decoding: words[1], as: UTF8.self) == argument
+        getpid() == 1 && ProcessArguments.commandLine.first == argument
     }
 
     /// Runs the guest and powers off; returns only when powering off failed, or when this is not pid 1.
@@ -90,7 +84,7 @@ public enum GuestInit {
     }
 
     static func mountAll() {
-        // /proc is mounted already (isRequested).
+        // /proc is mounted already (hl_early.c, before the runtime started).
         for (type, target, mode) in [("sysfs", "/sys", ""), ("devtmpfs", "/dev", "mode=0755"), ("tmpfs", "/tmp", "mode=1777")] {
             mkdir(target, 0o755)
             if hl_mount(type, target, type, 0, mode) != 0 {

@@ -1,0 +1,18 @@
+import CHijackLab
+
+/// The process's argv as the kernel gave it, kept by a constructor that runs before the Swift
+/// runtime (hl_early.h). Swift's CommandLine reads /proc/self/cmdline, which a guest's init
+/// does not have, and replaces bytes that are not UTF-8.
+public enum ProcessArguments {
+    /// argv[1...], decoded as UTF-8 (with replacement) for the command line reader.
+    public static var commandLine: [String] {
+        guard let argv = hl_saved_argv() else { return Array(CommandLine.arguments.dropFirst()) }
+        return (1..<Int(hl_saved_argc())).compactMap { argv[$0].map { String(cString: $0) } }
+    }
+
+    /// The argv vector itself, for an exec that passes it on byte for byte.
+    public static var unsafeArgv: UnsafePointer<UnsafeMutablePointer<CChar>?> {
+        guard let argv = hl_saved_argv() else { return UnsafePointer(CommandLine.unsafeArgv) }
+        return UnsafeRawPointer(argv).assumingMemoryBound(to: UnsafeMutablePointer<CChar>?.self)
+    }
+}

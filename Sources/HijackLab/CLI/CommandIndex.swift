@@ -65,7 +65,10 @@ package enum CommandIndex {
             OUTPUT
               Data goes to stdout, progress and messages to stderr. FILE `-` means stdout. Every output
               path is checked before the first agent starts; files are written to a temp file and
-              renamed, all together at the end, so an interrupted run leaves them all old.
+              renamed, all together at the end, so an interrupted run leaves them all old. What
+              is at an output's name never steers the write: a symlink there is replaced, not
+              followed; a FIFO or device is written only when named as one (`-`, /dev/stdout,
+              /dev/fd/N), and gives up after 30 s without progress.
               Host names in probes resolve only from the lab's own hosts file, never through DNS.
 
             \(ExitStatus.helpText)

@@ -6,9 +6,16 @@ import Glibc
 
 /// A file a command writes: REPORT.md, MATRIX.md, the JSON. `-` is stdout.
 ///
-/// Every path is checked before the first agent starts, so a typo costs nothing. Regular
-/// files are written to a temp file in the same folder and renamed into place, all renames
-/// together at the end, so that after any interruption the outputs are all old or all new.
+/// Every path is checked before the first agent starts, so a typo costs nothing. Files are
+/// written to a temp file in the same folder and renamed into place, all renames together at
+/// the end, so that after any interruption the outputs are all old or all new.
+///
+/// A root run often writes into a folder that others can write to (node_exporter's textfile
+/// folder, /tmp), so what is found at the name never steers the write: a symlink there is
+/// replaced, never followed; a FIFO, device or socket there is refused; the new file takes
+/// the old one's mode only when that was a plain file of this user's, and never a set-id bit.
+/// A stream is written only where it is named as one: `-`, a name directly in /dev
+/// (/dev/stdout, /dev/null), /dev/fd/N or /proc/self/fd/N, and then with a deadline.
 package struct OutputFile: Equatable {
     /// The option that named it, for messages: `--report`.
     package let option: String
@@ -24,12 +31,47 @@ package struct OutputFile: Equatable {
     /// The path as messages show it: the user's own text, escaped all the same.
     package var shown: String { isStandardOutput ? "stdout (-)" : UntrustedText.terminal(path) }
 
-    /// Whether it is (or will be) a regular file, which can be renamed into place; a device
-    /// or FIFO is written as it is.
-    package var isRegularFile: Bool {
-        if isStandardOutput { return false }
+    /// Whether it is (or will be) a file renamed into place; false for stdout and the streams
+    /// named as such, which are written as they are.
+    package var isRegularFile: Bool { !isStandardOutput && !isNamedStream }
+
+    /// Paths that name a stream as one: a name directly in /dev (/dev/stdout, /dev/null, a
+    /// tty), which only root can create, or a descriptor of this process's. Not /dev/shm/…,
+    /// which anyone may write to.
+    package var isNamedStream: Bool {
+        if path.hasPrefix("/dev/"), path.count > 5, !path.dropFirst(5).contains("/") { return true }
+        for prefix in ["/dev/fd/", "/proc/self/fd/"] where path.hasPrefix(prefix) {
+            let number = path.dropFirst(prefix.count)
+            return !number.isEmpty && number.allSatisfy { $0.isASCII && $0.isNumber }
+        }
+        return false
+    }
+
+    /// What is at the path now, the final name itself (a symlink is not followed).
+    private func found() -> stat? {
         var status = stat()
-        return stat(path, &status) != 0 || status.st_mode & S_IFMT == S_IFREG
+        return lstat(path, &status) == 0 ? status : nil
+    }
+
+    /// The mode of the file that will replace what is at the path: an existing file's mode only
+    /// when it was a plain file of this user's, without set-id bits, or else 0666 less the umask.
+    package func replacementMode() -> mode_t {
+        if let status = found(), status.st_mode & S_IFMT == S_IFREG, status.st_uid == geteuid() {
+            return status.st_mode & 0o777
+        }
+        return 0o666 & ~OutputFile.umask
+    }
+
+    /// The kind of a non-regular file, for messages.
+    static func kind(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFIFO: "a FIFO"
+        case S_IFCHR: "a character device"
+        case S_IFBLK: "a block device"
+        case S_IFSOCK: "a socket"
+        case S_IFDIR: "a folder"
+        default: "not a regular file"
+        }
     }
 
     /// Why this output could not be written, or nil. It tries what the final write will do:
@@ -37,14 +79,21 @@ package struct OutputFile: Equatable {
     package func problem() -> String? {
         if isStandardOutput { return nil }
         if path.isEmpty { return "\(option) needs a file name (or - for stdout)" }
-        var status = stat()
-        let exists = stat(path, &status) == 0
-        if exists {
-            switch status.st_mode & S_IFMT {
+        if isNamedStream {
+            return access(path, W_OK) == 0 ? nil : "\(option) \(shown): cannot write it: \(SystemError.name(of: errno))"
+        }
+        let existing = found()
+        let exists = existing != nil
+        let status = existing ?? stat()
+        if let existing {
+            switch existing.st_mode & S_IFMT {
             case S_IFDIR: return "\(option) \(shown): is a folder; name a file in it"
-            case S_IFREG: break
+            case S_IFREG, S_IFLNK: break
             default:
-                return access(path, W_OK) == 0 ? nil : "\(option) \(shown): cannot write it: \(SystemError.name(of: errno))"
+                // Planted where a file was expected, it would block the run (a FIFO) or take
+                // root's bytes (a device): written only when named as a stream.
+                return "\(option) \(shown): is \(Self.kind(existing.st_mode)), not a file; hijack-lab writes a stream only "
+                    + "where it is named as one (- for stdout, /dev/stdout, /dev/fd/N)"
             }
         }
         let folder = Self.folder(of: path)
@@ -157,9 +206,7 @@ package struct OutputSet {
             failures.append("cannot write \(output.shown) (\(output.option)): \(error)")
         case .success(let (fd, temporary)):
             let slot = hl_temporary_add(temporary)
-            // An existing file keeps its mode; a new one gets the usual 0666 less the umask.
-            var status = stat()
-            let mode = stat(output.path, &status) == 0 ? status.st_mode & 0o7777 : 0o666 & ~OutputFile.umask
+            let mode = output.replacementMode()
             var failure: Int32?
             produce { piece in
                 guard failure == nil, let base = piece.baseAddress else { return }
@@ -178,6 +225,39 @@ package struct OutputSet {
         }
     }
 
+    /// How long a stream may take no byte, or wait for a reader, before its write fails.
+    package static let streamStall = 30.0
+
+    /// Writes `bytes` to a stream named as such (a FIFO, a device, /dev/stdout), never blocking
+    /// past `stall` seconds without progress: the open waits for a reader (ENXIO) and each write
+    /// for room (EAGAIN) only that long, and then fails with ETIMEDOUT.
+    package static func writeStream(_ bytes: [UInt8], to path: String, stall: Double) throws(SystemError) {
+        var deadline = Deadline.after(seconds: stall)
+        var fd: Int32 = -1
+        while true {
+            fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC)
+            if fd >= 0 { break }
+            guard errno == ENXIO || errno == EINTR else { throw .last("open") }
+            // A FIFO with no reader yet: look again shortly, until the deadline.
+            guard !deadline.hasPassed else { throw SystemError(call: "open (no reader)", code: ETIMEDOUT) }
+            _ = poll(nil, 0, 20)
+        }
+        defer { Glibc.close(fd) }
+        var offset = 0
+        while offset < bytes.count {
+            let count = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, bytes.count - offset) }
+            if count > 0 {
+                offset += count
+                deadline = .after(seconds: stall)
+                continue
+            }
+            guard count < 0, errno == EAGAIN || errno == EINTR else { throw count == 0 ? SystemError(call: "write", code: EIO) : .last("write") }
+            var watched = [pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)]
+            let ready = try Syscall.poll(&watched, timeoutMilliseconds: deadline.pollTimeout)
+            if ready == 0 && deadline.hasPassed { throw SystemError(call: "write", code: ETIMEDOUT) }
+        }
+    }
+
     /// Writes stdout, devices and FIFOs (which may block, so signals stay live), then renames
     /// every staged file into place in one step that a SIGINT or SIGTERM cannot split. Returns
     /// nil when the process is being interrupted (no file was renamed; the signal handler is
@@ -191,15 +271,10 @@ package struct OutputSet {
                 // A failed write to stdout is reported once, by CLI.run, for every command alike.
                 console.out(text)
             } else {
-                let fd = open(item.output.path, O_WRONLY | O_CLOEXEC)
-                if fd < 0 {
-                    failures.append("cannot write \(item.output.shown) (\(item.output.option)): \(SystemError.last("open"))")
-                    continue
-                }
-                let failure = writeAll(fd, item.content)
-                Glibc.close(fd)
-                if let failure {
-                    failures.append("cannot write \(item.output.shown) (\(item.output.option)): \(SystemError(call: "write", code: failure))")
+                do throws(SystemError) {
+                    try Self.writeStream(item.content, to: item.output.path, stall: Self.streamStall)
+                } catch {
+                    failures.append("cannot write \(item.output.shown) (\(item.output.option)): \(error)")
                     continue
                 }
             }

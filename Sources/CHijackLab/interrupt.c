@@ -60,25 +60,28 @@ void hl_children_remove(int pid) {
     while (atomic_load(&scanning) > 0) sched_yield();
 }
 
-void hl_children_kill_all(void) {
+int hl_children_kill_all(void) {
+    int killed = 0;
     atomic_fetch_add(&scanning, 1);
     atomic_store(&closed, 1);
     for (int slot = 0; slot < HL_MAX_CHILDREN; slot++) {
         int pid = atomic_load(&children[slot]);
-        if (pid > 0) kill(-pid, SIGKILL);
+        if (pid > 0 && kill(-pid, SIGKILL) == 0) killed++;
     }
     atomic_fetch_sub(&scanning, 1);
+    return killed;
 }
 
 static void go_down(int signal_number) {
-    hl_children_kill_all();
+    int killed = hl_children_kill_all();
     // A temp file already renamed into place is gone from its old name: unlink fails, harmlessly.
     for (int slot = 0; slot < HL_MAX_TEMPORARIES; slot++) {
         if (atomic_load(&temporary_state[slot]) == 2) unlink(temporary_path[slot]);
     }
+    // Only a run that had agents says it killed them (a plain audit --watch has none).
     const char *message = signal_number == SIGINT
-        ? "hijack-lab: interrupted by SIGINT; every agent was killed\n"
-        : "hijack-lab: interrupted by SIGTERM; every agent was killed\n";
+        ? (killed > 0 ? "hijack-lab: interrupted by SIGINT; every agent was killed\n" : "hijack-lab: interrupted by SIGINT\n")
+        : (killed > 0 ? "hijack-lab: interrupted by SIGTERM; every agent was killed\n" : "hijack-lab: interrupted by SIGTERM\n");
     ssize_t ignored = write(2, message, strlen(message));
     (void)ignored;
     _exit(128 + signal_number);

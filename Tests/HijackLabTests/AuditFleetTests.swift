@@ -152,6 +152,51 @@ struct AuditFleetTests {
 
     // MARK: Formats
 
+    @Test("Prometheus: ESC, BEL, CR and other control bytes in a process name arrive as text, never raw",
+          .enabled(if: Self.prometheusClient, "needs Python's prometheus_client (pip install prometheus_client)"))
+    func prometheusControlBytes() throws {
+        let name = "evil\u{1b}]0;owned\u{07}\r\u{85}\u{7f}end"
+        let sockets = [Self.socket("0.0.0.0", port: 8080, uid: 0, pid: 10, command: "web", inode: 1),
+                       Self.socket("127.0.0.1", port: 8080, uid: 1000, pid: 20, command: name, inode: 2)]
+        let report = AuditReport(namespace: "net:[4026531840]", sockets: sockets, findings: Audit.findings(sockets), ownersComplete: true, skippedRows: 0)
+        let named = NetworkNamespace(inode: 4026531840, names: [name], pid: 1, command: name, current: true, path: "/proc/1/ns/net")
+        let text = AuditFormats.prometheus([NamespaceAudit(netns: named, report: report)], duration: 0.1, timestamp: .now())
+        let raw = text.unicodeScalars.filter { ($0.value < 0x20 && $0 != "\n") || (0x7f...0x9f).contains($0.value) }
+        #expect(raw.isEmpty, "raw control bytes: \(raw.map { String($0.value, radix: 16) })")
+        // Python's text-mode read splits lines at CR too: with none left, every line is whole.
+        let families = try Self.parsePrometheus(text)
+        let info = try #require(families["hijack_lab_netns_info"]?.samples.first)
+        #expect(info.labels["name"] == "evil\\x1b]0;owned\\x07\\x0d\\x85\\x7fend")
+        #expect(AuditFormats.labelValue("a\u{1b}b") == "a\\\\x1bb")
+    }
+
+    @Test("A namespace's name is quoted in labels with its own quotes and backslashes escaped")
+    func labelQuotes() {
+        let namespace = NetworkNamespace(inode: 7, names: ["a\" b\\c"], path: "/run/netns/x")
+        #expect(namespace.label == "7 \"a\\\" b\\\\c\"")
+    }
+
+    @Test("--all-netns: a finding is 1; nothing found but part of the host unread is 3; all read and clean is 0")
+    func incompleteStatus() {
+        let audits = Self.sampleAudits()
+        let clean = audits.filter { $0.report?.findings.isEmpty == true }
+        #expect(AuditCommand.exitStatus(audits, unreadable: 0, allNamespaces: true) == .differs)
+        #expect(AuditCommand.exitStatus(clean, unreadable: 0, allNamespaces: true) == .success)
+        #expect(AuditCommand.exitStatus(clean, unreadable: 4, allNamespaces: true).code == 3)
+        // A namespace that could not be entered leaves the answer incomplete too.
+        #expect(AuditCommand.exitStatus(clean + audits.filter { $0.error != nil }, unreadable: 0, allNamespaces: true) == .incomplete)
+        #expect(AuditCommand.exitStatus(audits, unreadable: 4, allNamespaces: true) == .differs)
+        #expect(ExitStatus(code: 3) == .incomplete && ExitStatus.incomplete.worst(.differs) == .differs && ExitStatus.success.worst(.incomplete) == .incomplete)
+    }
+
+    @Test("The unreadable-namespace line says what root's refusal means, and the other users' one only to them")
+    func unreadableWording() {
+        #expect(AuditCommand.unreadableText(1, root: true) == "the network namespace of 1 process could not be read even as root (EACCES or EPERM: a security module or a user namespace refused)")
+        #expect(AuditCommand.unreadableText(2, root: false) == "the network namespace of 2 processes could not be read (other users'; root sees them)")
+        #expect(!AuditCommand.unreadableText(3, root: true).contains("root sees them"))
+    }
+
+
     @Test("Prometheus text: prometheus_client parses it, every label value round-trips, HELP and TYPE are there",
           .enabled(if: Self.prometheusClient, "needs Python's prometheus_client (pip install prometheus_client)"))
     func prometheusParses() throws {

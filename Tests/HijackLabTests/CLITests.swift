@@ -277,6 +277,36 @@ struct CLITests {
         }
     }
 
+    @Test("SIGINT to audit --watch, which starts no agent: exit 130, and the line does not claim agents were killed")
+    func watchInterruptLine() throws {
+        var fds: [Int32] = [-1, -1]
+        try #require(hl_pipe_cloexec(&fds) == 0)
+        defer { Glibc.close(fds[0]) }
+        var err = ""
+        let status = try Self.runBinary(["audit", "--watch", "--interval", "60"], seconds: 30, started: { pid in
+            Glibc.close(fds[1]); fds[1] = -1
+            // The watch says it is watching once its handler is in place; then stop it.
+            let deadline = Deadline.after(seconds: 20)
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while !err.contains("Ctrl-C ends"), try waitFor(fds[0], events: Int16(POLLIN), until: deadline) {
+                let count = read(fds[0], &buffer, buffer.count)
+                if count <= 0 { break }
+                err += String(decoding: buffer[0..<count], as: UTF8.self)
+            }
+            try #require(err.contains("Ctrl-C ends"), "the watch never started: \(err)")
+            kill(pid, SIGINT)
+        }) { actions in
+            posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+            posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
+        }
+        if fds[1] >= 0 { Glibc.close(fds[1]) }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while case let count = read(fds[0], &buffer, buffer.count), count > 0 { err += String(decoding: buffer[0..<count], as: UTF8.self) }
+        #expect(status == 128 + SIGINT)
+        #expect(err.hasSuffix("hijack-lab: interrupted by SIGINT\n"), "\(err)")
+        #expect(!err.contains("agent"))
+    }
+
     @Test("A filtered matrix does not replace MATRIX.md unless --report names it")
     func filteredMatrixKeepsMatrixFile() throws {
         let matrixPath = TestLab.packageRoot.appendingPathComponent("MATRIX.md").path
@@ -348,7 +378,7 @@ struct CLITests {
             #expect(captured.out.contains(word), "help lacks \(word)")
         }
         let readme = try String(contentsOfFile: TestLab.packageRoot.appendingPathComponent("README.md").path, encoding: .utf8)
-        for status in [ExitStatus.success, .differs, .usage, .interrupted(signal: SIGINT), .interrupted(signal: SIGTERM)] {
+        for status in [ExitStatus.success, .differs, .usage, .incomplete, .interrupted(signal: SIGINT), .interrupted(signal: SIGTERM)] {
             #expect(captured.out.contains("  \(status.code)  ") || captured.out.contains(", \(status.code) by"), "help lacks exit status \(status.code)")
             #expect(readme.contains("| \(status.code) |"), "README lacks exit status \(status.code)")
         }

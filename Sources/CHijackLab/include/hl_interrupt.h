@@ -13,8 +13,9 @@ int hl_children_add(int pid);
 /// so a pid that is reaped and reused afterwards can never be signalled by mistake.
 void hl_children_remove(int pid);
 
-/// SIGKILL to every recorded group, and to every group added from now on.
-void hl_children_kill_all(void);
+/// SIGKILL to every recorded group, and to every group added from now on. Returns how many
+/// groups were signalled.
+int hl_children_kill_all(void);
 
 /// Installs the SIGINT and SIGTERM handler (once): it kills every child group, says so on
 /// stderr and ends the process with 128 + the signal. Returns 0 or -1 with errno.

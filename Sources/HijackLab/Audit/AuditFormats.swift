@@ -90,7 +90,10 @@ public enum AuditFormats {
 
     // MARK: Prometheus
 
-    /// A label value as the exposition format wants it: backslash, double quote and newline escaped.
+    /// A label value as the exposition format wants it: backslash, double quote and newline
+    /// escaped. Other control characters are legal there, but `cat` would replay an ESC and a
+    /// text-mode reader splits at CR: they become the text `\x1b`, whose backslash the format
+    /// then escapes like any other.
     public static func labelValue(_ text: String) -> String {
         var escaped = ""
         for character in text.unicodeScalars {
@@ -98,6 +101,9 @@ public enum AuditFormats {
             case "\\": escaped += "\\\\"
             case "\"": escaped += "\\\""
             case "\n": escaped += "\\n"
+            case _ where character.value < 0x20 || (0x7f...0x9f).contains(character.value):
+                let hex = String(character.value, radix: 16)
+                escaped += "\\\\x" + (hex.count == 1 ? "0" : "") + hex
             default: escaped.unicodeScalars.append(character)
             }
         }

@@ -54,7 +54,8 @@ public struct NetworkNamespace: Codable, Sendable, Equatable {
     /// escapes it for where it goes (names, commands and cgroup paths are anyone's choice).
     public var label: String {
         var parts = [String(inode)]
-        parts += names.map { "\"\($0)\"" }
+        // Quoted, with the quote and backslash inside escaped: a name is anyone's choice.
+        parts += names.map { "\"" + $0.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"") + "\"" }
         if let pid { parts.append("pid \(pid)/\(command ?? "?")") }
         if let container { parts.append(container.text) }
         if current { parts.append("(current)") }

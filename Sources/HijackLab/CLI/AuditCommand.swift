@@ -115,9 +115,9 @@ package struct AuditCommand: Command {
             }
         }
         if allNamespaces, unreadable > 0 {
-            console.err("hijack-lab audit: the network namespace of \(unreadable) process\(unreadable == 1 ? "" : "es") could not be read (other users'; root sees them)")
+            console.err("hijack-lab audit: " + unreadableText(unreadable))
         }
-        let status = audits.compactMap(\.report).contains { $0.exitStatus != 0 } ? ExitStatus.differs : .success
+        let status = exitStatus(audits, unreadable: unreadable, allNamespaces: allNamespaces)
         if let legacyJSON, !legacyJSON.isStandardOutput {
             console.out(table(audits, unreadable: unreadable, allNamespaces: allNamespaces, minimum: minimum))
         }
@@ -156,6 +156,22 @@ package struct AuditCommand: Command {
         return files.failures.isEmpty ? status : .usage
     }
 
+    /// 1 for a finding; else 3 when `--all-netns` left part of the host unread (a namespace
+    /// not entered, or processes whose namespace could not be read), since "nothing found" is
+    /// then not the whole answer; else 0.
+    package static func exitStatus(_ audits: [NamespaceAudit], unreadable: Int, allNamespaces: Bool) -> ExitStatus {
+        let status = audits.compactMap(\.report).contains { $0.exitStatus != 0 } ? ExitStatus.differs : .success
+        guard allNamespaces, unreadable > 0 || audits.contains(where: { $0.error != nil }) else { return status }
+        return status.worst(.incomplete)
+    }
+
+    /// Why some processes' namespaces are missing: another user's, unless this is root, whom
+    /// only a security module or a user namespace refuses.
+    package static func unreadableText(_ count: Int, root: Bool = geteuid() == 0) -> String {
+        let what = "the network namespace of \(count) process\(count == 1 ? "" : "es") could not be read"
+        return what + (root ? " even as root (EACCES or EPERM: a security module or a user namespace refused)" : " (other users'; root sees them)")
+    }
+
     /// The table of each namespace, under a heading that names it when there are several.
     package static func table(_ audits: [NamespaceAudit], unreadable: Int, allNamespaces: Bool, minimum: AuditFinding.Severity) -> String {
         guard allNamespaces else { return AuditText.render(audits[0].report!, minimum: minimum) }
@@ -169,7 +185,7 @@ package struct AuditCommand: Command {
             }
             parts.append(part)
         }
-        if unreadable > 0 { parts.append("The network namespace of \(unreadable) process\(unreadable == 1 ? "" : "es") could not be read (other users'; root sees them).") }
+        if unreadable > 0 { parts.append(unreadableText(unreadable).prefix(1).uppercased() + unreadableText(unreadable).dropFirst() + ".") }
         return parts.joined(separator: "\n\n")
     }
 

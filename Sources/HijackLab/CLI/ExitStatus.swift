@@ -13,6 +13,9 @@ public enum ExitStatus: Equatable, Sendable {
     /// A usage error, an unreadable scenario file, an output that could not be written, or a
     /// lab that could not be set up at all.
     case usage
+    /// audit: nothing was found, but part of the host could not be read (another user's
+    /// namespaces, when not root), so "nothing" is not the whole answer.
+    case incomplete
     /// Ended by SIGINT or SIGTERM, after every agent was killed: 128 + the signal.
     case interrupted(signal: Int32)
     /// Any other status, as a child role (the agent) returns it.
@@ -23,6 +26,7 @@ public enum ExitStatus: Equatable, Sendable {
         case .success: 0
         case .differs: 1
         case .usage: 2
+        case .incomplete: 3
         case .interrupted(let signal): 128 + signal
         case .other(let code): code
         }
@@ -33,18 +37,20 @@ public enum ExitStatus: Equatable, Sendable {
         case 0: self = .success
         case 1: self = .differs
         case 2: self = .usage
+        case 3: self = .incomplete
         case 129...159: self = .interrupted(signal: code - 128)
         default: self = .other(code)
         }
     }
 
-    /// The stronger of two: usage over differs over success.
+    /// The stronger of two: usage over differs over incomplete over success.
     package func worst(_ other: ExitStatus) -> ExitStatus {
         switch (self, other) {
         case (.interrupted, _): self
         case (_, .interrupted): other
         case (.usage, _), (_, .usage), (.other, _), (_, .other): .usage
         case (.differs, _), (_, .differs): .differs
+        case (.incomplete, _), (_, .incomplete): .incomplete
         default: .success
         }
     }
@@ -56,6 +62,8 @@ public enum ExitStatus: Equatable, Sendable {
                or shadowing finding exists; matrix: some case could not finish)
           2    usage error, a scenario file that could not be read, an output that could not be written,
                or a lab that could not be set up (forced --topology, no processes left)
+          3    audit: no interception or shadowing found, but some namespaces or processes could not
+               be read (--all-netns as an ordinary user): run it as root for the whole host
           126  hijack-lab-full, which runs every command but help, audit and the agents, cannot be run
           127  hijack-lab-full is not beside hijack-lab (`swift build` builds both)
           130  interrupted by SIGINT, 143 by SIGTERM (128 + the signal); every agent was killed first.

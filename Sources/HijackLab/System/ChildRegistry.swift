@@ -26,5 +26,5 @@ public final class ChildRegistry: Sendable {
     package func remove(_ pid: pid_t) { hl_children_remove(pid) }
 
     /// SIGKILL to every child's process group, and from now on to any child started later.
-    public func closeAndKillAll() { hl_children_kill_all() }
+    public func closeAndKillAll() { _ = hl_children_kill_all() }
 }

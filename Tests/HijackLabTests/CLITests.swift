@@ -128,6 +128,20 @@ struct CLITests {
         #expect(captured.out.isEmpty)
     }
 
+    @Test("A folder with no scenario files is exit 2 with \"no scenario files in DIR\", before any agent starts",
+          arguments: [["check", "DIR"], ["list", "--scenarios", "DIR"], ["all", "--scenarios", "DIR"], ["run", "x", "--scenarios", "DIR"]])
+    func emptyScenarioFolder(arguments: [String]) throws {
+        try withFolder { folder in
+            // Files that are not scenarios do not count as scenarios.
+            try "notes\n".write(toFile: folder + "/README.md", atomically: false, encoding: .utf8)
+            let captured = TestLab.Captured()
+            let status = CLI.run(arguments.map { $0 == "DIR" ? folder : $0 }, console: captured.console, agentExecutable: "/nonexistent/agent")
+            #expect(status == 2)
+            #expect(captured.err.contains("no scenario files in \(folder)"), "\(captured.err)")
+            #expect(captured.out.isEmpty)
+        }
+    }
+
     @Test("A bad output path is exit 2 before any agent starts", arguments: [
         ("/nonexistent-folder/REPORT.md", "the folder /nonexistent-folder does not exist"),
         ("/", "is a folder"),

@@ -102,13 +102,19 @@ public enum ScenarioFile {
         }
     }
 
-    /// Loads every `*.json` in a directory, sorted by file name. Bad files do not stop the good ones.
+    /// Loads every `*.json` in a directory, sorted by file name. Bad files do not stop the good
+    /// ones; a directory with none is an error.
     public static func loadDirectory(_ directory: String) throws(ScenarioError) -> (scenarios: [Scenario], errors: [ScenarioError]) {
         let names: [String]
         do {
             names = try FileManager.default.contentsOfDirectory(atPath: directory)
         } catch {
             throw ScenarioError(file: directory, field: "", expected: "a directory of scenario files (*.json)", found: "no such directory")
+        }
+        // A folder with nothing to run is a mistake (a wrong path, an unpacked archive's parent),
+        // never a silent success.
+        guard names.contains(where: { $0.hasSuffix(".json") }) else {
+            throw ScenarioError(file: directory, field: "", expected: "scenario files (*.json) in it", found: "no scenario files in \(directory)")
         }
         var scenarios: [Scenario] = []
         var errors: [ScenarioError] = []

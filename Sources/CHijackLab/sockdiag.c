@@ -127,6 +127,34 @@ static int contains(const uint64_t *sorted, size_t count, uint64_t value) {
     return 0;
 }
 
+/* Reports each asked-for socket in the descriptor folder at `path` (under /proc) as pid's.
+   Returns how many descriptors the folder listed, or -1 with errno when it cannot be opened. */
+static long owners_in(int proc, const char *path, long pid, const uint64_t *inodes, size_t count, hl_owner_each each, void *context) {
+    int folder = openat(proc, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (folder < 0) return -1;
+    DIR *fds = fdopendir(folder);
+    if (fds == NULL) {
+        close(folder);
+        return -1;
+    }
+    long listed = 0;
+    struct dirent *fd;
+    char link[64];
+    while ((fd = readdir(fds)) != NULL) {
+        if (fd->d_name[0] < '0' || fd->d_name[0] > '9') continue;
+        listed++;
+        ssize_t length = readlinkat(folder, fd->d_name, link, sizeof link);
+        /* "socket:[12345]": anything else (files, pipes, anon inodes) is not a socket. */
+        if (length < 10 || length >= (ssize_t)sizeof link || memcmp(link, "socket:[", 8) != 0 || link[length - 1] != ']') continue;
+        uint64_t inode = 0;
+        ssize_t index = 8;
+        for (; index < length - 1 && link[index] >= '0' && link[index] <= '9'; index++) inode = inode * 10 + (uint64_t)(link[index] - '0');
+        if (index == length - 1 && contains(inodes, count, inode)) each((int)pid, inode, context);
+    }
+    closedir(fds);
+    return listed;
+}
+
 int hl_socket_owners(const uint64_t *inodes, size_t count, hl_owner_each each, void *context) {
     DIR *proc = opendir("/proc");
     if (proc == NULL) return -1;
@@ -136,31 +164,29 @@ int hl_socket_owners(const uint64_t *inodes, size_t count, hl_owner_each each, v
         char *end;
         long pid = strtol(process->d_name, &end, 10);
         if (process->d_name[0] < '1' || process->d_name[0] > '9' || *end != 0 || pid > 0x7fffffff) continue;
-        char path[32];
+        char path[64];
         snprintf(path, sizeof path, "%ld/fd", pid);
-        int folder = openat(dirfd(proc), path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (folder < 0) {
-            if (errno == EACCES) complete = 0;
+        long listed = owners_in(dirfd(proc), path, pid, inodes, count, each, context);
+        if (listed < 0 && errno == EACCES) complete = 0;
+        if (listed != 0) continue;
+        /* An empty folder is a leader whose thread exited (pthread_exit in main) or a kernel
+           thread: the descriptors, shared by every thread, are then read through a live one. */
+        snprintf(path, sizeof path, "%ld/task", pid);
+        int tasks_fd = openat(dirfd(proc), path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (tasks_fd < 0) continue;
+        DIR *tasks = fdopendir(tasks_fd);
+        if (tasks == NULL) {
+            close(tasks_fd);
             continue;
         }
-        DIR *fds = fdopendir(folder);
-        if (fds == NULL) {
-            close(folder);
-            continue;
+        struct dirent *task;
+        while ((task = readdir(tasks)) != NULL) {
+            long tid = strtol(task->d_name, &end, 10);
+            if (task->d_name[0] < '1' || task->d_name[0] > '9' || *end != 0 || tid == pid) continue;
+            snprintf(path, sizeof path, "%ld/task/%ld/fd", pid, tid);
+            if (owners_in(dirfd(proc), path, pid, inodes, count, each, context) >= 0) break;
         }
-        struct dirent *fd;
-        char link[64];
-        while ((fd = readdir(fds)) != NULL) {
-            if (fd->d_name[0] < '0' || fd->d_name[0] > '9') continue;
-            ssize_t length = readlinkat(folder, fd->d_name, link, sizeof link);
-            /* "socket:[12345]": anything else (files, pipes, anon inodes) is not a socket. */
-            if (length < 10 || length >= (ssize_t)sizeof link || memcmp(link, "socket:[", 8) != 0 || link[length - 1] != ']') continue;
-            uint64_t inode = 0;
-            ssize_t index = 8;
-            for (; index < length - 1 && link[index] >= '0' && link[index] <= '9'; index++) inode = inode * 10 + (uint64_t)(link[index] - '0');
-            if (index == length - 1 && contains(inodes, count, inode)) each((int)pid, inode, context);
-        }
-        closedir(fds);
+        closedir(tasks);
     }
     closedir(proc);
     return complete;

@@ -32,7 +32,7 @@ public enum Audit {
         // Each process's start time and parents are read once per audit, however many ports it holds.
         let facts = ProcessFacts()
         let context = Context(unprivilegedPortStart: unprivilegedPortStart, ephemeral: ephemeralPorts, ipv6: ipv6Available,
-                              related: facts.related, lineage: facts.lineage, startTime: facts.startTime)
+                              related: facts.related, startTime: facts.startTime)
         return AuditReport(namespace: namespace, sockets: sockets, findings: findings(sockets, context: context),
                            ownersComplete: complete, skippedRows: skipped, socketDetails: socketDetails, source: source)
     }
@@ -202,8 +202,6 @@ package final class ProcessFacts {
         chains[pid] = chain
         return chain
     }
-
-    package func lineage(_ one: Int32, _ other: Int32) -> Bool { SocketOwners.lineage(one, other, ancestors: ancestors) }
 
     package func related(_ one: Int32, _ other: Int32) -> Bool { SocketOwners.related(one, other, ancestors: ancestors) }
 }

@@ -9,21 +9,17 @@ extension Audit {
         /// Whether two processes belong together (one started the other, or one parent started
         /// both, as a master its workers): softens the note on a shared address.
         public var related: (Int32, Int32) -> Bool = { _, _ in false }
-        /// Whether one process started the other: only then do two addresses count as one
-        /// service's. Siblings do not, or any two programs one shell started would hide each other.
-        public var lineage: (Int32, Int32) -> Bool = { _, _ in false }
         /// When a process started (clock ticks since boot), nil where unknown: of two sockets
         /// that overlap, the one whose process started later most likely came second.
         public var startTime: (Int32) -> UInt64? = { _ in nil }
 
         public init(unprivilegedPortStart: UInt16 = 1024, ephemeral: ClosedRange<UInt16> = 32_768...60_999, ipv6: Bool = true,
-                    related: @escaping (Int32, Int32) -> Bool = { _, _ in false }, lineage: @escaping (Int32, Int32) -> Bool = { _, _ in false },
+                    related: @escaping (Int32, Int32) -> Bool = { _, _ in false },
                     startTime: @escaping (Int32) -> UInt64? = { _ in nil }) {
             self.unprivilegedPortStart = unprivilegedPortStart
             self.ephemeral = ephemeral
             self.ipv6 = ipv6
             self.related = related
-            self.lineage = lineage
             self.startTime = startTime
         }
     }
@@ -238,8 +234,11 @@ extension Audit {
         }
         let takerPIDs = Set(taker.owners.map(\.pid))
         let loserPIDs = Set(loser.owners.map(\.pid))
-        // One process (or one service's related processes) holding both is the per-address fix.
-        if !takerPIDs.isEmpty && !loserPIDs.isEmpty && takerPIDs.contains(where: { pid in loserPIDs.contains { $0 == pid || context.lineage(pid, $0) } }) {
+        // One process holding both sockets (itself, or its children that inherited both) is the
+        // per-address fix. Ancestry alone is not: a container's init or systemd is the ancestor
+        // of every program it starts, and a program that binds its own specific address beside
+        // its parent's wildcard, without holding that wildcard, is another program on the port.
+        if !takerPIDs.isDisjoint(with: loserPIDs) {
             return []
         }
         let owners = takerPIDs.isEmpty || loserPIDs.isEmpty ? " (owners not all visible; root sees more)" : ""

@@ -125,23 +125,35 @@ public enum Namespaces {
         var holders: [UInt64: [Int32]] = [:]
         /// A thread that joined a namespace alone is entered through its own task path.
         var threadPaths: [UInt64: String] = [:]
+        /// A process whose leader thread is gone is entered through one of its live threads.
+        var taskPaths: [Int32: String] = [:]
         var unreadable = 0
         if let proc = opendir("/proc") {
             defer { closedir(proc) }
             while let entry = readdir(proc) {
                 guard let pid = Int32(entryName(entry)) else { continue }
-                let (found, error) = inode("/proc/\(pid)/ns/net", nsfsDevice: nsfs)
-                guard let found else {
-                    // ENOENT: the process ended meanwhile; a kernel thread has no namespace to read.
-                    if error == EACCES || error == EPERM { unreadable += 1 }
+                let (leader, error) = inode("/proc/\(pid)/ns/net", nsfsDevice: nsfs)
+                if leader == nil, error == EACCES || error == EPERM {
+                    unreadable += 1
                     continue
                 }
-                holders[found, default: []].append(pid)
+                // Every task is read, not only the leader's: a leader whose thread exited
+                // (pthread_exit in main) has no namespace of its own to show (ENOENT), while
+                // the threads it left behind still hold one, and the process's sockets.
+                var found = leader
+                if let found { holders[found, default: []].append(pid) }
                 guard let tasks = opendir("/proc/\(pid)/task") else { continue }
                 while let task = readdir(tasks) {
                     guard let tid = Int32(entryName(task)), tid != pid,
-                          let threadInode = inode("/proc/\(pid)/task/\(tid)/ns/net", nsfsDevice: nsfs).inode,
-                          threadInode != found, holders[threadInode] == nil, threadPaths[threadInode] == nil else { continue }
+                          let threadInode = inode("/proc/\(pid)/task/\(tid)/ns/net", nsfsDevice: nsfs).inode else { continue }
+                    if found == nil {
+                        // The first live thread speaks for a leaderless process.
+                        found = threadInode
+                        holders[threadInode, default: []].append(pid)
+                        taskPaths[pid] = "/proc/\(pid)/task/\(tid)/ns/net"
+                        continue
+                    }
+                    guard threadInode != found, holders[threadInode] == nil, threadPaths[threadInode] == nil else { continue }
                     threadPaths[threadInode] = "/proc/\(pid)/task/\(tid)/ns/net"
                 }
                 closedir(tasks)
@@ -153,7 +165,7 @@ public enum Namespaces {
             let pids = (holders[inode] ?? []).sorted()
             let names = named[inode] ?? []
             var namespace = NetworkNamespace(inode: inode, names: names, current: inode == ownInode,
-                                             path: names.first.map { "/run/netns/\($0)" } ?? pids.first.map { "/proc/\($0)/ns/net" } ?? threadPaths[inode] ?? "")
+                                             path: names.first.map { "/run/netns/\($0)" } ?? pids.first.map { taskPaths[$0] ?? "/proc/\($0)/ns/net" } ?? threadPaths[inode] ?? "")
             if let first = pids.first {
                 namespace.pid = first
                 namespace.command = command(of: first)

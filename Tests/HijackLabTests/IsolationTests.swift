@@ -173,12 +173,36 @@ struct IsolationTests {
         try Self.expectLeast(agent.pid, "uid 65534 agent", effective: 0, permitted: 0, bounding: 0, leaked: leaked)
     }
 
-    @Test("The loopback host client keeps only what the audit needs to read other processes' descriptors")
-    func loopbackHostClient() throws {
+    @Test("The loopback host client keeps only what the audit needs to read other processes' descriptors, and only in a lab that audits",
+          arguments: [false, true])
+    func loopbackHostClient(audits: Bool) throws {
         let leaked = try LeakedFile()
-        let network = try LabNetwork.make(TestLab.settings()) { _ in }
+        let network = try LabNetwork.make(TestLab.settings(), audits: audits) { _ in }
         defer { network.kill() }
-        try Self.expectLeast(network.hostClient.pid, "loopback host client", effective: Self.audit, permitted: Self.audit, bounding: 0, leaked: leaked)
+        let kept = audits ? Self.audit : 0
+        try Self.expectLeast(network.hostClient.pid, "loopback host client", effective: kept, permitted: kept, bounding: 0, leaked: leaked)
+    }
+
+    @Test("A run's host client gets the audit's capabilities only when a scenario audits or --audit asks; before that it holds none")
+    func hostClientCapabilitiesByRun() throws {
+        let leaked = try LeakedFile()
+        let runner = Runner(settings: TestLab.settings())
+        defer { runner.shutdown() }
+        try runner.prepare()
+        let plain = try #require(runner.startedProcesses.last)
+        try Self.expectLeast(plain.pid, "host client of a run without --audit", effective: 0, permitted: 0, bounding: 0, leaked: leaked)
+        // The first audit makes the clients anew, with the capabilities.
+        _ = try runner.auditLab()
+        let auditing = try #require(runner.startedProcesses.last)
+        #expect(auditing.pid != plain.pid)
+        #expect(TestLab.isGone(plain))
+        try Self.expectLeast(auditing.pid, "host client of an audit", effective: Self.audit, permitted: Self.audit, bounding: 0, leaked: leaked)
+        var settings = TestLab.settings()
+        settings.auditAll = true
+        let withAudit = Runner(settings: settings)
+        defer { withAudit.shutdown() }
+        try withAudit.prepare()
+        try Self.expectLeast(try #require(withAudit.startedProcesses.last).pid, "host client of run --audit", effective: Self.audit, permitted: Self.audit, bounding: 0, leaked: leaked)
     }
 
     @Test("The netns clients keep CAP_NET_ADMIN only for the ip they exec, which gets it and nothing else",
@@ -186,7 +210,7 @@ struct IsolationTests {
     func netnsClients() throws {
         let leaked = try LeakedFile()
         // make() itself runs `ip -batch` in both namespaces, so it also shows that ip still works.
-        let network = try LabNetwork.make(NetworkTests.netnsSettings()) { _ in }
+        let network = try LabNetwork.make(NetworkTests.netnsSettings(), audits: true) { _ in }
         defer { network.kill() }
         let peer = try #require(network.peerClient)
         try Self.expectLeast(network.hostClient.pid, "netns host client", effective: Self.audit, permitted: Self.audit | Self.netAdmin, bounding: Self.netAdmin, leaked: leaked)

@@ -39,7 +39,10 @@ enum TestLab {
 
     /// Runs scenarios on a fresh runner and ends it, returning outcomes and every process it started.
     static func run(_ scenarios: [Scenario], replyTimeout: Double = 5) -> (outcomes: [ScenarioOutcome], pids: [ProcessIdentity]) {
-        let runner = Runner(settings: settings(replyTimeout: replyTimeout))
+        var settings = settings(replyTimeout: replyTimeout)
+        // As `run` does: the client gets the audit's capabilities from the start if a scenario audits.
+        settings.scenariosAudit = scenarios.contains { $0.audit }
+        let runner = Runner(settings: settings)
         let outcomes = scenarios.map(runner.run)
         runner.shutdown()
         return (outcomes, runner.startedProcesses)

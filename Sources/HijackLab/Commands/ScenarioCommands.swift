@@ -126,6 +126,8 @@ enum ScenarioRun {
         var settings = LabSettings(agentExecutable: context.agentExecutable, topology: topology, replyTimeout: timeout)
         settings.scenarioDeadline = deadline
         settings.auditAll = arguments.flag("--audit")
+        // One host client per lane: with the audit's capabilities only if something audits.
+        settings.scenariosAudit = selected.contains { $0.audit }
         var runner = Runner(settings: settings)
         do throws(LabError) {
             try runner.prepare()

@@ -18,8 +18,11 @@ final class LabNetwork {
     let placement: [String]
     /// iproute2's `ip`, in netns.
     private let ip: String?
+    /// Whether the host client holds what an audit needs (see `hostClientFlag`).
+    let audits: Bool
 
-    private init(hostClient: AgentClient, peerClient: AgentClient?, placement: [String], ip: String? = nil) {
+    private init(hostClient: AgentClient, peerClient: AgentClient?, placement: [String], ip: String? = nil, audits: Bool) {
+        self.audits = audits
         self.hostClient = hostClient
         self.peerClient = peerClient
         self.placement = placement
@@ -33,17 +36,20 @@ final class LabNetwork {
         try Self.run(ip, on: hostClient, "addr \(add ? "add" : "del") \(address)/24 dev \(Topology.Lab.hostInterface)")
     }
 
-    /// Marks the host client, the one agent that audits and so keeps the capabilities for
-    /// reading other processes' descriptors; socket agents never get it.
+    /// Marks the host client as the one agent that audits, and so keeps the capabilities for
+    /// reading other processes' descriptors (CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE). Only a lab
+    /// that audits passes it: socket agents never get it, nor a host client that only probes.
     private static let hostClientFlag = ["--host-client"]
 
-    static func make(_ settings: LabSettings, started: (ProcessIdentity) -> Void) throws(LabError) -> LabNetwork {
+    /// Starts the clients; `audits` says whether the host client may audit (see `hostClientFlag`).
+    static func make(_ settings: LabSettings, audits: Bool, started: (ProcessIdentity) -> Void) throws(LabError) -> LabNetwork {
         let executable = settings.agentExecutable
+        let hostClientFlag = audits ? Self.hostClientFlag : []
         guard settings.topology.kind == .netns else {
             let host = try AgentClient(executable: executable, id: "client-host", extraArguments: hostClientFlag, timeout: settings.replyTimeout)
             started(host.identity)
             try host.awaitReady()
-            return LabNetwork(hostClient: host, peerClient: nil, placement: [])
+            return LabNetwork(hostClient: host, peerClient: nil, placement: [], audits: audits)
         }
         guard let ip = Topology.ipExecutable() else { throw .setup("iproute2's `ip` was not found") }
         let host = try AgentClient(executable: executable, id: "client-host", extraArguments: ["--netns", "new"] + hostClientFlag, timeout: settings.replyTimeout)
@@ -79,7 +85,7 @@ final class LabNetwork {
             peer.kill()
             throw error
         }
-        return LabNetwork(hostClient: host, peerClient: peer, placement: ["--netns", "/proc/\(host.pid)/ns/net"], ip: ip)
+        return LabNetwork(hostClient: host, peerClient: peer, placement: ["--netns", "/proc/\(host.pid)/ns/net"], ip: ip, audits: audits)
     }
 
     /// One `ip -batch -` per namespace: a launch per namespace, not per command.

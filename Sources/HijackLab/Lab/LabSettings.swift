@@ -14,6 +14,9 @@ public struct LabSettings: Sendable {
     public var connectTimeout: Double
     /// Audit every scenario while its sockets are live (`run --audit`), not only those that ask.
     public var auditAll = false
+    /// Some scenario of the run audits: its lab's host client holds the audit's capabilities
+    /// from the start, rather than being made anew for the first scenario that audits.
+    public var scenariosAudit = false
     /// How long one whole scenario may take, start-up and probes included. Past it the
     /// scenario's agents are killed and it is reported as not finished.
     public var scenarioDeadline: Double = 60

@@ -30,9 +30,15 @@ public final class Runner {
 
     /// Builds the lab network and starts its clients. `run` calls it when needed; calling it
     /// first lets a caller tell a network that cannot be made from a scenario that failed.
-    public func prepare() throws(LabError) {
-        guard network == nil else { return }
-        network = try LabNetwork.make(settings) { startedProcesses.append($0) }
+    /// The host client holds the audit's capabilities only when `auditing`, `run --audit` or a
+    /// scenario of the run asks for them; a lab made without them is made anew for the first
+    /// scenario that audits.
+    public func prepare(auditing: Bool = false) throws(LabError) {
+        let audits = auditing || settings.auditAll || settings.scenariosAudit
+        if let network, network.audits || !audits { return }
+        network?.finish()
+        network = nil
+        network = try LabNetwork.make(settings, audits: audits) { startedProcesses.append($0) }
     }
 
     /// The pid holding the lab host's namespace, for tests that check it is gone afterwards.
@@ -40,7 +46,7 @@ public final class Runner {
 
     /// Audits the lab host as it is now (the host's own namespace on loopback).
     public func auditLab(port: UInt16? = nil) throws(LabError) -> AuditReport {
-        try prepare()
+        try prepare(auditing: true)
         guard let host = network?.hostClient else { throw .setup("the lab has no host client") }
         return try host.audit(port: port)
     }
@@ -142,7 +148,7 @@ public final class Runner {
     private func carryOut(_ scenario: Scenario, into outcome: inout ScenarioOutcome, agents: inout [String: AgentClient],
                           ended: inout [String: AgentClient], clock: ScenarioClock) throws(LabError) -> [(probe: String, connection: ProbeConnection)] {
         var seen: [(probe: String, connection: ProbeConnection)] = []
-        try prepare()
+        try prepare(auditing: scenario.audit)
         let placement = network!.placement
         let port: UInt16
         do throws(SystemError) {

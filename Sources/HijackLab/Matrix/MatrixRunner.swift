@@ -23,7 +23,8 @@ final class MatrixWorker {
     init(settings: LabSettings) throws(LabError) {
         self.settings = settings
         var started: [ProcessIdentity] = []
-        network = try LabNetwork.make(settings) { started.append($0) }
+        // Every case is audited while its sockets are live.
+        network = try LabNetwork.make(settings, audits: true) { started.append($0) }
         var agents: [AgentClient] = []
         do throws(LabError) {
             let placement = network.placement

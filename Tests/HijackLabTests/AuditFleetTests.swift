@@ -383,6 +383,35 @@ struct AuditFleetTests {
 
     // MARK: Watch
 
+    @Test("--watch: an owner not found for one audit is one \"unknown owner\" line, never a finding that appears and clears")
+    func watchOwnerRace() throws {
+        // One process holds 0.0.0.0 and 127.0.0.1 (the per-address fix): no finding, unless the
+        // loopback socket's owner is missed, which makes it look like another program's.
+        func audit(_ loopbackOwners: [Int32]) -> [NamespaceAudit] {
+            let sockets = [Self.socket("0.0.0.0", port: 8080, uid: 1000, pid: 10, inode: 1),
+                           AuditSocket(transport: .tcp, address: "127.0.0.1", port: 8080, uid: 1000, user: "1000", inode: 2,
+                                       owners: loopbackOwners.map { SocketOwner(pid: $0, command: "p") })]
+            let context = Audit.Context(ipv6: false)
+            let report = AuditReport(namespace: "net:[1]", sockets: sockets, findings: Audit.findings(sockets, context: context), ownersComplete: true, skippedRows: 0)
+            return [NamespaceAudit(netns: NetworkNamespace(inode: 1, path: "/proc/1/ns/net"), report: report)]
+        }
+        var script = [[10], [], [10], [10], [], [], [], [10]].map(audit)
+        let watcher = AuditWatcher { script.removeFirst() }
+        #expect(watcher.step().isEmpty)
+        // The race: one line that says so, and no finding.
+        let raced = watcher.step()
+        #expect(raced.count == 1 && raced[0].contains(" unknown owner of tcp 127.0.0.1:8080 (uid 1000 (1000)): no process held it"), "\(raced)")
+        #expect(watcher.step().isEmpty, "the owner came back: nothing to clear")
+        #expect(watcher.step().isEmpty)
+        // Missing twice in a row is no race: the finding stands, once, and clears once.
+        #expect(watcher.step().count == 1)
+        let standing = watcher.step()
+        #expect(standing.count == 1 && standing[0].contains("appears [warning] shadowing tcp/8080"), "\(standing)")
+        #expect(watcher.step().isEmpty)
+        let cleared = watcher.step()
+        #expect(cleared.count == 1 && cleared[0].contains("clears  [warning] shadowing tcp/8080"), "\(cleared)")
+    }
+
     @Test("--watch: an intruder that binds shows up within two intervals, and clears when it goes")
     func watchSeesIntruder() throws {
         let port = try Topology.freeHostPort(for: .tcp)

@@ -52,9 +52,11 @@ package struct AuditCommand: Command {
         hijack_lab_listeners{netns}, hijack_lab_netns_info, hijack_lab_audit_duration_seconds,
         hijack_lab_audit_timestamp_seconds), all findings whatever --min-severity says.
         --watch prints a line when a finding appears or clears, and when a listener comes or goes on
-        a port that has a finding; the findings present at start are printed first.
+        a port that has a finding; the findings present at start are printed first. A socket
+        that no process held when /proc was read (one caught starting) gets one "unknown owner"
+        line, and its findings wait one audit, so a race never shows as appears-then-clears.
         The exit status is 1 when an interception or shadowing finding exists (in any namespace),
-        whatever is shown.
+        whatever is shown; 3 when --all-netns found none but could not read part of the host.
         """
     package static let examples = [
         "hijack-lab audit",
@@ -308,6 +310,9 @@ package final class AuditWatcher {
     private var findings: [String: String]?
     private var listeners: [String: (port: String, text: String)] = [:]
     private var failures: [UInt64: String] = [:]
+    /// Sockets (namespace inode, socket inode) seen without an owner last step, where every
+    /// process could be read: a process caught between the sock_diag dump and the /proc scan.
+    private var ownerless: Set<String> = []
 
     package init(minimum: AuditFinding.Severity = .info, labelled: Bool = false, audit: @escaping () -> [NamespaceAudit]) {
         self.minimum = minimum
@@ -324,6 +329,9 @@ package final class AuditWatcher {
         var findingPorts: Set<String> = []
         var currentListeners: [String: (port: String, text: String)] = [:]
         var currentFailures: [UInt64: String] = [:]
+        var currentOwnerless: Set<String> = []
+        var unknownOwners: [String] = []
+        let previous = findings ?? [:]
         for audit in audits {
             let inode = audit.netns.inode
             let prefix = labelled ? "netns \(audit.netns.label): " : ""
@@ -331,8 +339,28 @@ package final class AuditWatcher {
                 currentFailures[inode] = prefix + "not audited: " + (audit.error ?? "no reason given")
                 continue
             }
+            // An owner missing where every process was readable is most likely a race: the
+            // process started, or passed the socket on, between the dump and the /proc scan.
+            // It is told once as "unknown owner"; its findings wait a step, and a finding
+            // already told stays, so a race never shows as a finding that appears and clears.
+            // An owner still missing on the next step is no race: the findings stand then.
+            var racing: Set<UInt64> = []
+            if report.ownersComplete {
+                for socket in report.sockets where socket.owners.isEmpty {
+                    let key = "\(inode) \(socket.inode)"
+                    currentOwnerless.insert(key)
+                    guard !ownerless.contains(key) else { continue }
+                    racing.insert(socket.inode)
+                    unknownOwners.append(prefix + "owner of \(socket.transport.rawValue) \(socket.label) (uid \(socket.uid) (\(socket.user))): "
+                                         + "no process held it when /proc was read; its findings wait for the next audit")
+                }
+            }
             for finding in report.findings where finding.severity >= minimum {
                 let key = "\(inode) \(finding.kind.rawValue) \(finding.severity.rawValue) \(finding.transport.rawValue) \(finding.port) \(finding.inodes)"
+                if finding.inodes.contains(where: racing.contains) {
+                    if let told = previous[key] { currentFindings[key] = told }
+                    continue
+                }
                 currentFindings[key] = prefix + "[\(finding.severity.rawValue)] \(finding.kind.rawValue) \(finding.transport.rawValue)/\(finding.port): \(finding.explanation)"
                 findingPorts.insert("\(inode) \(finding.transport.rawValue) \(finding.port)")
             }
@@ -346,7 +374,6 @@ package final class AuditWatcher {
         func emit(_ verb: String, _ texts: [String]) {
             lines += texts.sorted().map { UntrustedText.terminal("\(time) \(verb) \($0)") }
         }
-        let previous = findings ?? [:]
         if findings != nil {
             // Listener changes only where a finding is or was: a port of interest.
             for (key, _) in previous { findingPorts.insert(Self.portKey(ofFinding: key)) }
@@ -356,7 +383,9 @@ package final class AuditWatcher {
         }
         // A namespace that cannot be audited is told once, and again only when the reason changes.
         emit("fails  ", currentFailures.filter { failures[$0.key] != $0.value }.map(\.value))
+        emit("unknown", unknownOwners)
         emit("appears", currentFindings.filter { previous[$0.key] == nil }.map(\.value))
+        ownerless = currentOwnerless
         findings = currentFindings
         listeners = currentListeners
         failures = currentFailures

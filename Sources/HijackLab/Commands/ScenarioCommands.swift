@@ -239,9 +239,12 @@ enum ScenarioLanes {
         private var taken = 0
         private var results: [(outcome: ScenarioOutcome, milliseconds: UInt64)?]
         private var printed = 0
+        /// Every name in the run shows whole, the verdicts lined up after the longest.
+        private let nameColumn: Int
 
         init(scenarios: [Scenario], runners: [Runner], console: Console) {
             self.scenarios = scenarios
+            nameColumn = ScenarioText.nameColumn(for: scenarios.map(\.name))
             self.runners = runners
             self.console = console
             results = Array(repeating: nil, count: scenarios.count)
@@ -262,7 +265,7 @@ enum ScenarioLanes {
             results[index] = (outcome, milliseconds)
             while printed < results.count, let done = results[printed] {
                 printed += 1
-                console.err(ScenarioText.progressLine(done.outcome, index: printed, of: results.count, milliseconds: done.milliseconds))
+                console.err(ScenarioText.progressLine(done.outcome, index: printed, of: results.count, milliseconds: done.milliseconds, nameColumn: nameColumn))
             }
         }
 

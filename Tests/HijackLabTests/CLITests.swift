@@ -55,26 +55,74 @@ struct CLITests {
         #expect(captured.err.contains("1 ran: 0 as expected, 1 differ; 0 skipped"))
     }
 
-    @Test("run (two lanes in netns, one on loopback): progress lines and outcomes keep the order the names were given in")
+    @Test("run (two lanes in netns, one on loopback): progress lines and outcomes keep the order the names were given in, every name whole")
     func lanesKeepOrder() throws {
-        let catalog = try ScenarioFile.loadDirectory(TestLab.scenariosDirectory).scenarios.map(\.name)
+        let catalog = try ScenarioFile.loadDirectory(TestLab.scenariosDirectory).scenarios
         // From the catalog as it is (no names are assumed), in reverse: not the files' order.
-        let names = Array(catalog.prefix(6).reversed())
-        try #require(names.count >= 2, "the catalog has fewer than two scenarios")
-        let json = temporaryPath("lanes.json")
-        defer { try? FileManager.default.removeItem(atPath: json) }
-        let captured = TestLab.Captured()
-        let status = CLI.run(["run"] + names + ["--scenarios", TestLab.scenariosDirectory, "--json", json],
-                             console: captured.console, agentExecutable: TestLab.agentExecutable)
-        #expect(status == 0, "\(captured.err)")
-        let progress = captured.err.split(separator: "\n").filter { $0.hasPrefix("[") }
-        #expect(progress.count == names.count, "\(captured.err)")
-        for (index, line) in progress.enumerated() {
-            #expect(line.hasPrefix("[\(index + 1)/\(names.count)] \(names[index]) "), "\(line)")
+        let picked = Array(catalog.prefix(6).reversed())
+        try #require(picked.count >= 2, "the catalog has fewer than two scenarios")
+        try withFolder { folder in
+            // One of them renamed to the longest name a scenario may have, which the progress
+            // lines must show whole, the other names padded to its width.
+            let long = Self.name(ofLength: ScenarioLimits.nameCharacters)
+            let renamed = picked.count / 2
+            for (index, scenario) in picked.enumerated() {
+                let name = index == renamed ? long : scenario.name
+                try Self.copy(scenario, named: name, to: folder)
+            }
+            var names = picked.map(\.name)
+            names[renamed] = long
+            let json = folder + "/lanes.out"
+            let captured = TestLab.Captured()
+            let status = CLI.run(["run"] + names + ["--scenarios", folder, "--json", json],
+                                 console: captured.console, agentExecutable: TestLab.agentExecutable)
+            #expect(status == 0, "\(captured.err)")
+            let progress = captured.err.split(separator: "\n").filter { $0.hasPrefix("[") }
+            #expect(progress.count == names.count, "\(captured.err)")
+            for (index, line) in progress.enumerated() {
+                let counter = "[\(index + 1)/\(names.count)] "
+                let column = names[index].padding(toLength: ScenarioLimits.nameCharacters, withPad: " ", startingAt: 0) + " "
+                #expect(line.hasPrefix(counter + column), "\(line)")
+                // The next column starts at the same place on every line.
+                #expect(line.dropFirst(counter.count + column.count).first?.isWhitespace == false, "\(line)")
+            }
+            let document = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any]
+            let ran = (document?["scenarios"] as? [[String: Any]])?.compactMap { $0["name"] as? String }
+            #expect(ran == names)
         }
-        let document = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any]
-        let ran = (document?["scenarios"] as? [[String: Any]])?.compactMap { $0["name"] as? String }
-        #expect(ran == names)
+    }
+
+    @Test("check takes a scenario name of the longest length the limit allows, and refuses one character more")
+    func nameLimit() throws {
+        let scenario = try #require(try ScenarioFile.loadDirectory(TestLab.scenariosDirectory).scenarios.first, "the catalog is empty")
+        try withFolder { folder in
+            let longest = Self.name(ofLength: ScenarioLimits.nameCharacters)
+            let over = Self.name(ofLength: ScenarioLimits.nameCharacters + 1)
+            try Self.copy(scenario, named: longest, to: folder)
+            try Self.copy(scenario, named: over, to: folder)
+            let accepted = TestLab.Captured()
+            #expect(CLI.run(["check", "\(folder)/\(longest).json"], console: accepted.console, agentExecutable: "/nonexistent/agent") == 0, "\(accepted.err)")
+            #expect(accepted.out.contains(longest))
+            let refused = TestLab.Captured()
+            #expect(CLI.run(["check", "\(folder)/\(over).json"], console: refused.console, agentExecutable: "/nonexistent/agent") == 2)
+            #expect(refused.err.contains("\(folder)/\(over).json: field `name`: expected a name of at most \(ScenarioLimits.nameCharacters) characters; found \(ScenarioLimits.nameCharacters + 1) characters"),
+                    "\(refused.err)")
+            #expect(refused.out.isEmpty)
+        }
+    }
+
+    /// A valid scenario name of exactly `length` characters.
+    static func name(ofLength length: Int) -> String {
+        let stem = "long-name-"
+        return stem + String(repeating: "n", count: length - stem.count)
+    }
+
+    /// Writes `scenario`'s file under another name, in the file's name and its `name` field alike.
+    static func copy(_ scenario: Scenario, named name: String, to folder: String) throws {
+        let text = try String(contentsOfFile: scenario.file, encoding: .utf8)
+        let field = "\"name\": \"\(scenario.name)\""
+        try #require(text.components(separatedBy: field).count == 2, "\(scenario.file) does not hold \(field) once")
+        try text.replacingOccurrences(of: field, with: "\"name\": \"\(name)\"").write(toFile: "\(folder)/\(name).json", atomically: false, encoding: .utf8)
     }
 
     @Test("run exits 0 when every scenario matched, and writes no report unless asked")

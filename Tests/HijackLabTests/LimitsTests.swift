@@ -31,17 +31,18 @@ struct LimitsTests {
 
     @Test("With the process limit used up, a run fails at once with EAGAIN and a clear message",
           .enabled(if: geteuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"), "needs root to run as a fresh uid with setpriv"),
-          .enabled(if: TestLab.reachableByOthers(TestLab.toolExecutable), "the built binary's folders must let another uid in"))
+          .enabled(if: TestLab.reachableCopyUnavailable == nil, "another uid needs a copy of the built programs it can reach: \(TestLab.reachableCopyUnavailable ?? "")"))
     func processLimit() throws {
         // uid 65533 has no process, so `ulimit -u 1` leaves room for the run itself and none
-        // for an agent.
-        let binary = TestLab.toolExecutable
-        let script = "ulimit -u 1; exec \"$0\" run per-interface-fix --scenarios \"$1\" --topology loopback"
-        let run = try ChildProcess(executable: "/usr/bin/setpriv",
-                                   arguments: ["--reuid=65533", "--regid=65533", "--clear-groups", "/bin/bash", "-c", script, binary, TestLab.scenariosDirectory],
-                                   mergeStandardError: true)
-        let output = run.readAll(until: .after(seconds: 30))
-        let status = run.finish(until: .after(seconds: 5))
+        // for an agent. It runs a copy it can reach, whatever folder the checkout is in.
+        let (output, status) = try TestLab.withReachableCopy { copy in
+            let script = "ulimit -u 1; exec \"$0\" run per-interface-fix --scenarios \"$1\" --topology loopback"
+            let run = try ChildProcess(executable: "/usr/bin/setpriv",
+                                       arguments: ["--reuid=65533", "--regid=65533", "--clear-groups", "/bin/bash", "-c", script, copy.tool, copy.scenarios],
+                                       mergeStandardError: true)
+            let output = run.readAll(until: .after(seconds: 30))
+            return (output, run.finish(until: .after(seconds: 5)))
+        }
         try #require(output != nil, "the run did not end within 30 s")
         #expect((status >> 8) & 0xff == 2, "\(output!)")
         #expect(output!.contains("could not start agent client-host: posix_spawn: EAGAIN"), "\(output!)")

@@ -136,24 +136,29 @@ struct NetworkTests {
     }
 
     @Test("Run as uid 65534, the loopback fallback runs what it can and gives a reason for each skip",
-          .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"), "needs setpriv"))
+          .enabled(if: geteuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"), "needs root to run as uid 65534 with setpriv"),
+          .enabled(if: TestLab.reachableCopyUnavailable == nil, "uid 65534 needs a copy of the built programs it can reach: \(TestLab.reachableCopyUnavailable ?? "")"))
     func unprivilegedFallback() throws {
-        // A directory uid 65534 may write in, as a user's own directory would be.
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("hijack-lab-nobody-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o777])
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let json = directory + "/out.json"
-        let run = try ChildProcess(executable: "/usr/bin/setpriv", arguments: [
-            "--reuid=65534", "--regid=65534", "--clear-groups", TestLab.toolExecutable,
-            "all", "--scenarios", TestLab.scenariosDirectory, "--report", "/dev/null", "--json", json], mergeStandardError: true)
-        let output = run.readAll(until: .after(seconds: 60)) ?? ""
-        let status = run.finish(until: .after(seconds: 5))
+        // The programs and scenarios from a copy uid 65534 can reach, whatever folder the checkout is in.
+        let (output, status, written, scenarios) = try TestLab.withReachableCopy { copy in
+            // A directory uid 65534 may write in, as a user's own directory would be.
+            let directory = copy.folder + "/nobody"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
+            try FileManager.default.setAttributes([.posixPermissions: 0o777], ofItemAtPath: directory)
+            let json = directory + "/out.json"
+            let run = try ChildProcess(executable: "/usr/bin/setpriv", arguments: [
+                "--reuid=65534", "--regid=65534", "--clear-groups", copy.tool,
+                "all", "--scenarios", copy.scenarios, "--report", "/dev/null", "--json", json], mergeStandardError: true)
+            let output = run.readAll(until: .after(seconds: 60)) ?? ""
+            let status = run.finish(until: .after(seconds: 5))
+            let report = try? JSONDecoder().decode(LabReport.self, from: Data(contentsOf: URL(fileURLWithPath: json)))
+            return (output, status, report, try ScenarioFile.loadDirectory(copy.scenarios).scenarios)
+        }
         #expect(status == 0, "\(output)")
         #expect(output.contains("topology: loopback (the host's own loopback, because the netns topology needs root or CAP_SYS_ADMIN"))
-        let report = try JSONDecoder().decode(LabReport.self, from: Data(contentsOf: URL(fileURLWithPath: json)))
+        let report = try #require(written, "no JSON report: \(output)")
         #expect(report.environment.uid == 65534)
         #expect(report.environment.topology == .loopback)
-        let scenarios = try ScenarioFile.loadDirectory(TestLab.scenariosDirectory).scenarios
         let cannotRun = Set(scenarios.filter { TestLab.needsNetns($0) || TestLab.needsRoot($0) }.map(\.name))
         let skipped = report.scenarios.filter { $0.status == .skipped }
         #expect(Set(skipped.map(\.name)) == cannotRun)

@@ -82,6 +82,74 @@ enum TestLab {
         }
     }
 
+    /// The built programs and the scenarios, copied where another uid can reach them: the
+    /// checkout may sit under a folder only its owner may enter (a home folder of mode 0700),
+    /// and then uid 65534 cannot exec the front, nor the front hijack-lab-full beside it.
+    struct ReachableCopy {
+        /// The fresh folder under /tmp (0755) that holds everything below.
+        let folder: String
+        /// The front, hijack-lab, with hijack-lab-full beside it (Front.fullPath looks there),
+        /// and so the agent too (LabSettings.defaultAgentExecutable looks there as well).
+        let tool: String
+        /// A copy of the scenarios folder, each file readable by all.
+        let scenarios: String
+    }
+
+    /// The programs a copy needs: the front, and everything it execs from its own folder.
+    static let reachableCopyPrograms = [Front.agentName, Front.fullName]
+
+    /// Why `withReachableCopy` cannot work here, or nil when it can.
+    static let reachableCopyUnavailable: String? = {
+        for name in reachableCopyPrograms where !FileManager.default.isExecutableFile(atPath: builtExecutable(name)) {
+            return "\(name) is not built beside the tests (swift build builds it)"
+        }
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: scenariosDirectory, isDirectory: &isFolder), isFolder.boolValue else {
+            return "no scenarios folder at \(scenariosDirectory)"
+        }
+        guard reachableByOthers("/tmp") else { return "/tmp does not let another uid in, so no copy there can be reached" }
+        return nil
+    }()
+
+    /// Runs `body` with a copy of the programs and the scenarios in a fresh folder under /tmp
+    /// that every uid may enter and run from (folders 0755, programs 0755, files 0644), and
+    /// removes the folder afterwards, whatever `body` did.
+    static func withReachableCopy<T>(_ body: (ReachableCopy) throws -> T) throws -> T {
+        if let reason = reachableCopyUnavailable { throw ReachableCopyError(reason: reason) }
+        let manager = FileManager.default
+        let folder = "/tmp/hijack-lab-reachable-\(UUID().uuidString)"
+        try manager.createDirectory(atPath: folder, withIntermediateDirectories: false)
+        defer { try? manager.removeItem(atPath: folder) }
+        // Explicitly, whatever the umask: createDirectory's mode is masked by it.
+        try manager.setAttributes([.posixPermissions: 0o755], ofItemAtPath: folder)
+        for name in reachableCopyPrograms {
+            let copy = folder + "/" + name
+            try manager.copyItem(atPath: builtExecutable(name), toPath: copy)
+            try manager.setAttributes([.posixPermissions: 0o755], ofItemAtPath: copy)
+        }
+        let scenarios = folder + "/scenarios"
+        try manager.createDirectory(atPath: scenarios, withIntermediateDirectories: false)
+        try manager.setAttributes([.posixPermissions: 0o755], ofItemAtPath: scenarios)
+        for file in try manager.contentsOfDirectory(atPath: scenariosDirectory) {
+            let source = scenariosDirectory + "/" + file
+            var isFolder: ObjCBool = false
+            guard manager.fileExists(atPath: source, isDirectory: &isFolder), !isFolder.boolValue else { continue }
+            try manager.copyItem(atPath: source, toPath: scenarios + "/" + file)
+            try manager.setAttributes([.posixPermissions: 0o644], ofItemAtPath: scenarios + "/" + file)
+        }
+        let copy = ReachableCopy(folder: folder, tool: folder + "/" + Front.agentName, scenarios: scenarios)
+        // A test that asks for the copy must be able to rely on it: the check it stands for.
+        guard reachableByOthers(copy.tool), reachableByOthers(copy.scenarios) else {
+            throw ReachableCopyError(reason: "the copy in \(folder) is not reachable by another uid")
+        }
+        return try body(copy)
+    }
+
+    struct ReachableCopyError: Error, CustomStringConvertible {
+        let reason: String
+        var description: String { "no reachable copy of the built programs: \(reason)" }
+    }
+
     /// A collecting console for CLI tests.
     final class Captured: @unchecked Sendable {
         private let lock = NSLock()

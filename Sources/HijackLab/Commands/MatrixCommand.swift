@@ -79,20 +79,16 @@ struct MatrixCommand: Command {
         }
         let settings = LabSettings(agentExecutable: context.agentExecutable, topology: topology, replyTimeout: timeout, connectTimeout: 1)
         let runner = workers.map { MatrixRunner(settings: settings, workers: $0) } ?? MatrixRunner(settings: settings)
-        runner.audit = arguments.flag("--audit")
         let cases = filter.cases
         let baselines = filter.baselines
         console.err("topology: \(topology.kind.rawValue) (\(topology.reason)); \(cases.count) cases and \(baselines.count) baselines on \(runner.workers) lanes")
         let step = max(1, cases.count / 10)
-        runner.onProgress = { done, total in
+        let started = Deadline.now()
+        let outcomes = runner.run(cases, audit: arguments.flag("--audit")) { done, total in
             if done % step == 0 || done == total { console.err("[\(String(repeating: " ", count: String(total).count - String(done).count))\(done)/\(total)] cases") }
         }
-        let started = Deadline.now()
-        let outcomes = runner.run(cases)
-        runner.onProgress = nil
         // Baselines use ports of their own, above the cases' ports.
         // A socket alone has nothing to take: its baseline needs no audit.
-        runner.audit = false
         let alone = runner.run(baselines, portBase: 40_000)
         let elapsed = Double(Deadline.now().nanoseconds - started.nanoseconds) / 1e9
         if let signal = ChildRegistry.shared.interruption { return .interrupted(signal: signal) }

@@ -2,8 +2,10 @@ import HijackCLI
 import HijackAgent
 import HijackAudit
 import HijackSystem
+import Dispatch
 import Foundation
 import Glibc
+import Synchronization
 
 /// The options `all` and `run` share.
 enum LabOptions {
@@ -206,73 +208,83 @@ enum ScenarioRun {
 /// the loopback topology scenarios share the host's ports, and one lane runs them all.
 /// Progress lines come out in the scenarios' order.
 enum ScenarioLanes {
+    /// `first`, the Runner the caller prepared, stays on the calling thread, which runs the
+    /// first lane; a second lane makes its own Runner on its own thread. A Runner is not
+    /// Sendable, and none crosses a thread.
     static func run(_ scenarios: [Scenario], first: Runner, settings: LabSettings, verbose: Bool, console: Console) -> [ScenarioOutcome] {
-        var runners = [first]
-        if settings.topology.kind == .netns, scenarios.count > 1, sysconf(Int32(_SC_NPROCESSORS_ONLN)) > 1 {
-            // A second lab that cannot be built leaves the run on one lane, which is no failure.
-            let second = Runner(settings: settings)
-            if (try? second.prepare()) != nil { runners.append(second) }
-        }
-        if verbose {
-            for runner in runners { runner.onStep = { scenario, step in console.err("  \(scenario): \(step.description)") } }
-        }
-        let board = Board(scenarios: scenarios, runners: runners, console: console)
-        DispatchQueue.concurrentPerform(iterations: runners.count) { lane in
-            let runner = board.runners[lane]
-            while let (index, scenario) = board.next() {
-                // An interrupted run starts nothing more; its signal handler ends the process.
-                if ChildRegistry.shared.interruption != nil { break }
-                let started = Deadline.now()
-                let outcome = runner.run(scenario)
-                board.finished(index, outcome, milliseconds: (Deadline.now().nanoseconds - started.nanoseconds) / 1_000_000)
+        let board = Board(scenarios: scenarios, console: console)
+        let secondLane = settings.topology.kind == .netns && scenarios.count > 1 && sysconf(Int32(_SC_NPROCESSORS_ONLN)) > 1
+        let lanes = DispatchGroup()
+        if secondLane {
+            DispatchQueue.global().async(group: lanes) {
+                // A second lab that cannot be built leaves the run on one lane, which is no failure.
+                let second = Runner(settings: settings)
+                if (try? second.prepare()) != nil { work(second, board: board, verbose: verbose, console: console) }
+                second.shutdown()
             }
-            runner.shutdown()
         }
+        work(first, board: board, verbose: verbose, console: console)
+        first.shutdown()
+        lanes.wait()
         return board.outcomes
     }
 
-    /// The lanes' shared state: each lane's Runner (used by that lane alone), the next
-    /// scenario to take, and the outcomes, printed in order.
-    private final class Board: @unchecked Sendable {
-        private var lock = pthread_mutex_t()
-        let runners: [Runner]
+    /// One lane: takes the next scenario from the board until none is left.
+    private static func work(_ runner: Runner, board: Board, verbose: Bool, console: Console) {
+        if verbose { runner.onStep = { scenario, step in console.err("  \(scenario): \(step.description)") } }
+        while let (index, scenario) = board.next() {
+            // An interrupted run starts nothing more; its signal handler ends the process.
+            if ChildRegistry.shared.interruption != nil { break }
+            let started = Deadline.now()
+            let outcome = runner.run(scenario)
+            board.finished(index, outcome, milliseconds: (Deadline.now().nanoseconds - started.nanoseconds) / 1_000_000)
+        }
+    }
+
+    /// The lanes' shared state, behind one lock: the next scenario to take, and the outcomes,
+    /// printed in order with every name whole.
+    private final class Board: Sendable {
+        private struct State {
+            var taken = 0
+            var results: [(outcome: ScenarioOutcome, milliseconds: UInt64)?]
+            var printed = 0
+        }
+
         private let scenarios: [Scenario]
         private let console: Console
-        private var taken = 0
-        private var results: [(outcome: ScenarioOutcome, milliseconds: UInt64)?]
-        private var printed = 0
+        private let nameColumn: Int
+        private let state: Mutex<State>
 
-        init(scenarios: [Scenario], runners: [Runner], console: Console) {
+        init(scenarios: [Scenario], console: Console) {
             self.scenarios = scenarios
-            self.runners = runners
             self.console = console
-            results = Array(repeating: nil, count: scenarios.count)
-            pthread_mutex_init(&lock, nil)
+            nameColumn = ScenarioText.nameColumn(for: scenarios.map(\.name))
+            state = Mutex(State(results: Array(repeating: nil, count: scenarios.count)))
         }
 
         func next() -> (Int, Scenario)? {
-            pthread_mutex_lock(&lock)
-            defer { pthread_mutex_unlock(&lock) }
-            guard taken < scenarios.count else { return nil }
-            taken += 1
-            return (taken - 1, scenarios[taken - 1])
+            state.withLock { state in
+                guard state.taken < scenarios.count else { return nil }
+                state.taken += 1
+                return (state.taken - 1, scenarios[state.taken - 1])
+            }
         }
 
         func finished(_ index: Int, _ outcome: ScenarioOutcome, milliseconds: UInt64) {
-            pthread_mutex_lock(&lock)
-            defer { pthread_mutex_unlock(&lock) }
-            results[index] = (outcome, milliseconds)
-            while printed < results.count, let done = results[printed] {
-                printed += 1
-                console.err(ScenarioText.progressLine(done.outcome, index: printed, of: results.count, milliseconds: done.milliseconds))
+            // Printed under the lock, so that lines from two lanes come out whole and in order.
+            state.withLock { state in
+                state.results[index] = (outcome, milliseconds)
+                while state.printed < state.results.count, let done = state.results[state.printed] {
+                    state.printed += 1
+                    console.err(ScenarioText.progressLine(done.outcome, index: state.printed, of: state.results.count,
+                                                          milliseconds: done.milliseconds, nameColumn: nameColumn))
+                }
             }
         }
 
         /// Every finished outcome in the scenarios' order (an interrupted run leaves some out).
         var outcomes: [ScenarioOutcome] {
-            pthread_mutex_lock(&lock)
-            defer { pthread_mutex_unlock(&lock) }
-            return results.compactMap { $0?.outcome }
+            state.withLock { state in state.results.compactMap { $0?.outcome } }
         }
     }
 }

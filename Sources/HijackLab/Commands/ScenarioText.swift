@@ -10,9 +10,18 @@ import HijackSystem
 /// agent or a file) is escaped for the terminal. Names, ids, addresses and option names are
 /// validated against patterns or fixed lists when the file is read, and are shown as they are.
 public enum ScenarioText {
-    public static func progressLine(_ outcome: ScenarioOutcome, index: Int, of total: Int, milliseconds: UInt64) -> String {
+    /// The progress lines' name column: as wide as the longest name in the run, so every name
+    /// shows whole and the verdicts line up; never narrower than `minimumNameColumn`, nor wider
+    /// than the longest name a scenario may have (`ScenarioLimits.nameCharacters`).
+    public static func nameColumn(for names: [String]) -> Int {
+        min(ScenarioLimits.nameCharacters, max(minimumNameColumn, names.map(\.count).max() ?? 0))
+    }
+
+    public static let minimumNameColumn = 38
+
+    public static func progressLine(_ outcome: ScenarioOutcome, index: Int, of total: Int, milliseconds: UInt64, nameColumn: Int = minimumNameColumn) -> String {
         let counter = "[\(String(repeating: " ", count: String(total).count - String(index).count))\(index)/\(total)]"
-        let name = UntrustedText.terminal(outcome.name).padding(toLength: 38, withPad: " ", startingAt: 0)
+        let name = UntrustedText.terminal(outcome.name).padding(toLength: nameColumn, withPad: " ", startingAt: 0)
         switch outcome.status {
         case .skipped:
             return "\(counter) \(name) skipped: \(UntrustedText.terminal(outcome.skipReason ?? ""))"

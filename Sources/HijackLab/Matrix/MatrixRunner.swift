@@ -5,6 +5,7 @@ import HijackSystem
 import Dispatch
 import Foundation
 import Glibc
+import Synchronization
 
 /// One lane of the matrix: its own lab network and three long-lived socket agents (the first
 /// socket, the second as the same user, the second as uid 65534). Cases run one after the
@@ -201,22 +202,20 @@ final class MatrixWorker {
 }
 
 /// Runs many cases over a few workers in parallel, with a process launch per worker, never per case.
-public final class MatrixRunner: @unchecked Sendable {
+/// Its lanes share it across threads: everything in it is either constant or behind a lock.
+public final class MatrixRunner: Sendable {
     public let settings: LabSettings
     public let workers: Int
-    /// Called from worker threads after each case: (cases done, total).
-    public var onProgress: (@Sendable (Int, Int) -> Void)?
-    /// Audit the lab host in every case while its sockets are live (`matrix --audit`).
-    public var audit = false
-    private var lock = pthread_mutex_t()
-    public private(set) var startedProcesses: [ProcessIdentity] = []
+    private let started = Mutex<[ProcessIdentity]>([])
 
     public init(settings: LabSettings, workers: Int = max(1, min(2, sysconf(Int32(_SC_NPROCESSORS_ONLN))))) {
         self.settings = settings
         self.workers = workers
-        pthread_mutex_init(&lock, nil)
         signal(SIGPIPE, SIG_IGN)
     }
+
+    /// Every process the lanes started, so callers can check that none outlives the run.
+    public var startedProcesses: [ProcessIdentity] { started.withLock { $0 } }
 
     /// What each delivery's destination is called, in order.
     public var destinationLabels: [String] {
@@ -236,25 +235,29 @@ public final class MatrixRunner: @unchecked Sendable {
     /// ports so that every case in the netns topology has a port of its own.
     /// `portStride` 0 puts every case of a lane on one port: the isolation test's way of
     /// showing that a case leaves nothing on its port for the next.
-    public func run(_ cases: [MatrixCase], portBase: UInt16 = 10_000, portStride: UInt16 = 1) -> [MatrixCaseOutcome] {
-        run(cases) { index in portBase &+ UInt16(index % 20_000) &* portStride }
+    /// `audit` audits the lab host in every case while its sockets are live (`matrix --audit`);
+    /// `onProgress` is called from the lanes' threads after each case with (cases done, total).
+    public func run(_ cases: [MatrixCase], portBase: UInt16 = 10_000, portStride: UInt16 = 1, audit: Bool = false,
+                    onProgress: (@Sendable (Int, Int) -> Void)? = nil) -> [MatrixCaseOutcome] {
+        run(cases, audit: audit, onProgress: onProgress) { index in portBase &+ UInt16(index % 20_000) &* portStride }
     }
 
     /// The cases and their baselines in one pass over the same lanes, so that the baselines
     /// cost no lab of their own: cases on ports from 10,000, baselines from 40,000.
     public func run(cases: [MatrixCase], baselines: [MatrixCase]) -> (cases: [MatrixCaseOutcome], baselines: [MatrixCaseOutcome]) {
-        let outcomes = run(cases + baselines) { index in
+        let outcomes = run(cases + baselines, audit: false, onProgress: nil) { index in
             index < cases.count ? 10_000 &+ UInt16(index % 20_000) : 40_000 &+ UInt16((index - cases.count) % 20_000)
         }
         return (Array(outcomes[..<cases.count]), Array(outcomes[cases.count...]))
     }
 
     /// `netnsPort` gives each case's port in the netns topology, by its index.
-    private func run(_ cases: [MatrixCase], netnsPort: @escaping @Sendable (Int) -> UInt16) -> [MatrixCaseOutcome] {
-        let results = Results(count: cases.count)
+    private func run(_ cases: [MatrixCase], audit: Bool, onProgress: (@Sendable (Int, Int) -> Void)?,
+                     netnsPort: @escaping @Sendable (Int) -> UInt16) -> [MatrixCaseOutcome] {
+        let results = Results(count: cases.count, onProgress: onProgress)
         let lanes = max(1, min(workers, cases.count))
-        let total = cases.count
         DispatchQueue.concurrentPerform(iterations: lanes) { lane in
+            // Each lane's worker (its lab and agents) is made, used and ended on the lane's own thread.
             var worker: MatrixWorker?
             // A lab that cannot be set up twice in a row will not be the third time: stop
             // rebuilding it for every remaining case, and say why on each.
@@ -263,13 +266,13 @@ public final class MatrixRunner: @unchecked Sendable {
             for index in stride(from: lane, to: cases.count, by: lanes) {
                 let matrixCase = cases[index]
                 if let reason = skipReason(matrixCase) {
-                    results.set(index, MatrixCaseOutcome(matrixCase: matrixCase, status: .skipped, skipReason: reason), progress: onProgress, total: total)
+                    results.set(index, MatrixCaseOutcome(matrixCase: matrixCase, status: .skipped, skipReason: reason))
                     continue
                 }
                 var outcome = MatrixCaseOutcome(matrixCase: matrixCase, status: .error)
                 if setupFailures >= 2 {
                     outcome.error = "not run: this lane's lab could not be set up twice in a row (\(setupProblem))"
-                    results.set(index, outcome, progress: onProgress, total: total)
+                    results.set(index, outcome)
                     continue
                 }
                 do throws(LabError) {
@@ -302,7 +305,7 @@ public final class MatrixRunner: @unchecked Sendable {
                     worker?.kill()
                     worker = nil
                 }
-                results.set(index, outcome, progress: onProgress, total: total)
+                results.set(index, outcome)
             }
             worker?.finish()
         }
@@ -310,31 +313,34 @@ public final class MatrixRunner: @unchecked Sendable {
     }
 
     private func record(_ identities: [ProcessIdentity]) {
-        pthread_mutex_lock(&lock)
-        startedProcesses += identities
-        pthread_mutex_unlock(&lock)
+        started.withLock { $0 += identities }
     }
 
     /// Outcomes written by several worker threads, each to its own slots.
-    private final class Results: @unchecked Sendable {
-        private var lock = pthread_mutex_t()
-        private var outcomes: [MatrixCaseOutcome?]
-        private var done = 0
-
-        init(count: Int) {
-            outcomes = Array(repeating: nil, count: count)
-            pthread_mutex_init(&lock, nil)
+    private final class Results: Sendable {
+        private struct State {
+            var outcomes: [MatrixCaseOutcome?]
+            var done = 0
         }
 
-        func set(_ index: Int, _ outcome: MatrixCaseOutcome, progress: (@Sendable (Int, Int) -> Void)?, total: Int) {
-            pthread_mutex_lock(&lock)
-            outcomes[index] = outcome
-            done += 1
-            let finished = done
-            pthread_mutex_unlock(&lock)
-            progress?(finished, total)
+        private let state: Mutex<State>
+        private let onProgress: (@Sendable (Int, Int) -> Void)?
+
+        init(count: Int, onProgress: (@Sendable (Int, Int) -> Void)?) {
+            state = Mutex(State(outcomes: Array(repeating: nil, count: count)))
+            self.onProgress = onProgress
         }
 
-        var all: [MatrixCaseOutcome] { outcomes.map { $0! } }
+        func set(_ index: Int, _ outcome: MatrixCaseOutcome) {
+            let (finished, total) = state.withLock { state in
+                state.outcomes[index] = outcome
+                state.done += 1
+                return (state.done, state.outcomes.count)
+            }
+            // Outside the lock: a slow progress callback holds up no other lane.
+            onProgress?(finished, total)
+        }
+
+        var all: [MatrixCaseOutcome] { state.withLock { state in state.outcomes.map { $0! } } }
     }
 }

@@ -16,12 +16,17 @@ public enum ScenarioLimits {
     public static let sockets = 64
     public static let probes = 64
     public static let connectionsPerProbe = 1000
+    /// A scenario's name, in characters (all ASCII, so bytes too): it is a file name, a
+    /// heading and an anchor in the report, and a column of the progress lines, which show
+    /// it whole up to this length.
+    public static let nameCharacters = 64
     /// Arrays and objects inside one another; a scenario needs five.
     public static let nestingDepth = JSONParser.maximumDepth
 
     /// One line per limit, for help text and documentation.
     public static let summary: [String] = [
         "a scenario file is at most 1 MiB (\(fileBytes) bytes), a regular file",
+        "a scenario's name is at most \(nameCharacters) characters",
         "at most \(sockets) sockets and \(probes) probes per scenario",
         "at most \(connectionsPerProbe) connections per probe, written as a whole number in digits",
         "JSON nested at most \(nestingDepth) arrays and objects deep; each key once per object",
@@ -176,6 +181,10 @@ private struct Reader {
     func scenario(_ document: JSONValue) throws(ScenarioError) -> Scenario {
         let top = try object(document, "", required: ["name", "title", "story", "lesson", "transport", "sockets", "probes", "expect"], optional: ["steps", "audit", "port"])
         let name = try string(top["name"], "name", pattern: .scenarioName)
+        guard name.count <= ScenarioLimits.nameCharacters else {
+            throw ScenarioError(file: file, field: "name", expected: "a name of at most \(ScenarioLimits.nameCharacters) characters",
+                                found: "\(name.count) characters")
+        }
         let base = (file as NSString).lastPathComponent
         if base.hasSuffix(".json"), base != "\(name).json" {
             throw fail("name", "the file's own name, \"\(UntrustedText.terminal(String(base.dropLast(5))))\" (readers look scenarios up by name)", top["name"])

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "hl_early.h"
+#include "hl_exec.h"
 #include "hl_guest.h"
 #include "hl_interrupt.h"
 #include "hl_sockdiag.h"

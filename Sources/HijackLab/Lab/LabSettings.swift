@@ -28,9 +28,11 @@ public struct LabSettings: Sendable {
         self.connectTimeout = connectTimeout
     }
 
-    /// The path of the running executable, from the kernel (argv[0] may be a bare name).
+    /// The path of the running executable, from the kernel (argv[0] may be a bare name or a
+    /// lie); where that path is not UTF-8, `/proc/self/exe`, which names the same binary to
+    /// the children that exec it.
     public static func currentExecutable() -> String {
-        Front.ownPath() ?? CommandLine.arguments[0]
+        Front.ownPath() ?? Front.ownByKernel
     }
 
     /// The program started as agents: `hijack-lab`, the small front built beside this one,
@@ -38,7 +40,7 @@ public struct LabSettings: Sendable {
     /// knows the role) when the front is not there.
     public static func defaultAgentExecutable() -> String {
         let own = currentExecutable()
-        guard let slash = own.lastIndex(of: "/") else { return own }
+        guard own != Front.ownByKernel, let slash = own.lastIndex(of: "/") else { return own }
         let front = String(own[...slash]) + Front.agentName
         return access(front, X_OK) == 0 ? front : own
     }

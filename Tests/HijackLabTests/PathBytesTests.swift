@@ -1,0 +1,97 @@
+import CHijackLab
+import Foundation
+import Glibc
+import Testing
+@testable import HijackLab
+@testable import HijackSystem
+@testable import HijackCLI
+
+/// Installed under a folder whose name is not UTF-8, the tool runs its own programs, never
+/// those of the folder whose name is the decoded spelling (U+FFFD for the bad byte), which
+/// another user may have made beside it.
+@Suite("Paths are bytes: a non-UTF-8 install never runs a decoy")
+struct PathBytesTests {
+    /// A path as bytes, for the calls that take one.
+    struct BytePath {
+        var bytes: [UInt8]
+        init(_ bytes: [UInt8]) { self.bytes = bytes }
+        static func + (path: BytePath, tail: String) -> BytePath { BytePath(path.bytes + Array(tail.utf8)) }
+        func withC<T>(_ body: (UnsafePointer<CChar>) throws -> T) rethrows -> T {
+            try (bytes + [0]).map { CChar(bitPattern: $0) }.withUnsafeBufferPointer { try body($0.baseAddress!) }
+        }
+    }
+
+    static func copy(_ source: String, to destination: BytePath) throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: source))
+        let fd = destination.withC { open($0, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o755) }
+        try #require(fd >= 0, "cannot create the copy: \(SystemError.last("open"))")
+        defer { close(fd) }
+        try data.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let written = write(fd, raw.baseAddress! + offset, raw.count - offset)
+                try #require(written > 0)
+                offset += written
+            }
+        }
+    }
+
+    /// Runs `program` (bytes) with `arguments`; its exit status and stdout.
+    static func run(_ program: BytePath, _ arguments: [String], output: String) throws -> (status: Int32, out: String) {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        _ = hl_spawn_close_from(&actions, 3)
+        let argv: [UnsafeMutablePointer<CChar>?] = [program.withC { strdup($0) }] + arguments.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let spawned = program.withC { posix_spawn(&pid, $0, &actions, nil, argv, environ) }
+        try #require(spawned == 0)
+        let handle = hl_pidfd_open(pid)
+        defer { if handle >= 0 { close(handle) } }
+        let ended = handle >= 0 && (try? waitFor(handle, events: Int16(POLLIN), until: .after(seconds: 120))) == true
+        if !ended { kill(pid, SIGKILL) }
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        try #require(ended, "the run did not end within 120 s")
+        let out = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+        return ((status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f), out)
+    }
+
+    @Test("The front, the runner's agents and audit --all-netns run the programs beside them, not the U+FFFD folder's")
+    func decoysNeverRun() throws {
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("hijack-lab-bytes-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        let real = BytePath(Array(base.utf8) + Array("/hl-".utf8) + [0xff] + Array("bin".utf8))
+        let decoy = BytePath(Array(base.utf8)) + "/hl-\u{FFFD}bin"
+        #expect(String(decoding: real.bytes, as: UTF8.self) == String(decoding: decoy.bytes, as: UTF8.self), "the decoy is not the decoded spelling")
+        try #require(real.withC { mkdir($0, 0o755) } == 0 && decoy.withC { mkdir($0, 0o755) } == 0)
+        try Self.copy(TestLab.toolExecutable, to: real + "/hijack-lab")
+        try Self.copy(TestLab.builtExecutable(Front.fullName), to: real + "/hijack-lab-full")
+        // The decoys say that they ran, and fail.
+        let marker = base + "/decoy-ran"
+        for name in ["hijack-lab", "hijack-lab-full"] {
+            let script = "#!/bin/sh\necho \(name) >> '\(marker)'\nexit 42\n"
+            try script.write(toFile: base + "/hl-\u{FFFD}bin/" + name, atomically: false, encoding: .utf8)
+            try #require(chmod(base + "/hl-\u{FFFD}bin/" + name, 0o755) == 0)
+        }
+        let front = real + "/hijack-lab"
+        let output = base + "/out"
+
+        // The front hands `list` to hijack-lab-full: the one in its own folder.
+        let listed = try Self.run(front, ["list", "--scenarios", TestLab.fixtures + "/mixed"], output: output)
+        #expect(listed.status == 2 && listed.out.contains("good-one"), "\(listed)")
+        // A run starts agents: the front beside hijack-lab-full, or hijack-lab-full itself.
+        let ran = try Self.run(front, ["run", "good-one", "--scenarios", TestLab.fixtures + "/mixed", "--topology", "loopback", "--json", "-"], output: output)
+        #expect(ran.out.contains("\"matchesExpectation\" : true") || ran.out.contains("\"matchesExpectation\":true"), "\(ran)")
+        if geteuid() == 0 {
+            // Every namespace is entered by an agent of the front's own binary.
+            let audited = try Self.run(front, ["audit", "--all-netns"], output: output)
+            #expect([0, 1, 3].contains(audited.status), "\(audited)")
+        }
+        #expect(access(marker, F_OK) != 0, "a decoy ran: \((try? String(contentsOfFile: marker, encoding: .utf8)) ?? "")")
+    }
+}

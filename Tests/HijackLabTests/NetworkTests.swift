@@ -72,10 +72,13 @@ struct NetworkTests {
     @Test("The whole catalog runs in netns and matches; afterwards no agent, namespace or interface is left")
     func wholeCatalogAndTeardown() throws {
         let linksBefore = Self.rootNamespaceLinks()
-        let runner = Runner(settings: Self.netnsSettings())
+        let scenarios = try ScenarioFile.loadDirectory(TestLab.scenariosDirectory).scenarios
+        var settings = Self.netnsSettings()
+        // One lab for the whole catalog, as `all` makes it: audit-ready if a scenario audits.
+        settings.scenariosAudit = scenarios.contains { $0.audit }
+        let runner = Runner(settings: settings)
         try runner.prepare()
         let labNamespace = try #require(runner.labHostPID.flatMap(Self.namespace(of:)))
-        let scenarios = try ScenarioFile.loadDirectory(TestLab.scenariosDirectory).scenarios
         for scenario in scenarios {
             let outcome = runner.run(scenario)
             #expect(outcome.status == .ran, "\(scenario.name): \(outcome.skipReason ?? outcome.error ?? "")")

@@ -43,7 +43,7 @@ struct AgentWireTests {
         .reply(.executed(SyscallRecord(call: "exec", arguments: "ip", result: .toolFailed("signal 9")), output: nil)),
         .reply(.probed(connections: [ProbeConnection(local: "127.0.0.1:50000", identity: "victim 12 0", remote: "127.0.0.1"),
                                      ProbeConnection(error: "ECONNREFUSED", remote: "::1"),
-                                     ProbeConnection(local: "[::1]:1", remote: "::1", lost: true)], resolved: ["::1", "127.0.0.1"])),
+                                     ProbeConnection(local: "[::1]:1", remote: "::1", lost: true, tries: 3)], resolved: ["::1", "127.0.0.1"])),
         .reply(.probed(connections: [], resolved: nil)),
         .reply(.refused(reason: "unknown option SO_\"x\"")),
     ]

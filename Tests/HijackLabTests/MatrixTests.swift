@@ -52,7 +52,7 @@ struct MatrixModelTests {
         outcome.secondListen = secondBind == .ok ? .ok : .notAttempted
         outcome.deliveries = zip(["127.0.0.1", "::1", "lab-interface"], letters).map { destination, letter in
             MatrixDelivery(destination: destination, sent: 16, first: "VS".contains(letter) ? 8 : 0, second: "AS".contains(letter) ? 8 : 0,
-                           nobody: letter == "-" ? 16 : 0, lost: 0)
+                           nobody: letter == "-" ? 16 : 0, lost: letter == "X" ? 16 : 0)
         }
         return outcome
     }
@@ -66,6 +66,19 @@ struct MatrixModelTests {
         listenFailed.secondListen = "EADDRINUSE"
         #expect(listenFailed.cell == "L")
         #expect(MatrixCaseOutcome(matrixCase: listenFailed.matrixCase, status: .skipped, skipReason: "x").cell == "·")
+    }
+
+    @Test("A destination whose datagrams all went unanswered is X (lost), never - (nobody), and its case says nothing of who keeps it")
+    func lostCell() {
+        let lost = Self.outcome("0.0.0.0", "127.0.0.1", cell: "A-X")
+        #expect(lost.cell == "A-X")
+        #expect(lost.deliveries[2].isLost && !lost.deliveries[1].isLost)
+        // Only some lost: the letter is who answered the rest.
+        #expect(MatrixDelivery(destination: "::1", sent: 16, first: 9, second: 0, nobody: 0, lost: 7).letter == "V")
+        #expect(MatrixReport.legend.contains("`X` lost"))
+        // A case that lost a destination, and takes nothing elsewhere, is not "keeps".
+        let keepsOrLost = Self.outcome("127.0.0.1", "0.0.0.0", cell: "V-X")
+        #expect(MatrixResult.outcomeClass(keepsOrLost, alone: [MatrixResult.baselineKey(keepsOrLost.matrixCase): ["127.0.0.1"]]) == .incomplete)
     }
 
     @Test("The grid puts first addresses in rows and second in columns; takeovers use the first socket's baseline")

@@ -93,6 +93,67 @@ struct ProbeClientTests {
         #expect(records.map(\.error) == Array(repeating: "ETIMEDOUT", count: 3))
     }
 
+    /// A UDP server on 127.0.0.1 that, for each client (source address), ignores the first
+    /// `ignoring` datagrams and answers every later one, until `clients` were answered or a
+    /// bound passes; then counts what is still queued. `datagrams` is what it received per client.
+    final class DatagramServer: @unchecked Sendable {
+        let socket: Socket
+        let port: UInt16
+        private(set) var datagrams: [String: Int] = [:]
+        private let done = DispatchSemaphore(value: 0)
+
+        init(ignoring: Int, clients: Int, seconds: Double) throws {
+            socket = try Socket(family: AF_INET, transport: .udp)
+            try socket.bind(to: SocketAddress(host: "127.0.0.1", port: 0)!)
+            port = try socket.localAddress().port
+            DispatchQueue.global().async { [self] in
+                defer { done.signal() }
+                let deadline = Deadline.after(seconds: seconds)
+                var answered = 0
+                while answered < clients, let datagram = try? socket.receive(until: deadline), let from = datagram.from {
+                    let seen = datagrams[from.description, default: 0] + 1
+                    datagrams[from.description] = seen
+                    guard seen > ignoring else { continue }
+                    try? socket.send("server 1 0\n", to: from)
+                    if seen == ignoring + 1 { answered += 1 }
+                }
+            }
+        }
+
+        /// Waits for the server thread, then reads what is still queued (sent after it stopped).
+        func join() -> [String: Int] {
+            _ = done.wait(timeout: .now() + 30)
+            while let datagram = try? socket.receiveNow(), let from = datagram.from { datagrams[from.description, default: 0] += 1 }
+            try? socket.close()
+            return datagrams
+        }
+    }
+
+    @Test("UDP to a server that drops each client's first datagram: the resend on the same socket is answered, tries 2, nothing lost")
+    func udpResent() throws {
+        let server = try DatagramServer(ignoring: 1, clients: 3, seconds: 20)
+        let records = try Self.probe(port: server.port, count: 3, transport: .udp)
+        let received = server.join()
+        #expect(records.map(\.identity) == Array(repeating: "server 1 0", count: 3))
+        #expect(records.map(\.tries) == [2, 2, 2])
+        #expect(records.allSatisfy { $0.lost == nil && $0.error == nil })
+        // Both tries came from the probe's one socket: the server saw each source port twice.
+        #expect(Set(received.keys) == Set(records.compactMap(\.local)))
+        #expect(received.values.allSatisfy { $0 == 2 })
+    }
+
+    @Test("UDP to a bound socket that never answers: every try goes out from the same socket, and the datagram is lost, not refused")
+    func udpLost() throws {
+        let server = try DatagramServer(ignoring: .max, clients: 1, seconds: 0)
+        let records = try Self.probe(port: server.port, count: 2, transport: .udp, timeoutMilliseconds: 600)
+        let received = server.join()
+        #expect(records.map(\.lost) == [true, true])
+        #expect(records.map(\.tries) == [3, 3])
+        #expect(records.allSatisfy { $0.error == nil && $0.identity == nil })
+        #expect(Set(received.keys) == Set(records.compactMap(\.local)))
+        #expect(received.values.allSatisfy { $0 == 3 })
+    }
+
     @Test("UDP to a port nobody binds: each datagram comes back ECONNREFUSED, none is counted lost")
     func udpRefused() throws {
         let placeholder = try Socket(family: AF_INET, transport: .udp)
@@ -102,5 +163,7 @@ struct ProbeClientTests {
         let records = try Self.probe(port: port, count: 4, transport: .udp)
         #expect(records.map(\.error) == Array(repeating: "ECONNREFUSED", count: 4))
         #expect(records.allSatisfy { $0.lost == nil })
+        // Refused on the first try or on a resend, never after all three went unanswered.
+        #expect(records.allSatisfy { ($0.tries ?? 0) >= 1 && ($0.tries ?? 0) <= 3 })
     }
 }

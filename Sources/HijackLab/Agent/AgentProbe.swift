@@ -65,6 +65,9 @@ private struct ProbeAttempt {
     /// The identity line as it arrives: reads return what is queued, never past the deadline.
     var received: [UInt8] = []
     var deadline = Deadline(nanoseconds: 0)
+    /// UDP: datagrams sent so far, and when the next one goes out if no answer came first.
+    var tries = 0
+    var resendAt: Deadline?
 
     init(destinations: [SocketAddress], sequence: Int) {
         self.destinations = destinations
@@ -79,7 +82,15 @@ private struct ProbeAttempt {
 /// would see: connect (ETIMEDOUT at the deadline), the identity line (ECONNRESET if the
 /// stream ends first), for server-first the server's FIN (EPROTO if more data comes), then
 /// the close; a refused or unreachable address sends a TCP client on to a name's next one.
+/// A UDP datagram that gets no answer is sent again on the same connected socket, up to
+/// `datagramTries` times spread over the deadline, as a DNS or NTP client does: one datagram
+/// dropped under load (a full queue, a link still coming up) is not an outcome. It counts as
+/// received only from an answer, as refused only from ECONNREFUSED, and as lost only when
+/// every try went unanswered until the deadline.
 private struct ProbeSession {
+    /// The sends of one UDP datagram, at 0, 1/3 and 2/3 of the deadline.
+    static let datagramTries = 3
+
     var attempts: [ProbeAttempt]
     let transport: Transport
     let closes: CloseOrder
@@ -113,12 +124,15 @@ private struct ProbeSession {
             var watched = active.map { index in
                 pollfd(fd: attempts[index].socket?.fd ?? -1, events: Int16(attempts[index].stage == .connecting ? POLLOUT : POLLIN), revents: 0)
             }
-            let soonest = active.map { attempts[$0].deadline }.min()!
+            // A resend is always due before its attempt's deadline.
+            let soonest = active.map { attempts[$0].resendAt ?? attempts[$0].deadline }.min()!
             do throws(SystemError) {
                 _ = try Syscall.poll(&watched, timeoutMilliseconds: soonest.pollTimeout)
                 for (position, index) in active.enumerated() {
                     if watched[position].revents != 0 {
                         advance(index)
+                    } else if let resendAt = attempts[index].resendAt, resendAt.hasPassed {
+                        resend(index)
                     } else if attempts[index].deadline.hasPassed {
                         expire(index)
                     }
@@ -138,6 +152,8 @@ private struct ProbeSession {
         attempts[index].record = ProbeConnection(remote: destination.host)
         attempts[index].received = []
         attempts[index].deadline = .after(seconds: timeout)
+        attempts[index].tries = 0
+        attempts[index].resendAt = nil
         do throws(SystemError) {
             let client = try Socket(family: destination.family, transport: transport, nonBlocking: true)
             attempts[index].socket = client
@@ -145,15 +161,36 @@ private struct ProbeSession {
                 // Connected, so an ICMP port unreachable comes back as ECONNREFUSED at once
                 // instead of a wait; the lab's servers answer from the address they were sent to.
                 try client.connect(to: destination, until: attempts[index].deadline)
-                try client.send("seq \(attempts[index].sequence)\n", to: destination)
-                attempts[index].record.local = try client.localAddress().description
                 attempts[index].deadline = .after(seconds: timeout)
                 attempts[index].stage = .awaitingReply
+                try sendDatagram(index)
+                attempts[index].record.local = try client.localAddress().description
             } else if try client.startConnect(to: destination) {
                 try connected(index)
             } else {
                 attempts[index].stage = .connecting
             }
+        } catch {
+            end(index, error)
+        }
+    }
+
+    /// One more send of the attempt's datagram, the same bytes on the same socket, so that the
+    /// server sees the same client; the next send is due a third of the deadline later.
+    private mutating func sendDatagram(_ index: Int) throws(SystemError) {
+        guard let client = attempts[index].socket else { return }
+        let destination = attempts[index].destinations[attempts[index].next]
+        try client.send("seq \(attempts[index].sequence)\n", to: destination)
+        attempts[index].tries += 1
+        attempts[index].record.tries = attempts[index].tries
+        attempts[index].resendAt = attempts[index].tries < Self.datagramTries ? .after(seconds: timeout / Double(Self.datagramTries)) : nil
+    }
+
+    /// No answer yet and a resend is due: send again; a send that fails (ECONNREFUSED from
+    /// an earlier try's port unreachable) ends the attempt with its error.
+    private mutating func resend(_ index: Int) {
+        do throws(SystemError) {
+            try sendDatagram(index)
         } catch {
             end(index, error)
         }
@@ -217,7 +254,7 @@ private struct ProbeSession {
         switch attempts[index].stage {
         case .connecting: end(index, SystemError(call: "connect", code: ETIMEDOUT))
         case .awaitingReply:
-            // No reply is a loss, not a failure; a close that fails is still recorded.
+            // No reply to any try is a loss, not a failure; a close that fails is still recorded.
             attempts[index].record.lost = true
             do throws(SystemError) {
                 try close(index)
@@ -242,6 +279,7 @@ private struct ProbeSession {
     private mutating func end(_ index: Int, _ error: SystemError) {
         try? attempts[index].socket?.close()
         attempts[index].socket = nil
+        attempts[index].resendAt = nil
         attempts[index].record.error = error.name
         attempts[index].stage = .done
         let more = attempts[index].next + 1 < attempts[index].destinations.count

@@ -228,13 +228,17 @@ public struct ProbeConnection: Codable, Sendable, Equatable {
     public var remote: String?
     /// UDP: no reply came back by the deadline. A lost datagram is not a failure.
     public var lost: Bool?
+    /// UDP: how many times the datagram was sent (1 to 3) before its first answer, or, for a
+    /// lost one, in all (none answered). Nil for TCP.
+    public var tries: Int?
 
-    public init(local: String? = nil, identity: String? = nil, error: String? = nil, remote: String? = nil, lost: Bool? = nil) {
+    public init(local: String? = nil, identity: String? = nil, error: String? = nil, remote: String? = nil, lost: Bool? = nil, tries: Int? = nil) {
         self.local = local
         self.identity = identity
         self.error = error
         self.remote = remote
         self.lost = lost
+        self.tries = tries
     }
 }
 

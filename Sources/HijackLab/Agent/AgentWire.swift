@@ -251,6 +251,7 @@ package enum AgentWire {
             if let local = connection.local { key("local", &out); out.string(local) }
             if let lost = connection.lost { key("lost", &out); out.bool(lost) }
             if let remote = connection.remote { key("remote", &out); out.string(remote) }
+            if let tries = connection.tries { key("tries", &out); out.number(tries) }
         }
     }
 
@@ -274,7 +275,7 @@ package enum AgentWire {
         case "probed":
             let connections = try object.objects("connections").map { item throws(Unreadable) in
                 ProbeConnection(local: try item.optionalString("local"), identity: try item.optionalString("identity"), error: try item.optionalString("error"),
-                                remote: try item.optionalString("remote"), lost: try item.optionalBool("lost"))
+                                remote: try item.optionalString("remote"), lost: try item.optionalBool("lost"), tries: try item.optionalInt("tries"))
             }
             return .reply(.probed(connections: connections, resolved: try object.optionalStrings("resolved")))
         case "audited":

@@ -18,8 +18,12 @@ public enum Audit {
     }
 
     /// `source` is where to look first: sock_diag, or /proc/net as on a kernel without it
-    /// (the tests read the same sockets both ways).
-    package static func run(port: UInt16?, userNames: UserNames, source preferred: AuditReport.Source) -> AuditReport {
+    /// (the tests read the same sockets both ways). `owners` finds each socket's processes
+    /// (sorted inodes in, owners at their positions out): a test that compares two reads
+    /// narrows it to its own process, since a process that another thread is spawning holds
+    /// a copy of every descriptor between its clone and its exec, and is then a real owner.
+    package static func run(port: UInt16?, userNames: UserNames, source preferred: AuditReport.Source,
+                            owners: ([UInt64]) -> (owners: [[SocketOwner]], complete: Bool) = SocketOwners.find(sorted:)) -> AuditReport {
         var (raw, source, skipped, socketDetails) = read(preferring: preferred)
         if let port { raw.removeAll { $0.local_port != port } }
         // A connected UDP socket matters only where it shares a port that something receives on.
@@ -27,7 +31,7 @@ public enum Audit {
         for socket in raw where socket.isReceiving && socket.transport == .udp { receivingUDP[Int(socket.local_port)] = true }
         raw.removeAll { !$0.isReceiving && !($0.transport == .udp && $0.remote_port != 0 && receivingUDP[Int($0.local_port)]) }
         receivingUDP = []
-        let (sockets, complete) = auditSockets(raw, userNames: userNames)
+        let (sockets, complete) = auditSockets(raw, userNames: userNames, owners: owners)
         raw = []
         // Each process's start time and parents are read once per audit, however many ports it holds.
         let facts = ProcessFacts()
@@ -40,7 +44,9 @@ public enum Audit {
     /// The sockets as the report has them, in the audit's order, with their owners: whether
     /// every owner could be seen. A function of its own, so that its working arrays (a few MB
     /// at 50,000 sockets) are gone before the rules run.
-    package static func auditSockets(_ raw: [hl_diag_socket], userNames: UserNames) -> (sockets: [AuditSocket], complete: Bool) {
+    package static func auditSockets(_ raw: [hl_diag_socket], userNames: UserNames,
+                                     owners find: ([UInt64]) -> (owners: [[SocketOwner]], complete: Bool) = SocketOwners.find(sorted:))
+        -> (sockets: [AuditSocket], complete: Bool) {
         // Ordered before any AuditSocket exists, by the texts the order compares, so that the
         // sockets are made once, in place, in one array of the right size (50,000 of them
         // are 5 MB, and a second array for the sorted copy would be 5 MB more at the peak).
@@ -65,7 +71,7 @@ public enum Audit {
         }
 
         let inodes = raw.map(\.inode).sorted()
-        let (owners, complete) = SocketOwners.find(sorted: inodes)
+        let (owners, complete) = find(inodes)
         let fileNames = userNames == .passwdFile ? passwdNames() : [:]
         var names: [UInt32: String] = [:]
         var sockets: [AuditSocket] = []

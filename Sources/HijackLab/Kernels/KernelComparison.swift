@@ -87,7 +87,7 @@ enum OutcomeKeys {
     }
 
     /// What the case did, in words: a refused bind or listen, then who received the probes to
-    /// each destination (V first, A second, S both, - nobody, with why nobody). Deliveries are
+    /// each destination (V first, A second, S both, - nobody, X lost, with why nobody). Deliveries are
     /// kept even when the second bind failed: the first socket must still receive then, and a
     /// probe that reached nobody is exactly what the watched cell is about.
     static func cellText(_ outcome: MatrixCaseOutcome, destinations: [String]) -> String {
@@ -106,7 +106,7 @@ enum OutcomeKeys {
         }
         let deliveries = outcome.deliveries.map { delivery -> String in
             var text = "\(delivery.destination) \(delivery.letter)"
-            if delivery.letter == "-" {
+            if delivery.letter == "-" || delivery.letter == "X" {
                 if delivery.lost > 0 { text += " (lost)" } else if delivery.refused > 0 { text += " (refused)" } else if delivery.nobody > 0 { text += " (no answer)" }
             }
             return text

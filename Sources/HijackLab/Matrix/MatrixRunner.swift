@@ -152,6 +152,7 @@ final class MatrixWorker {
             var delivery = MatrixDelivery(destination: destination.label, sent: 0, first: 0, second: 0, nobody: 0, lost: 0)
             for (label, connection) in connections where label == destination.label {
                 delivery.sent += 1
+                delivery.tries += connection.tries ?? 0
                 if connection.lost == true {
                     delivery.lost += 1
                     continue

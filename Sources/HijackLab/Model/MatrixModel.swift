@@ -93,18 +93,27 @@ public struct MatrixDelivery: Codable, Sendable, Equatable {
     public var second: Int
     /// Refused, unreachable or timed out: nobody received.
     public var nobody: Int
+    /// UDP datagrams that no socket answered, though each was sent `ProbeSession.datagramTries`
+    /// times: not the same as `nobody`, since a datagram can be dropped on the way.
     public var lost: Int
     /// Of `nobody`, those refused or unreachable at once: the errors on which a client that
     /// resolved a name goes on to the name's next address.
     public var refused: Int = 0
+    /// UDP: datagrams sent to this destination, every try of every probe (0 for TCP). More
+    /// than `sent` means some probe was answered only after a resend, or not at all.
+    public var tries: Int = 0
 
-    /// V, A, S or - for this destination.
+    /// Nobody received, and some datagram went unanswered on every try: who would have
+    /// received it is unknown, which `-` (refused at once, or no TCP connection) does not say.
+    public var isLost: Bool { first == 0 && second == 0 && lost > 0 }
+
+    /// V, A, S, - or X (lost) for this destination.
     public var letter: String {
         switch (first > 0, second > 0) {
         case (true, true): "S"
         case (false, true): "A"
         case (true, false): "V"
-        case (false, false): "-"
+        case (false, false): lost > 0 ? "X" : "-"
         }
     }
 }
@@ -282,7 +291,8 @@ extension MatrixResult {
     /// What each socket receives alone, `localhost` included, keyed by `aloneKey`.
     var aloneDestinations: [String: Set<String>] {
         var alone: [String: Set<String>] = [:]
-        for baseline in baselines where baseline.status == .ran {
+        // A baseline that lost a destination knows nothing of it: as if it had not run.
+        for baseline in baselines where baseline.status == .ran && !baseline.deliveries.contains(where: \.isLost) {
             let c = baseline.matrixCase
             alone[Self.aloneKey(c.transport, c.first, c.firstOptions)] = Set(baseline.allDeliveries.filter { $0.first > 0 }.map(\.destination))
         }

@@ -32,7 +32,8 @@ public struct MatrixResult: Codable, Sendable {
     /// first socket whose baseline did not run is absent, since nothing is known of it.
     var aloneReceives: [String: Set<String>] {
         var alone: [String: Set<String>] = [:]
-        for baseline in baselines where baseline.status == .ran {
+        // A baseline that lost a destination knows nothing of it: as if it had not run.
+        for baseline in baselines where baseline.status == .ran && !baseline.deliveries.contains(where: \.isLost) {
             alone[Self.baselineKey(baseline.matrixCase)] = Set(baseline.deliveries.filter { $0.first > 0 }.map(\.destination))
         }
         return alone
@@ -80,6 +81,8 @@ public struct MatrixResult: Codable, Sendable {
         default: break
         }
         if let takeover = takeover(outcome, alone: alone) { return takeover.shared ? .shares : .takes }
+        // A destination whose datagrams were all lost may have gone to either socket.
+        if outcome.deliveries.contains(where: \.isLost) { return .incomplete }
         // Without the first socket's baseline, traffic the second received may have been the first's.
         if alone[baselineKey(outcome.matrixCase)] == nil && outcome.deliveries.contains(where: { $0.second > 0 }) { return .incomplete }
         return .keeps
@@ -126,7 +129,7 @@ public enum MatrixOutcomeClass: String, CaseIterable, Sendable {
         case .keeps: "first keeps its traffic"
         case .bindRefused: "second bind refused"
         case .listenRefused: "second listen refused"
-        case .incomplete: "skipped or could not finish"
+        case .incomplete: "skipped, could not finish, or lost"
         }
     }
 }

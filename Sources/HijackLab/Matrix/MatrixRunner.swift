@@ -21,11 +21,11 @@ final class MatrixWorker {
     /// False once a close failed: the next case would not start clean, so the lane rebuilds.
     private(set) var healthy = true
 
-    init(settings: LabSettings) throws(LabError) {
+    /// `audits`: the host client audits every case while its sockets are live (`matrix --audit`).
+    init(settings: LabSettings, audits: Bool) throws(LabError) {
         self.settings = settings
         var started: [ProcessIdentity] = []
-        // Every case is audited while its sockets are live.
-        network = try LabNetwork.make(settings, audits: true) { started.append($0) }
+        network = try LabNetwork.make(settings, audits: audits) { started.append($0) }
         var agents: [AgentClient] = []
         do throws(LabError) {
             let placement = network.placement
@@ -279,7 +279,7 @@ public final class MatrixRunner: Sendable {
                 do throws(LabError) {
                     if worker == nil {
                         do throws(LabError) {
-                            let made = try MatrixWorker(settings: settings)
+                            let made = try MatrixWorker(settings: settings, audits: audit)
                             record(made.started)
                             worker = made
                             setupFailures = 0

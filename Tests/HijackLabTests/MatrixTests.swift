@@ -154,7 +154,10 @@ struct MatrixRunTests {
         #expect(Set(together.compactMap(\.port)) == [12_345])
         for index in stride(from: 0, to: neighbours.count, by: 13) {
             let alone = MatrixRunner(settings: Self.settings, workers: 1).run([neighbours[index]], portBase: 50_000)[0]
-            #expect(alone.cell == together[index].cell, "\(neighbours[index])")
+            // A destination nobody answered in time (X) is no evidence either way: who would
+            // have received it is unknown, so that one destination is not compared.
+            let letters = zip(alone.cell, together[index].cell).map { pair in pair.0 == "X" || pair.1 == "X" ? "?" : String(pair.0) + String(pair.1) }
+            #expect(alone.cell.count == together[index].cell.count && letters.allSatisfy { $0 == "?" || $0.first == $0.last }, "\(neighbours[index]): alone \(alone.cell), together \(together[index].cell)")
             #expect(alone.secondBind == together[index].secondBind)
         }
     }

@@ -91,6 +91,18 @@ struct ProbeClientTests {
         defer { server.join() }
         let records = try Self.probe(port: server.port, count: 3, timeoutMilliseconds: 200)
         #expect(records.map(\.error) == Array(repeating: "ETIMEDOUT", count: 3))
+        // Silence is no answer, which the matrix shows as lost (X), never as "nobody" (-).
+        let unanswered = records.map(\.isUnanswered)
+        #expect(unanswered == [true, true, true])
+        // A port nobody listens on refuses at once: that is an answer.
+        let placeholder = try Socket(family: AF_INET, transport: .tcp)
+        try placeholder.bind(to: SocketAddress(host: "127.0.0.1", port: 0)!)
+        let port = try placeholder.localAddress().port
+        try placeholder.close()
+        let refused = try Self.probe(port: port, count: 2)
+        #expect(refused.map(\.error) == ["ECONNREFUSED", "ECONNREFUSED"])
+        let refusedUnanswered = refused.map(\.isUnanswered)
+        #expect(refusedUnanswered == [false, false])
     }
 
     /// A UDP server on 127.0.0.1 that, for each client (source address), ignores the first

@@ -296,4 +296,8 @@ extension ProbeConnection {
     package static let fallbackCodes: [Int32] = [ECONNREFUSED, ENETUNREACH, EHOSTUNREACH, EADDRNOTAVAIL, EAFNOSUPPORT]
     /// The same, as a connection records them.
     package static let fallbackErrors: Set<String> = Set(fallbackCodes.map(SystemError.name(of:)))
+
+    /// Nobody answered before the deadline: a UDP datagram on every try, or a TCP connect or
+    /// identity line that timed out. Who would have received it is unknown, unlike a refusal.
+    package var isUnanswered: Bool { lost == true || error == SystemError.name(of: ETIMEDOUT) }
 }

@@ -153,7 +153,7 @@ final class MatrixWorker {
             for (label, connection) in connections where label == destination.label {
                 delivery.sent += 1
                 delivery.tries += connection.tries ?? 0
-                if connection.lost == true {
+                if connection.isUnanswered {
                     delivery.lost += 1
                     continue
                 }

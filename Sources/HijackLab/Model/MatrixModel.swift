@@ -93,8 +93,10 @@ public struct MatrixDelivery: Codable, Sendable, Equatable {
     public var second: Int
     /// Refused, unreachable or timed out: nobody received.
     public var nobody: Int
-    /// UDP datagrams that no socket answered, though each was sent `ProbeSession.datagramTries`
-    /// times: not the same as `nobody`, since a datagram can be dropped on the way.
+    /// Probes nobody answered within the deadline: UDP datagrams, though each was sent
+    /// `ProbeSession.datagramTries` times, and TCP connects or identity lines that timed out.
+    /// Not the same as `nobody`: in the lab a refusal is immediate, and silence says only
+    /// that the answer did not come in time (a loaded machine), not who would have given it.
     public var lost: Int
     /// Of `nobody`, those refused or unreachable at once: the errors on which a client that
     /// resolved a name goes on to the name's next address.
@@ -103,8 +105,8 @@ public struct MatrixDelivery: Codable, Sendable, Equatable {
     /// than `sent` means some probe was answered only after a resend, or not at all.
     public var tries: Int = 0
 
-    /// Nobody received, and some datagram went unanswered on every try: who would have
-    /// received it is unknown, which `-` (refused at once, or no TCP connection) does not say.
+    /// Nobody received, and some probe went unanswered until its deadline: who would have
+    /// received it is unknown, which `-` (refused at once) does not say.
     public var isLost: Bool { first == 0 && second == 0 && lost > 0 }
 
     /// V, A, S, - or X (lost) for this destination.

@@ -311,6 +311,36 @@ struct KernelsTests {
         #expect(!FileManager.default.fileExists(atPath: report), "an interrupted run writes no report")
     }
 
+    @Test("a child started to die with its parent dies, with what it started, when the parent is SIGKILLed", .timeLimit(.minutes(1)))
+    func childDiesWithParent() throws {
+        let helper = try ChildProcess(executable: TestLab.agentExecutable,
+                                      arguments: [SpawnProbe.argument, "/bin/sh", "-c", "sleep 600 & echo grandchild $!; wait"], mergeStandardError: true)
+        defer { helper.killAndReap() }
+        helper.closeStdin()
+        let deadline = Deadline.after(seconds: 20)
+        var child: pid_t?
+        var grandchild: pid_t?
+        while child == nil || grandchild == nil, let line = try helper.readLine(until: deadline) {
+            let words = line.split(separator: " ")
+            if words.count == 2, words[0] == "child" { child = pid_t(words[1]) }
+            if words.count == 2, words[0] == "grandchild" { grandchild = pid_t(words[1]) }
+        }
+        let pids = [try #require(child), try #require(grandchild)]
+        #expect(pids.allSatisfy(Self.isAlive), "both run while the helper lives")
+        kill(helper.pid, SIGKILL)
+        _ = helper.finish(until: deadline)
+        let gone = Deadline.after(seconds: 10)
+        while pids.contains(where: Self.isAlive), Deadline.now() < gone { usleep(20_000) }
+        #expect(!pids.contains(where: Self.isAlive), "left running after the parent's SIGKILL: \(pids.filter(Self.isAlive))")
+    }
+
+    /// Alive: it exists and is no zombie (a container's pid 1 may never reap the orphans it inherits).
+    static func isAlive(_ pid: pid_t) -> Bool {
+        guard kill(pid, 0) == 0 || errno == EPERM else { return false }
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return false }
+        return stat[stat.index(close, offsetBy: 2)] != "Z"
+    }
+
     func leftovers() -> Set<String> {
         let base = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
         return Set(((try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []).filter { $0.hasPrefix("hijack-lab-kernels-") })

@@ -102,7 +102,7 @@ struct GuestBoot {
     func run() -> Result<GuestRun, KernelsError> {
         let child: ChildProcess
         do throws(SystemError) {
-            child = try ChildProcess(executable: qemu, arguments: arguments, mergeStandardError: true)
+            child = try ChildProcess(executable: qemu, arguments: arguments, mergeStandardError: true, dieWithParent: true)
         } catch {
             return .failure(KernelsError("cannot start qemu: \(error)"))
         }

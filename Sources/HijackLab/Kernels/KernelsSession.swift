@@ -196,7 +196,7 @@ final class KernelsSession {
             let arguments = job.arguments(output, scenarioFolder)
             let child: ChildProcess
             do throws(SystemError) {
-                child = try ChildProcess(executable: executable, arguments: arguments, mergeStandardError: true)
+                child = try ChildProcess(executable: executable, arguments: arguments, mergeStandardError: true, dieWithParent: true)
             } catch {
                 column.problems.append("\(job.name): cannot start: \(error)")
                 continue

@@ -15,13 +15,38 @@ package final class ChildProcess {
 
     /// `mergeStandardError` sends the child's stderr into the same pipe as its stdout, for
     /// tools whose complaints belong in the reply (ip); agents keep the runner's stderr.
-    package init(executable: String, arguments: [String], mergeStandardError: Bool = false) throws(SystemError) {
+    ///
+    /// `dieWithParent` starts it under a supervisor that the kernel tells when this process
+    /// ends, SIGKILL included, and that then kills the child's whole process group (qemu,
+    /// dpkg-deb and its tar): nothing outlives a killed `kernels` run. The thread that starts
+    /// such a child must outlive it (the kernel watches that thread), as it does when it reads
+    /// and reaps the child itself; `pid` is then the supervisor's, which leads the group and
+    /// exits with the child's status.
+    package init(executable: String, arguments: [String], mergeStandardError: Bool = false, dieWithParent: Bool = false) throws(SystemError) {
         var toChild: [Int32] = [-1, -1]
         var fromChild: [Int32] = [-1, -1]
         guard hl_pipe_cloexec(&toChild) == 0 else { throw SystemError.last("pipe2") }
         guard hl_pipe_cloexec(&fromChild) == 0 else {
             Glibc.close(toChild[0]); Glibc.close(toChild[1])
             throw SystemError.last("pipe2")
+        }
+
+        if dieWithParent {
+            let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+            defer { argv.forEach { free($0) } }
+            var child: pid_t = 0
+            let status = hl_spawn_dying_with_parent(&child, executable, argv, environ, toChild[0], fromChild[1], mergeStandardError ? fromChild[1] : -1)
+            Glibc.close(toChild[0])
+            Glibc.close(fromChild[1])
+            guard status == 0 else {
+                Glibc.close(toChild[1]); Glibc.close(fromChild[0])
+                throw SystemError(call: "execve", code: status)
+            }
+            pid = child
+            stdinFD = toChild[1]
+            stdoutFD = fromChild[0]
+            ChildRegistry.shared.add(child)
+            return
         }
 
         var actions = posix_spawn_file_actions_t()

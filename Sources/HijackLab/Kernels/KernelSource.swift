@@ -36,7 +36,7 @@ struct KernelSource {
         if let dpkgDeb = HostTools.find("dpkg-deb") {
             let result = HostTools.run(dpkgDeb, ["-x", package, folder], seconds: 300)
             guard result.status == 0 else {
-                return .failure(KernelsError("--kernel-package \(shown): dpkg-deb -x failed: \(UntrustedText.terminal(String(result.output.prefix(400))))"))
+                return .failure(KernelsError("--kernel-package \(shown): dpkg-deb -x failed (status \(result.status)): \(UntrustedText.terminal(String(result.output.prefix(400))))"))
             }
         } else {
             switch unpackWithArAndTar(package, into: folder) {

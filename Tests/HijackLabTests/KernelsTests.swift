@@ -125,6 +125,32 @@ struct KernelsTests {
         #expect(message?.contains("holds no boot/vmlinuz-*") == true, "\(message ?? "it unpacked")")
     }
 
+    @Test("a huge file that starts like an ar archive is refused from its headers, never read whole")
+    func hugeArchiveHeaderOnly() throws {
+        let huge = temporaryPath("huge.deb")
+        let folder = temporaryPath("unpack")
+        defer { unlink(huge); try? FileManager.default.removeItem(atPath: folder) }
+        // 4 GB, sparse: the magic, then zeros, which no member header is.
+        try Data("!<arch>\n".utf8).write(to: URL(fileURLWithPath: huge))
+        try #require(truncate(huge, 4 << 30) == 0)
+        let peakBefore = Self.resetPeakResidentKiB()
+        let message = failureMessage(KernelSource.unpack(package: huge, into: folder))
+        #expect(message?.contains("not a Debian package (the ar member header at byte 8 is malformed") == true, "\(message ?? "it unpacked")")
+        if let before = peakBefore, let after = Self.peakResidentKiB() { #expect(after - before < 64 * 1024, "peak RSS grew by \(after - before) KiB") }
+
+        // A member that claims gigabytes is stepped over, not read.
+        var header = Array("debian-binary/  ".utf8) + Array(repeating: UInt8(ascii: " "), count: 32)
+        header += Array("3221225472".utf8) + Array("`\n".utf8)
+        let fd = open(huge, O_WRONLY | O_TRUNC | O_CLOEXEC)
+        try #require(fd >= 0)
+        _ = (ArMember.magic + header).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        try #require(truncate(huge, 8 + 60 + 3_221_225_472) == 0)
+        #expect((try? ArMember.list(huge).get()) == [ArMember(name: "debian-binary", offset: 68, size: 3_221_225_472)])
+        let second = failureMessage(KernelSource.unpack(package: huge, into: folder))
+        #expect(second?.contains("its ar members are debian-binary, not") == true, "\(second ?? "it unpacked")")
+    }
+
     func failureMessage(_ result: Result<KernelSource, KernelsError>) -> String? {
         if case .failure(let error) = result { return error.message }
         return nil

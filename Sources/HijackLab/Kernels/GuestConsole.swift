@@ -38,9 +38,12 @@ struct ConsoleRing {
             slice = slice.dropFirst(room)
             if storage.count == capacity { full = true; next = 0 }
         }
-        for byte in slice {
-            storage[next] = byte
-            next = (next + 1) % capacity
+        // Two copies at most: up to the end of the storage, then from its start.
+        while !slice.isEmpty {
+            let count = min(slice.count, capacity - next)
+            storage.replaceSubrange(next..<next + count, with: slice.prefix(count))
+            slice = slice.dropFirst(count)
+            next = (next + count) % capacity
         }
     }
 
@@ -69,21 +72,27 @@ struct ConsoleRing {
 enum InitLastWords {
     static let prefix = GuestInit.complaintPrefix
 
+    /// The init's own lines first, then a runtime crash, then the kernel's account of its exit:
+    /// the kernel's panic may reach the console before the init's last write does.
     static func find(console: [String], notes: [String] = []) -> [String] {
-        var words: [String] = []
+        var own: [String] = []
+        var crashes: [String] = []
+        var exits: [String] = []
         for line in notes + console {
-            var said: String?
             if let range = line.range(of: prefix) {
-                said = String(line[range.lowerBound...])
+                own.append(String(line[range.lowerBound...]))
             } else if line.contains("Fatal error") {
                 // The runtime writes `FILE:LINE: Fatal error: MESSAGE`.
-                said = "the init crashed: " + line.trimmingSpaces()
+                crashes.append("the init crashed: " + line.trimmingSpaces())
             } else if let exit = panicExitCode(line) {
-                said = "the init (pid 1) " + describe(exit) + " (the kernel: Attempted to kill init! exitcode=0x" + String(exit, radix: 16) + ")"
+                exits.append("the init (pid 1) " + describe(exit) + " (the kernel: Attempted to kill init! exitcode=0x" + String(exit, radix: 16) + ")")
             }
-            if let said, !words.contains(ConsoleRing.cut(said)) { words.append(ConsoleRing.cut(said)) }
         }
-        return Array(words.suffix(10))
+        var words: [String] = []
+        for said in own.suffix(8) + crashes.suffix(2) + exits.suffix(2) where !words.contains(ConsoleRing.cut(said)) {
+            words.append(ConsoleRing.cut(said))
+        }
+        return words
     }
 
     /// `Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000300` → 0x300.

@@ -125,6 +125,32 @@ struct KernelsTests {
         #expect(message?.contains("holds no boot/vmlinuz-*") == true, "\(message ?? "it unpacked")")
     }
 
+    @Test("a huge file that starts like an ar archive is refused from its headers, never read whole")
+    func hugeArchiveHeaderOnly() throws {
+        let huge = temporaryPath("huge.deb")
+        let folder = temporaryPath("unpack")
+        defer { unlink(huge); try? FileManager.default.removeItem(atPath: folder) }
+        // 4 GB, sparse: the magic, then zeros, which no member header is.
+        try Data("!<arch>\n".utf8).write(to: URL(fileURLWithPath: huge))
+        try #require(truncate(huge, 4 << 30) == 0)
+        let peakBefore = Self.resetPeakResidentKiB()
+        let message = failureMessage(KernelSource.unpack(package: huge, into: folder))
+        #expect(message?.contains("not a Debian package (the ar member header at byte 8 is malformed") == true, "\(message ?? "it unpacked")")
+        if let before = peakBefore, let after = Self.peakResidentKiB() { #expect(after - before < 64 * 1024, "peak RSS grew by \(after - before) KiB") }
+
+        // A member that claims gigabytes is stepped over, not read.
+        var header = Array("debian-binary/  ".utf8) + Array(repeating: UInt8(ascii: " "), count: 32)
+        header += Array("3221225472".utf8) + Array("`\n".utf8)
+        let fd = open(huge, O_WRONLY | O_TRUNC | O_CLOEXEC)
+        try #require(fd >= 0)
+        _ = (ArMember.magic + header).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        try #require(truncate(huge, 8 + 60 + 3_221_225_472) == 0)
+        #expect((try? ArMember.list(huge).get()) == [ArMember(name: "debian-binary", offset: 68, size: 3_221_225_472)])
+        let second = failureMessage(KernelSource.unpack(package: huge, into: folder))
+        #expect(second?.contains("its ar members are debian-binary, not") == true, "\(second ?? "it unpacked")")
+    }
+
     func failureMessage(_ result: Result<KernelSource, KernelsError>) -> String? {
         if case .failure(let error) = result { return error.message }
         return nil
@@ -309,6 +335,157 @@ struct KernelsTests {
         #expect(leftovers() == before, "a temp folder was left behind")
         #expect(!HostTools.run("/usr/bin/pgrep", ["-a", "-f", "qemu-system-x86_64 .*hijack-lab-kernels-"]).output.contains("qemu"), "qemu was left running")
         #expect(!FileManager.default.fileExists(atPath: report), "an interrupted run writes no report")
+    }
+
+    @Test("a child started to die with its parent dies, with what it started, when the parent is SIGKILLed", .timeLimit(.minutes(1)))
+    func childDiesWithParent() throws {
+        let helper = try ChildProcess(executable: TestLab.agentExecutable,
+                                      arguments: [SpawnProbe.argument, "/bin/sh", "-c", "sleep 600 & echo grandchild $!; wait"], mergeStandardError: true)
+        defer { helper.killAndReap() }
+        helper.closeStdin()
+        let deadline = Deadline.after(seconds: 20)
+        var child: pid_t?
+        var grandchild: pid_t?
+        while child == nil || grandchild == nil, let line = try helper.readLine(until: deadline) {
+            let words = line.split(separator: " ")
+            if words.count == 2, words[0] == "child" { child = pid_t(words[1]) }
+            if words.count == 2, words[0] == "grandchild" { grandchild = pid_t(words[1]) }
+        }
+        let pids = [try #require(child), try #require(grandchild)]
+        #expect(pids.allSatisfy(Self.isAlive), "both run while the helper lives")
+        kill(helper.pid, SIGKILL)
+        _ = helper.finish(until: deadline)
+        let gone = Deadline.after(seconds: 10)
+        while pids.contains(where: Self.isAlive), Deadline.now() < gone { usleep(20_000) }
+        #expect(!pids.contains(where: Self.isAlive), "left running after the parent's SIGKILL: \(pids.filter(Self.isAlive))")
+    }
+
+    /// Alive: it exists and is no zombie (a container's pid 1 may never reap the orphans it inherits).
+    static func isAlive(_ pid: pid_t) -> Bool {
+        guard kill(pid, 0) == 0 || errno == EPERM else { return false }
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return false }
+        return stat[stat.index(close, offsetBy: 2)] != "Z"
+    }
+
+    @Test("the console ring keeps only its last bytes, however they arrive; an excerpt is 15 lines of at most 240 characters")
+    func consoleRing() {
+        var ring = ConsoleRing(capacity: 10)
+        ring.append(Array("abc".utf8))
+        #expect(ring.bytes == Array("abc".utf8))
+        ring.append(Array("defghij".utf8))
+        ring.append(Array("kl".utf8))
+        #expect(ring.bytes == Array("cdefghijkl".utf8))
+        ring.append(Array("0123456789ABCDEF".utf8))
+        #expect(ring.bytes == Array("6789ABCDEF".utf8))
+        #expect(ring.total == 28)
+        var console = ConsoleRing()
+        for index in 0..<40 { console.append(Array("line \(index)\r\n".utf8)) }
+        console.append([UInt8](repeating: UInt8(ascii: "x"), count: 1000))
+        let excerpt = console.excerpt()
+        #expect(excerpt.count == 15)
+        #expect(excerpt.first == "line 26")
+        #expect(excerpt.last == String(repeating: "x", count: 240) + "…")
+    }
+
+    @Test("the init's last words: its own lines, a Swift fatal error, and the kernel's panic decoded")
+    func initLastWords() {
+        let console = ["[    1.0] Run /opt/hijack-lab/bin/hijack-lab as init process",
+                       "hijack-lab guest-init: mount sysfs on /sys failed: errno 19",
+                       "GuestInit.swift:42: Fatal error: Unexpectedly found nil",
+                       "[    1.2] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000086",
+                       "[    1.3] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000300"]
+        #expect(InitLastWords.find(console: console) == ["hijack-lab guest-init: mount sysfs on /sys failed: errno 19",
+                                                         "the init crashed: GuestInit.swift:42: Fatal error: Unexpectedly found nil",
+                                                         "the init (pid 1) was killed by signal 6 (SIGABRT), core dumped (the kernel: Attempted to kill init! exitcode=0x86)",
+                                                         "the init (pid 1) exited with status 3 (the kernel: Attempted to kill init! exitcode=0x300)"])
+        #expect(InitLastWords.find(console: [], notes: ["hijack-lab guest-init: cannot bring lo up: errno 19"]) == ["hijack-lab guest-init: cannot bring lo up: errno 19"])
+    }
+
+    func fakeKernel(_ release: String = "6.1.0-fake") -> KernelSource {
+        KernelSource(image: "/dev/null", modules: "/nonexistent", release: release, packageVersion: nil, origin: "test", configFile: nil)
+    }
+
+    @Test("a guest that writes one endless line costs a fixed ring, and the failure shows 15 short lines", .timeLimit(.minutes(2)))
+    func endlessConsole() throws {
+        let folder = temporaryPath("boot")
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        // A stand-in for qemu: 300 MB of console without a newline, then the init's complaint.
+        let fake = folder + "/qemu-system-x86_64"
+        try Data("#!/bin/sh\nhead -c 300000000 /dev/zero | tr '\\000' x\necho\necho 'hijack-lab guest-init: endless on purpose'\nexit 1\n".utf8)
+            .write(to: URL(fileURLWithPath: fake))
+        chmod(fake, 0o755)
+        let peakBefore = Self.resetPeakResidentKiB()
+        let boot = GuestBoot(qemu: fake, kernel: fakeKernel(), initramfs: "/dev/null", initramfsBytes: 0, initPath: "/init", folder: folder, useKVM: false,
+                             bootSeconds: 90, runSeconds: 90) { _ in }
+        guard case .failure(let error) = boot.run() else { Issue.record("the fake guest came up"); return }
+        let peakGrowth = Self.peakResidentKiB().map { $0 - (peakBefore ?? $0) }
+        let lines = error.message.split(separator: "\n", omittingEmptySubsequences: false)
+        #expect(lines.first == "hijack-lab guest-init: endless on purpose", "\(error.message.prefix(2000))")
+        #expect(lines.count <= 20)
+        #expect(lines.allSatisfy { $0.count <= 250 })
+        #expect(!FileManager.default.fileExists(atPath: folder + "/console.log"), "the console goes to no file")
+        if let peakGrowth { #expect(peakGrowth < 64 * 1024, "peak RSS grew by \(peakGrowth) KiB") }
+    }
+
+    /// VmHWM after resetting it to the current RSS (clear_refs 5), in KiB.
+    static func resetPeakResidentKiB() -> Int? {
+        let fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        _ = write(fd, "5", 1)
+        close(fd)
+        return peakResidentKiB()
+    }
+
+    static func peakResidentKiB() -> Int? {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return nil }
+        return Int(line.split(separator: " ")[1])
+    }
+
+    @Test("a failure's every line is escaped on stderr: a release from a folder's name cannot reach the terminal raw")
+    func failureLinesEscaped() {
+        let release = "6.1.0-x\n\u{1b}]0;owned\u{7}"
+        let captured = TestLab.Captured()
+        let session = KernelsSession(console: captured.console, executable: "/bin/false", qemu: "/bin/false", folder: "/nonexistent", scenarioFolder: "/nonexistent",
+                                     scenarioFiles: [], scenarioNames: [], matrix: false, matrixFilter: [], bootTimeout: 1, runTimeout: 1, useKVM: false)
+        var console = ConsoleRing()
+        console.append(Array("kernel says \u{1b}[2J\n".utf8))
+        let boot = GuestBoot(qemu: "/bin/false", kernel: fakeKernel(release), initramfs: "/dev/null", initramfsBytes: 0, initPath: "/init", folder: "/nonexistent",
+                             useKVM: false, bootSeconds: 1, runSeconds: 1) { _ in }
+        session.report(boot.failure("the guest did not come up.", console: console, notes: []), label: release)
+        #expect(!captured.err.contains("\u{1b}"), "\(captured.err)")
+        #expect(captured.err.contains("\\x1b]0;owned\\x07: the guest did not come up."), "\(captured.err)")
+        #expect(captured.err.contains("kernel says \\x1b[2J"), "\(captured.err)")
+    }
+
+    @Test("a guest whose init fails says why first: the init's own words, then its exit status",
+          .enabled(if: KernelsTestEnvironment.qemu != nil && KernelsTestEnvironment.kernelPackage != nil, "needs qemu-system-x86_64 and HIJACK_LAB_TEST_KERNEL"),
+          .timeLimit(.minutes(10)))
+    func failingInitSaysWhy() throws {
+        let package = try #require(KernelsTestEnvironment.kernelPackage)
+        let folder = temporaryPath("failing-init")
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let kernel: KernelSource
+        switch KernelSource.unpack(package: package, into: folder + "/kernel") {
+        case .success(let unpacked): kernel = unpacked
+        case .failure(let error): Issue.record("\(error)"); return
+        }
+        let initramfs = folder + "/initramfs.cpio"
+        let size: Int
+        switch Initramfs.build(at: initramfs, modules: [], running: TestLab.agentExecutable, scenarios: [], jobs: []) {
+        case .success(let bytes): size = bytes
+        case .failure(let error): Issue.record("\(error)"); return
+        }
+        var boot = GuestBoot(qemu: try #require(KernelsTestEnvironment.qemu), kernel: kernel, initramfs: initramfs, initramfsBytes: size,
+                             initPath: Initramfs.initPath(running: TestLab.agentExecutable), folder: folder, useKVM: false, bootSeconds: 300, runSeconds: 60) { _ in }
+        boot.initArguments = [GuestInit.failOnPurpose]
+        guard case .failure(let error) = boot.run() else { Issue.record("the guest came up"); return }
+        #expect(error.message.hasPrefix("hijack-lab guest-init: failing on purpose"), "\(error.message)")
+        let lines = error.message.split(separator: "\n").map(String.init)
+        #expect(lines.dropFirst().first?.hasPrefix("the init (pid 1) exited with status 3") == true, "\(error.message)")
+        #expect(lines.contains("Last console lines:"))
     }
 
     func leftovers() -> Set<String> {

@@ -9,6 +9,7 @@
 #include "hl_guest.h"
 #include "hl_interrupt.h"
 #include "hl_sockdiag.h"
+#include "hl_spawn.h"
 
 /// The symbolic name of an errno value ("EADDRINUSE"), or NULL when glibc has none.
 const char *hl_errno_name(int code);

@@ -79,10 +79,11 @@ struct GuestBoot {
     let useKVM: Bool
     let bootSeconds: Double
     let runSeconds: Double
+    /// Words for the guest's init after `guest-init` (GuestInit.failOnPurpose, in a test).
+    var initArguments: [String] = []
     /// One line of progress: "booting", "all [3/29] …".
     let progress: (String) -> Void
 
-    var consoleLog: String { folder + "/console.log" }
     var resultsFile: String { folder + "/results.port" }
 
     var arguments: [String] {
@@ -91,8 +92,9 @@ struct GuestBoot {
                          "-nic", "none", "-m", "\(memory)", "-smp", "2"]
         arguments += useKVM ? ["-accel", "kvm", "-cpu", "host"] : ["-accel", "tcg", "-cpu", "max"]
         arguments += ["-kernel", kernel.image, "-initrd", initramfs,
-                      "-append", "console=ttyS0 panic=-1 rdinit=\(initPath) -- \(GuestInit.argument)",
-                      "-serial", "file:" + consoleLog,
+                      "-append", "console=ttyS0 panic=-1 rdinit=\(initPath) -- " + ([GuestInit.argument] + initArguments).joined(separator: " "),
+                      // The console comes to us on qemu's stdout, into a fixed ring (ConsoleRing).
+                      "-serial", "stdio",
                       "-device", "virtio-serial-pci",
                       "-chardev", "file,id=results,path=" + resultsFile,
                       "-device", "virtserialport,chardev=results,name=\(GuestInit.portName)"]
@@ -102,7 +104,7 @@ struct GuestBoot {
     func run() -> Result<GuestRun, KernelsError> {
         let child: ChildProcess
         do throws(SystemError) {
-            child = try ChildProcess(executable: qemu, arguments: arguments, mergeStandardError: true)
+            child = try ChildProcess(executable: qemu, arguments: arguments, mergeStandardError: true, dieWithParent: true)
         } catch {
             return .failure(KernelsError("cannot start qemu: \(error)"))
         }
@@ -110,7 +112,7 @@ struct GuestBoot {
         defer { child.killAndReap() }
         var reader = FrameReader()
         var run = GuestRun()
-        var qemuOutput: [String] = []
+        var console = ConsoleRing()
         var offset: off_t = 0
         let started = Deadline.now()
         var deadline = Deadline.after(seconds: bootSeconds)
@@ -119,8 +121,8 @@ struct GuestBoot {
         progress("booting (\(useKVM ? "KVM" : "software emulation, TCG"))")
         while !exited {
             do throws(SystemError) {
-                if let line = try child.readLine(until: min(deadline, Deadline.after(seconds: 0.25))) {
-                    qemuOutput.append(line)
+                if let bytes = try child.readBytes(until: min(deadline, Deadline.after(seconds: 0.25))) {
+                    console.append(bytes)
                 } else {
                     exited = true
                 }
@@ -153,33 +155,42 @@ struct GuestBoot {
                 child.killAndReap()
                 let phase = run.release == nil ? "boot" : "run"
                 let limit = run.release == nil ? bootSeconds : runSeconds
-                return .failure(KernelsError("\(kernel.release): the \(phase) took longer than \(Int(limit)) s; qemu was killed. "
-                    + "Last console lines:\n\(consoleTail())", beforeBoot: run.release == nil))
+                return .failure(KernelsError(failure("the \(phase) took longer than \(Int(limit)) s; qemu was killed.", console: console, notes: run.notes),
+                                             beforeBoot: run.release == nil))
             }
         }
         child.finish(until: Deadline.after(seconds: 5))
         for event in reader.feed(readNew(from: resultsFile, offset: &offset)) {
             if case .result(let job, let status, let output) = event { run.results[job] = (status, output) }
+            if case .note(let text) = event { run.notes.append(text) }
             if case .done = event { run.finished = true }
         }
         guard run.release != nil else {
-            let said = qemuOutput.suffix(5).map(UntrustedText.terminal).joined(separator: "\n")
-            return .failure(KernelsError("\(kernel.release): the guest did not come up (no hello on the results port). "
-                + (said.isEmpty ? "" : "qemu said:\n\(said)\n") + "Last console lines:\n\(consoleTail())", beforeBoot: true))
+            return .failure(KernelsError(failure("the guest did not come up (no hello on the results port).", console: console, notes: run.notes), beforeBoot: true))
         }
         guard run.finished else {
-            return .failure(KernelsError("\(kernel.release): the guest stopped before it finished its jobs. Last console lines:\n\(consoleTail())"))
+            return .failure(KernelsError(failure("the guest stopped before it finished its jobs.", console: console, notes: run.notes)))
         }
         return .success(run)
     }
 
-    private func seconds(since start: Deadline) -> Double {
-        Double(Deadline.now().nanoseconds - start.nanoseconds) / 1e9
+    /// A failed boot's message, raw text (the report escapes each line): the init's last words
+    /// first, since they say why; then what went wrong, what qemu itself said, and the last
+    /// console lines.
+    func failure(_ what: String, console: ConsoleRing, notes: [String]) -> String {
+        let lines = console.lines
+        let qemuName = (qemu.split(separator: "/").last.map(String.init) ?? qemu) + ":"
+        let qemuSaid = lines.filter { $0.hasPrefix(qemuName) }.suffix(5).map(ConsoleRing.cut)
+        var message = InitLastWords.find(console: lines, notes: notes)
+        message.append("\(kernel.release): \(what)")
+        if !qemuSaid.isEmpty { message += ["qemu said:"] + qemuSaid.map { "  " + $0 } }
+        message.append("Last console lines:")
+        message += console.excerpt().map { "  " + $0 }
+        return message.joined(separator: "\n")
     }
 
-    func consoleTail(_ lines: Int = 15) -> String {
-        let text = (try? String(contentsOfFile: consoleLog, encoding: .utf8)) ?? String(decoding: FileManager.default.contents(atPath: consoleLog) ?? Data(), as: UTF8.self)
-        return text.replacingOccurrences(of: "\r\n", with: "\n").split(separator: "\n").suffix(lines).map { "  " + UntrustedText.terminal(String($0)) }.joined(separator: "\n")
+    private func seconds(since start: Deadline) -> Double {
+        Double(Deadline.now().nanoseconds - start.nanoseconds) / 1e9
     }
 
     private func readNew(from path: String, offset: inout off_t) -> [UInt8] {

@@ -24,7 +24,7 @@ enum HostTools {
     static func run(_ executable: String, _ arguments: [String], seconds: Double = 120) -> Result {
         let child: ChildProcess
         do throws(SystemError) {
-            child = try ChildProcess(executable: executable, arguments: arguments, mergeStandardError: true)
+            child = try ChildProcess(executable: executable, arguments: arguments, mergeStandardError: true, dieWithParent: true)
         } catch {
             return Result(status: -1, output: "cannot start \(executable): \(error)")
         }

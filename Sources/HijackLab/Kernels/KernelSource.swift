@@ -28,15 +28,23 @@ struct KernelSource {
         var status = stat()
         guard stat(package, &status) == 0 else { return .failure(KernelsError("--kernel-package \(shown): no such file")) }
         guard status.st_mode & S_IFMT == S_IFREG else { return .failure(KernelsError("--kernel-package \(shown): not a regular file")) }
-        guard let magic = FileManager.default.contents(atPath: package)?.prefix(8), Array(magic) == Array("!<arch>\n".utf8) else {
-            return .failure(KernelsError("--kernel-package \(shown): not a Debian package (a .deb is an ar archive starting with \"!<arch>\"); "
+        // Only the headers are read, never the whole file: it may be gigabytes.
+        let members: [ArMember]
+        switch ArMember.list(package) {
+        case .success(let found): members = found
+        case .failure(let problem):
+            return .failure(KernelsError("--kernel-package \(shown): not a Debian package (\(problem.message)); "
                 + "get one with `apt-get download linux-image-cloud-amd64`'s dependency, e.g. linux-image-6.1.0-NN-cloud-amd64"))
+        }
+        guard members.first?.name == "debian-binary", members.contains(where: { $0.name.hasPrefix("data.tar") }) else {
+            return .failure(KernelsError("--kernel-package \(shown): not a Debian package: its ar members are "
+                + UntrustedText.terminal(members.map(\.name).joined(separator: ", ")) + ", not debian-binary, control.tar.*, data.tar.*"))
         }
         mkdir(folder, 0o755)
         if let dpkgDeb = HostTools.find("dpkg-deb") {
             let result = HostTools.run(dpkgDeb, ["-x", package, folder], seconds: 300)
             guard result.status == 0 else {
-                return .failure(KernelsError("--kernel-package \(shown): dpkg-deb -x failed: \(UntrustedText.terminal(String(result.output.prefix(400))))"))
+                return .failure(KernelsError("--kernel-package \(shown): dpkg-deb -x failed (status \(result.status)): \(UntrustedText.terminal(String(result.output.prefix(400))))"))
             }
         } else {
             switch unpackWithArAndTar(package, into: folder) {
@@ -168,5 +176,48 @@ struct KernelSource {
         for suffix in [".xz", ".zst", ".gz"] where name.hasSuffix(suffix) { name.removeLast(suffix.count) }
         if name.hasSuffix(".ko") { name.removeLast(3) }
         return name.replacingOccurrences(of: "-", with: "_")
+    }
+}
+
+/// One member of an ar archive (a .deb is one), found by reading its 60-byte header and
+/// seeking past its bytes: a file of any size costs a few reads.
+struct ArMember: Equatable {
+    let name: String
+    /// Where its bytes start in the file, and how many there are.
+    let offset: Int64
+    let size: Int64
+
+    static let magic = Array("!<arch>\n".utf8)
+
+    /// The members, at most `limit` (a .deb has three): a file without the ar magic, or whose
+    /// header or sizes do not fit the file, is refused with why.
+    static func list(_ path: String, limit: Int = 16) -> Result<[ArMember], KernelsError> {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return .failure(KernelsError("cannot open it: \(SystemError.last("open"))")) }
+        defer { close(fd) }
+        var status = stat()
+        guard fstat(fd, &status) == 0 else { return .failure(KernelsError("cannot stat it")) }
+        let fileSize = Int64(status.st_size)
+        func bytes(_ count: Int, at offset: Int64) -> [UInt8] {
+            var buffer = [UInt8](repeating: 0, count: count)
+            let got = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(offset)) }
+            return got == count ? buffer : []
+        }
+        guard bytes(8, at: 0) == magic else { return .failure(KernelsError("a .deb is an ar archive starting with \"!<arch>\"")) }
+        var members: [ArMember] = []
+        var offset: Int64 = 8
+        while offset < fileSize, members.count < limit {
+            let header = bytes(60, at: offset)
+            guard header.count == 60, header[58] == 0x60, header[59] == 0x0a,
+                  let size = Int64(String(decoding: header[48..<58], as: UTF8.self).trimmingCharacters(in: .whitespaces)), size >= 0,
+                  offset + 60 + size <= fileSize else {
+                return .failure(KernelsError("the ar member header at byte \(offset) is malformed or overruns the file"))
+            }
+            var name = String(decoding: header[0..<16], as: UTF8.self).trimmingCharacters(in: .whitespaces)
+            if name.hasSuffix("/") { name.removeLast() }
+            members.append(ArMember(name: name, offset: offset + 60, size: size))
+            offset += 60 + size + (size & 1)
+        }
+        return .success(members)
     }
 }

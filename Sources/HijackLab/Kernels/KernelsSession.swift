@@ -170,11 +170,12 @@ final class KernelsSession {
         return result
     }
 
-    /// A failure's first line, then its console lines (already escaped, one per line).
+    /// A failure's lines, every one escaped: a failure is raw text, and any line may hold what a
+    /// guest's console said or a release taken from a folder's or package's name.
     func report(_ failure: String, label: String) {
         let lines = failure.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         console.err("\(UntrustedText.terminal(label)): FAILED: " + UntrustedText.terminal(lines.first ?? ""))
-        for line in lines.dropFirst() { console.err(line) }
+        for line in lines.dropFirst() { console.err(UntrustedText.terminal(line)) }
     }
 
     func hostColumn() -> KernelColumn {
@@ -196,7 +197,7 @@ final class KernelsSession {
             let arguments = job.arguments(output, scenarioFolder)
             let child: ChildProcess
             do throws(SystemError) {
-                child = try ChildProcess(executable: executable, arguments: arguments, mergeStandardError: true)
+                child = try ChildProcess(executable: executable, arguments: arguments, mergeStandardError: true, dieWithParent: true)
             } catch {
                 column.problems.append("\(job.name): cannot start: \(error)")
                 continue
@@ -235,7 +236,6 @@ final class KernelsSession {
         mkdir(bootFolder, 0o755)
         var outcome: Result<GuestRun, KernelsError>
         repeat {
-            unlink(bootFolder + "/console.log")
             unlink(bootFolder + "/results.port")
             let machine = GuestBoot(qemu: qemu, kernel: kernel, initramfs: initramfs, initramfsBytes: size, initPath: Initramfs.initPath(running: executable), folder: bootFolder, useKVM: useKVM,
                                     bootSeconds: useKVM ? min(bootTimeout, Self.kvmBootSeconds) : bootTimeout,

@@ -12,16 +12,44 @@ package final class ChildProcess {
     /// namespace) arrives 4 KB at a time, and rescanning it all each time is quadratic.
     private var scanned = 0
     private var reaped = false
+    /// Started with `dieWithParent`: `pid` is the supervisor, which exits just after the child.
+    private var supervised = false
 
     /// `mergeStandardError` sends the child's stderr into the same pipe as its stdout, for
     /// tools whose complaints belong in the reply (ip); agents keep the runner's stderr.
-    package init(executable: String, arguments: [String], mergeStandardError: Bool = false) throws(SystemError) {
+    ///
+    /// `dieWithParent` starts it under a supervisor that the kernel tells when this process
+    /// ends, SIGKILL included, and that then kills the child's whole process group (qemu,
+    /// dpkg-deb and its tar): nothing outlives a killed `kernels` run. The thread that starts
+    /// such a child must outlive it (the kernel watches that thread), as it does when it reads
+    /// and reaps the child itself; `pid` is then the supervisor's, which leads the group and
+    /// exits with the child's status.
+    package init(executable: String, arguments: [String], mergeStandardError: Bool = false, dieWithParent: Bool = false) throws(SystemError) {
         var toChild: [Int32] = [-1, -1]
         var fromChild: [Int32] = [-1, -1]
         guard hl_pipe_cloexec(&toChild) == 0 else { throw SystemError.last("pipe2") }
         guard hl_pipe_cloexec(&fromChild) == 0 else {
             Glibc.close(toChild[0]); Glibc.close(toChild[1])
             throw SystemError.last("pipe2")
+        }
+
+        if dieWithParent {
+            let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+            defer { argv.forEach { free($0) } }
+            var child: pid_t = 0
+            let status = hl_spawn_dying_with_parent(&child, executable, argv, environ, toChild[0], fromChild[1], mergeStandardError ? fromChild[1] : -1)
+            Glibc.close(toChild[0])
+            Glibc.close(fromChild[1])
+            guard status == 0 else {
+                Glibc.close(toChild[1]); Glibc.close(fromChild[0])
+                throw SystemError(call: "execve", code: status)
+            }
+            pid = child
+            stdinFD = toChild[1]
+            stdoutFD = fromChild[0]
+            supervised = true
+            ChildRegistry.shared.add(child)
+            return
         }
 
         var actions = posix_spawn_file_actions_t()
@@ -113,6 +141,26 @@ package final class ChildProcess {
         }
     }
 
+    /// Whatever the child wrote next, as it came (no line is awaited, so an endless line cannot
+    /// grow a buffer here), or nil when it closed its stdout. Throws ETIMEDOUT at the deadline.
+    package func readBytes(until deadline: Deadline) throws(SystemError) -> [UInt8]? {
+        if !buffer.isEmpty {
+            defer { buffer.removeAll(); scanned = 0 }
+            return buffer
+        }
+        guard stdoutFD >= 0 else { return nil }
+        guard try waitFor(stdoutFD, events: Int16(POLLIN), until: deadline) else { throw SystemError(call: "read", code: ETIMEDOUT) }
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        let count = try Syscall.read(stdoutFD, into: &chunk)
+        guard count > 0 else {
+            Glibc.close(stdoutFD)
+            stdoutFD = -1
+            return nil
+        }
+        chunk.removeSubrange(count...)
+        return chunk
+    }
+
     /// Closes the child's stdin (its cue to exit), waits until it closes stdout, and reaps it.
     /// Past the deadline it is killed. Returns the wait status.
     @discardableResult
@@ -121,8 +169,19 @@ package final class ChildProcess {
         while (try? readLine(until: deadline)).flatMap({ $0 }) != nil {}
         // Closed stdout usually means exiting; a child that closed it and lingers is killed
         // so the blocking wait below cannot hang. It is unreaped, so the group is still ours.
+        // A supervisor exits only once it has seen its child exit, a moment after the child
+        // closed stdout: it gets that moment (up to 2 s), or its child's status would be lost.
+        if supervised, !hasExited() { awaitExit(until: min(deadline, Deadline.after(seconds: 2))) }
         if !hasExited() { kill(-pid, SIGKILL) }
         return reap()
+    }
+
+    /// Waits until the child has exited (not reaping it), or up to the deadline.
+    private func awaitExit(until deadline: Deadline) {
+        let fd = hl_pidfd_open(pid)
+        guard fd >= 0 else { return }
+        defer { Glibc.close(fd) }
+        _ = try? waitFor(fd, events: Int16(POLLIN), until: deadline)
     }
 
     /// Whether the child has exited, without reaping it.

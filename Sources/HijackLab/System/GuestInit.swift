@@ -26,6 +26,11 @@ public enum GuestInit {
     public static let portName = "hijack-lab"
     /// The hidden argument that selects this mode; it works only as pid 1.
     public static let argument = "guest-init"
+    /// A word after `guest-init` on the kernel command line that makes the init fail at once,
+    /// as a broken one would: the tests check that the host's failure message leads with its words.
+    public static let failOnPurpose = "fail-on-purpose"
+    /// What starts every line the init writes about its own trouble (InitLastWords looks for it).
+    public static let complaintPrefix = "hijack-lab guest-init: "
 
     /// Whether this process is a `kernels` guest's init: pid 1, started with `guest-init`.
     /// The arguments come from the first constructor (ProcessArguments), which also mounted
@@ -40,11 +45,15 @@ public enum GuestInit {
             writeText(2, "hijack-lab guest-init runs only as pid 1 inside a `hijack-lab kernels` guest\n")
             return 2
         }
+        if ProcessArguments.commandLine.dropFirst().contains(failOnPurpose) {
+            complain("failing on purpose (\(failOnPurpose) on the kernel command line)")
+            return 3
+        }
         mountAll()
         let notes = loadModules()
         guard let port = openPort(deadlineSeconds: 20) else {
-            writeText(1, "hijack-lab guest-init: no virtio serial port named \(portName); powering off\n")
-            for note in notes { writeText(1, note + "\n") }
+            complain("no virtio serial port named \(portName); powering off")
+            for note in notes { complain(note) }
             powerOff()
         }
         var name = utsname()
@@ -53,7 +62,7 @@ public enum GuestInit {
         send(port, "hello \(release)\n")
         send(port, "version \(oneLine(String(decoding: readFile("/proc/version") ?? [], as: UTF8.self)))\n")
         for note in notes { send(port, "note \(oneLine(note))\n") }
-        if hl_interface_up("lo") != 0 { send(port, "note cannot bring lo up: errno \(errno)\n") }
+        if hl_interface_up("lo") != 0 { complain("cannot bring lo up: errno \(errno)", port: port) }
         for job in readPlan() {
             send(port, "start \(job.name)\n")
             let status = runJob(job, port: port)
@@ -88,7 +97,7 @@ public enum GuestInit {
         for (type, target, mode) in [("sysfs", "/sys", ""), ("devtmpfs", "/dev", "mode=0755"), ("tmpfs", "/tmp", "mode=1777")] {
             mkdir(target, 0o755)
             if hl_mount(type, target, type, 0, mode) != 0 {
-                writeText(1, "hijack-lab guest-init: mount \(type) on \(target) failed: errno \(errno)\n")
+                complain("mount \(type) on \(target) failed: errno \(errno)")
             }
         }
     }
@@ -202,8 +211,15 @@ public enum GuestInit {
     static func powerOff() -> Never {
         _ = hl_power_off()
         // Powering off failed: pid 1 must not exit (the kernel would panic with a less clear message).
-        writeText(1, "hijack-lab guest-init: reboot(RB_POWER_OFF) failed: errno \(errno)\n")
+        complain("reboot(RB_POWER_OFF) failed: errno \(errno)")
         while true { pause() }
+    }
+
+    /// The init's own trouble, on the console (fd 1) and, once it is open, the results port as
+    /// a note: the host puts these lines first when a boot fails.
+    static func complain(_ text: String, port: Int32? = nil) {
+        writeText(1, complaintPrefix + oneLine(text) + "\n")
+        if let port { send(port, "note " + complaintPrefix + oneLine(text) + "\n") }
     }
 
     static func oneLine(_ text: String) -> String {

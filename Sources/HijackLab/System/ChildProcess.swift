@@ -33,25 +33,29 @@ package final class ChildProcess {
             throw SystemError.last("pipe2")
         }
 
-        if dieWithParent {
-            let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-            defer { argv.forEach { free($0) } }
-            var child: pid_t = 0
-            let status = hl_spawn_dying_with_parent(&child, executable, argv, environ, toChild[0], fromChild[1], mergeStandardError ? fromChild[1] : -1)
-            Glibc.close(toChild[0])
-            Glibc.close(fromChild[1])
-            guard status == 0 else {
-                Glibc.close(toChild[1]); Glibc.close(fromChild[0])
-                throw SystemError(call: "execve", code: status)
-            }
-            pid = child
-            stdinFD = toChild[1]
-            stdoutFD = fromChild[0]
-            supervised = true
-            ChildRegistry.shared.add(child)
-            return
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var child: pid_t = 0
+        let (status, call) = dieWithParent
+            ? (hl_spawn_dying_with_parent(&child, executable, argv, environ, toChild[0], fromChild[1], mergeStandardError ? fromChild[1] : -1), "execve")
+            : Self.spawn(&child, executable, argv, stdin: toChild[0], stdout: fromChild[1], mergeStandardError: mergeStandardError)
+        Glibc.close(toChild[0])
+        Glibc.close(fromChild[1])
+        guard status == 0 else {
+            Glibc.close(toChild[1]); Glibc.close(fromChild[0])
+            throw SystemError(call: call, code: status)
         }
+        pid = child
+        stdinFD = toChild[1]
+        stdoutFD = fromChild[0]
+        supervised = dieWithParent
+        ChildRegistry.shared.add(child)
+    }
 
+    /// posix_spawn with the child's pipes as its stdin and stdout, and nothing else inherited;
+    /// the status (0 or an errno) and the call it came from.
+    private static func spawn(_ child: inout pid_t, _ executable: String, _ argv: [UnsafeMutablePointer<CChar>?],
+                              stdin: Int32, stdout: Int32, mergeStandardError: Bool) -> (Int32, String) {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -59,14 +63,11 @@ package final class ChildProcess {
         // child: posix_spawn passes on whatever lacks O_CLOEXEC, and this process may have
         // inherited such descriptors from whoever started it (a shell's `exec 7</etc/shadow`).
         // An agent then holds only its pipes and what it opens itself.
-        var planned = posix_spawn_file_actions_adddup2(&actions, toChild[0], 0)
-        if planned == 0 { planned = posix_spawn_file_actions_adddup2(&actions, fromChild[1], 1) }
-        if planned == 0, mergeStandardError { planned = posix_spawn_file_actions_adddup2(&actions, fromChild[1], 2) }
+        var planned = posix_spawn_file_actions_adddup2(&actions, stdin, 0)
+        if planned == 0 { planned = posix_spawn_file_actions_adddup2(&actions, stdout, 1) }
+        if planned == 0, mergeStandardError { planned = posix_spawn_file_actions_adddup2(&actions, stdout, 2) }
         if planned == 0 { planned = hl_spawn_close_from(&actions, 3) }
-        guard planned == 0 else {
-            Glibc.close(toChild[0]); Glibc.close(toChild[1]); Glibc.close(fromChild[0]); Glibc.close(fromChild[1])
-            throw SystemError(call: "posix_spawn_file_actions", code: planned)
-        }
+        guard planned == 0 else { return (planned, "posix_spawn_file_actions") }
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
@@ -81,21 +82,7 @@ package final class ChildProcess {
         posix_spawnattr_setsigmask(&attributes, &empty)
         posix_spawnattr_setpgroup(&attributes, 0)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var child: pid_t = 0
-        let status = posix_spawn(&child, executable, &actions, &attributes, argv, environ)
-        Glibc.close(toChild[0])
-        Glibc.close(fromChild[1])
-        guard status == 0 else {
-            Glibc.close(toChild[1]); Glibc.close(fromChild[0])
-            throw SystemError(call: "posix_spawn", code: status)
-        }
-        pid = child
-        stdinFD = toChild[1]
-        stdoutFD = fromChild[0]
-        ChildRegistry.shared.add(child)
+        return (posix_spawn(&child, executable, &actions, &attributes, argv, environ), "posix_spawn")
     }
 
     deinit { killAndReap() }

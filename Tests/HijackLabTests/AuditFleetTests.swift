@@ -328,7 +328,7 @@ struct AuditFleetTests {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false)
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let alone = folder + "/hijack-lab"
-        try FileManager.default.copyItem(atPath: TestLab.toolExecutable, toPath: alone)
+        try TestLab.copyProgram(TestLab.toolExecutable, to: alone)
         // Bounded: a front that hung instead of failing would fail the test, not stall it.
         func run(_ arguments: [String]) throws -> (status: Int32, err: String) {
             let child = try ChildProcess(executable: alone, arguments: arguments, mergeStandardError: true)

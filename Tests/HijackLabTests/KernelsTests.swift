@@ -412,9 +412,7 @@ struct KernelsTests {
         defer { try? FileManager.default.removeItem(atPath: folder) }
         // A stand-in for qemu: 300 MB of console without a newline, then the init's complaint.
         let fake = folder + "/qemu-system-x86_64"
-        try Data("#!/bin/sh\nhead -c 300000000 /dev/zero | tr '\\000' x\necho\necho 'hijack-lab guest-init: endless on purpose'\nexit 1\n".utf8)
-            .write(to: URL(fileURLWithPath: fake))
-        chmod(fake, 0o755)
+        try TestLab.writeProgram("#!/bin/sh\nhead -c 300000000 /dev/zero | tr '\\000' x\necho\necho 'hijack-lab guest-init: endless on purpose'\nexit 1\n", to: fake)
         let peakBefore = Self.resetPeakResidentKiB()
         let boot = GuestBoot(qemu: fake, kernel: fakeKernel(), initramfs: "/dev/null", initramfsBytes: 0, initPath: "/init", folder: folder, useKVM: false,
                              bootSeconds: 90, runSeconds: 90) { _ in }

@@ -21,21 +21,6 @@ struct PathBytesTests {
         }
     }
 
-    static func copy(_ source: String, to destination: BytePath) throws {
-        let data = try Data(contentsOf: URL(fileURLWithPath: source))
-        let fd = destination.withC { open($0, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o755) }
-        try #require(fd >= 0, "cannot create the copy: \(SystemError.last("open"))")
-        defer { close(fd) }
-        try data.withUnsafeBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                let written = write(fd, raw.baseAddress! + offset, raw.count - offset)
-                try #require(written > 0)
-                offset += written
-            }
-        }
-    }
-
     /// Runs `program` (bytes) with `arguments`; its exit status and stdout.
     static func run(_ program: BytePath, _ arguments: [String], output: String) throws -> (status: Int32, out: String) {
         var actions = posix_spawn_file_actions_t()
@@ -69,14 +54,13 @@ struct PathBytesTests {
         let decoy = BytePath(Array(base.utf8)) + "/hl-\u{FFFD}bin"
         #expect(String(decoding: real.bytes, as: UTF8.self) == String(decoding: decoy.bytes, as: UTF8.self), "the decoy is not the decoded spelling")
         try #require(real.withC { mkdir($0, 0o755) } == 0 && decoy.withC { mkdir($0, 0o755) } == 0)
-        try Self.copy(TestLab.toolExecutable, to: real + "/hijack-lab")
-        try Self.copy(TestLab.builtExecutable(Front.fullName), to: real + "/hijack-lab-full")
+        try TestLab.copyProgram(TestLab.toolExecutable, to: (real + "/hijack-lab").bytes)
+        try TestLab.copyProgram(TestLab.builtExecutable(Front.fullName), to: (real + "/hijack-lab-full").bytes)
         // The decoys say that they ran, and fail.
         let marker = base + "/decoy-ran"
         for name in ["hijack-lab", "hijack-lab-full"] {
             let script = "#!/bin/sh\necho \(name) >> '\(marker)'\nexit 42\n"
-            try script.write(toFile: base + "/hl-\u{FFFD}bin/" + name, atomically: false, encoding: .utf8)
-            try #require(chmod(base + "/hl-\u{FFFD}bin/" + name, 0o755) == 0)
+            try TestLab.writeProgram(script, to: base + "/hl-\u{FFFD}bin/" + name)
         }
         let front = real + "/hijack-lab"
         let output = base + "/out"

@@ -98,6 +98,38 @@ enum TestLab {
     /// The programs a copy needs: the front, and everything it execs from its own folder.
     static let reachableCopyPrograms = [Front.agentName, Front.fullName]
 
+    /// Copies a program to `destination` (bytes: any name), mode 0755, by coreutils' `install`
+    /// in a child process. This process never holds a descriptor open for writing to the copy:
+    /// another test's posix_spawn forks this process, and a write descriptor that child held
+    /// between its fork and its exec made exec of the copy fail with ETXTBSY (seen under load).
+    static func copyProgram(_ source: String, to destination: [UInt8]) throws {
+        var argv: [UnsafeMutablePointer<CChar>?] = [strdup("/usr/bin/install"), strdup("-m"), strdup("0755"), strdup(source)]
+        argv.append((destination + [0]).withUnsafeBufferPointer { bytes in
+            bytes.withMemoryRebound(to: CChar.self) { strdup($0.baseAddress!) }
+        })
+        argv.append(nil)
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, "/usr/bin/install", nil, nil, argv, environ)
+        guard spawned == 0 else { throw SystemError(call: "posix_spawn(/usr/bin/install)", code: spawned) }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        guard status == 0 else { throw ReachableCopyError(reason: "install \(source) ended with wait status \(status)") }
+    }
+
+    static func copyProgram(_ source: String, to destination: String) throws {
+        try copyProgram(source, to: Array(destination.utf8))
+    }
+
+    /// A script at `path`, mode 0755, put there by `copyProgram` for the same reason: the text
+    /// is written to a file beside it that is never run.
+    static func writeProgram(_ text: String, to path: String) throws {
+        let source = path + ".text"
+        try Data(text.utf8).write(to: URL(fileURLWithPath: source))
+        defer { unlink(source) }
+        try copyProgram(source, to: path)
+    }
+
     /// Why `withReachableCopy` cannot work here, or nil when it can.
     static let reachableCopyUnavailable: String? = {
         for name in reachableCopyPrograms where !FileManager.default.isExecutableFile(atPath: builtExecutable(name)) {
@@ -124,8 +156,7 @@ enum TestLab {
         try manager.setAttributes([.posixPermissions: 0o755], ofItemAtPath: folder)
         for name in reachableCopyPrograms {
             let copy = folder + "/" + name
-            try manager.copyItem(atPath: builtExecutable(name), toPath: copy)
-            try manager.setAttributes([.posixPermissions: 0o755], ofItemAtPath: copy)
+            try copyProgram(builtExecutable(name), to: copy)
         }
         let scenarios = folder + "/scenarios"
         try manager.createDirectory(atPath: scenarios, withIntermediateDirectories: false)

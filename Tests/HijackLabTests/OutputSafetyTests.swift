@@ -37,6 +37,12 @@ struct OutputSafetyTests {
         return (code, try #require(output, "the audit did not finish within 30 s"))
     }
 
+    /// A file of the other user's at `path`, holding `text`, with a set-id mode anyone may write.
+    static func plantOthersFile(_ text: String, at path: String) throws {
+        try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+        try #require(chown(path, other, other) == 0 && chmod(path, 0o6777) == 0)
+    }
+
     static func status(_ path: String) throws -> stat {
         var found = stat()
         try #require(lstat(path, &found) == 0, "lstat \(path): \(SystemError.name(of: errno))")
@@ -71,8 +77,7 @@ struct OutputSafetyTests {
     func symlinkToOtherUsersFile() throws {
         try Self.withPlantableFolder { folder in
             let theirs = folder + "/theirs"
-            try Data("their own bytes\n".utf8).write(to: URL(fileURLWithPath: theirs))
-            try #require(chown(theirs, Self.other, Self.other) == 0 && chmod(theirs, 0o6777) == 0)
+            try Self.plantOthersFile("their own bytes\n", at: theirs)
             let output = folder + "/hijack_lab.prom"
             try #require(symlink(theirs, output) == 0)
             let (status, text) = try Self.audit(to: output)
@@ -91,8 +96,7 @@ struct OutputSafetyTests {
     func otherUsersPlainFile() throws {
         try Self.withPlantableFolder { folder in
             let output = folder + "/hijack_lab.prom"
-            try Data("planted\n".utf8).write(to: URL(fileURLWithPath: output))
-            try #require(chown(output, Self.other, Self.other) == 0 && chmod(output, 0o6777) == 0)
+            try Self.plantOthersFile("planted\n", at: output)
             let (status, text) = try Self.audit(to: output)
             #expect(status == 0 || status == 1, "\(text)")
             let written = try Self.status(output)

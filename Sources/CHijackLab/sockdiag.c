@@ -167,26 +167,34 @@ int hl_socket_owners(const uint64_t *inodes, size_t count, hl_owner_each each, v
         char path[64];
         snprintf(path, sizeof path, "%ld/fd", pid);
         long listed = owners_in(dirfd(proc), path, pid, inodes, count, each, context);
-        if (listed < 0 && errno == EACCES) complete = 0;
-        if (listed != 0) continue;
+        int refused = listed < 0 && errno == EACCES;
+        if (listed > 0 || (listed < 0 && !refused)) continue;
         /* An empty folder is a leader whose thread exited (pthread_exit in main) or a kernel
-           thread: the descriptors, shared by every thread, are then read through a live one. */
+           thread; a refused one may be the same leader, whose fd folder the kernel gives to
+           root once it has no memory map to take an owner from. The descriptors, shared by
+           every thread, are then read through a live one; only when none can be read is
+           the answer incomplete. */
         snprintf(path, sizeof path, "%ld/task", pid);
         int tasks_fd = openat(dirfd(proc), path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (tasks_fd < 0) continue;
-        DIR *tasks = fdopendir(tasks_fd);
+        DIR *tasks = tasks_fd < 0 ? NULL : fdopendir(tasks_fd);
         if (tasks == NULL) {
-            close(tasks_fd);
+            if (tasks_fd >= 0) close(tasks_fd);
+            if (refused) complete = 0;
             continue;
         }
+        int read_one = 0;
         struct dirent *task;
         while ((task = readdir(tasks)) != NULL) {
             long tid = strtol(task->d_name, &end, 10);
             if (task->d_name[0] < '1' || task->d_name[0] > '9' || *end != 0 || tid == pid) continue;
             snprintf(path, sizeof path, "%ld/task/%ld/fd", pid, tid);
-            if (owners_in(dirfd(proc), path, pid, inodes, count, each, context) >= 0) break;
+            /* One live thread is enough, and the one tried speaks for the rest: threads share
+               their owner, so a refusal would repeat for every one of a thousand threads. */
+            read_one = owners_in(dirfd(proc), path, pid, inodes, count, each, context) >= 0;
+            break;
         }
         closedir(tasks);
+        if (refused && !read_one) complete = 0;
     }
     closedir(proc);
     return complete;

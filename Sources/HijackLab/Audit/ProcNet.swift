@@ -304,9 +304,9 @@ public enum SocketOwners {
         return String(scalars)
     }
 
-    /// The pids from `pid`'s parent up to, but not including, the first init: the host's pid 1
-    /// or a pid namespace's (a container's init, whose NSpid ends in 1). An init is the
-    /// ancestor of every program in its namespace, so it says nothing about who belongs together.
+    /// The pids from `pid`'s parent up to init. A container's init counts as a parent like any
+    /// other (it is often the service's own master, nginx as pid 1); which sockets two
+    /// addresses' processes hold, not who started whom, decides whether they are one service.
     public static func ancestors(of pid: Int32) -> [Int32] { ancestors(of: pid, reading: ProcNet.read) }
 
     /// `ancestors(of:)` over any reader of /proc files.
@@ -316,18 +316,11 @@ public enum SocketOwners {
         while current > 1, chain.count < 64,
               let status = read("/proc/\(current)/status"),
               let line = status.split(separator: "\n").first(where: { $0.hasPrefix("PPid:") }),
-              let parent = Int32(line.dropFirst(5).trimmed), parent > 1,
-              let parentStatus = read("/proc/\(parent)/status"), !isNamespaceInit(status: parentStatus) {
+              let parent = Int32(line.dropFirst(5).trimmed) {
             chain.append(parent)
             current = parent
         }
         return chain
-    }
-
-    /// Whether /proc/PID/status is that of an init: its innermost pid (NSpid's last) is 1.
-    package static func isNamespaceInit(status: String) -> Bool {
-        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("NSpid:") }) else { return false }
-        return line.dropFirst(6).split(whereSeparator: { $0 == " " || $0 == "\t" }).last == "1"
     }
 
     /// Whether two processes belong to one service: one started the other, or one parent

@@ -410,6 +410,15 @@ struct AuditFleetTests {
         #expect(watcher.step().isEmpty)
         let cleared = watcher.step()
         #expect(cleared.count == 1 && cleared[0].contains("clears  [warning] shadowing tcp/8080"), "\(cleared)")
+
+        // A socket that never has an owner (a kernel's own, nfsd's or WireGuard's) is there from
+        // the start: the first audit shows its finding at once, and no later one calls it a race.
+        var kernelOwned = [[], [], []].map(audit)
+        let fromStart = AuditWatcher { kernelOwned.removeFirst() }
+        let first = fromStart.step()
+        #expect(first.count == 1 && first[0].contains("appears [warning] shadowing tcp/8080"), "\(first)")
+        #expect(fromStart.step().isEmpty)
+        #expect(fromStart.step().isEmpty)
     }
 
     @Test("--watch: an intruder that binds shows up within two intervals, and clears when it goes")

@@ -343,13 +343,15 @@ package final class AuditWatcher {
             // process started, or passed the socket on, between the dump and the /proc scan.
             // It is told once as "unknown owner"; its findings wait a step, and a finding
             // already told stays, so a race never shows as a finding that appears and clears.
-            // An owner still missing on the next step is no race: the findings stand then.
+            // An owner still missing on the next step is no race (a kernel's own socket, say:
+            // nfsd, WireGuard): the findings stand then. The first audit shows what is there,
+            // races and all, since nothing told before could flap.
             var racing: Set<UInt64> = []
             if report.ownersComplete {
                 for socket in report.sockets where socket.owners.isEmpty {
                     let key = "\(inode) \(socket.inode)"
                     currentOwnerless.insert(key)
-                    guard !ownerless.contains(key) else { continue }
+                    guard findings != nil, !ownerless.contains(key) else { continue }
                     racing.insert(socket.inode)
                     unknownOwners.append(prefix + "owner of \(socket.transport.rawValue) \(socket.label) (uid \(socket.uid) (\(socket.user))): "
                                          + "no process held it when /proc was read; its findings wait for the next audit")
@@ -359,6 +361,8 @@ package final class AuditWatcher {
                 let key = "\(inode) \(finding.kind.rawValue) \(finding.severity.rawValue) \(finding.transport.rawValue) \(finding.port) \(finding.inodes)"
                 if finding.inodes.contains(where: racing.contains) {
                     if let told = previous[key] { currentFindings[key] = told }
+                    // Still a port of interest: a listener that comes or goes there is told.
+                    findingPorts.insert("\(inode) \(finding.transport.rawValue) \(finding.port)")
                     continue
                 }
                 currentFindings[key] = prefix + "[\(finding.severity.rawValue)] \(finding.kind.rawValue) \(finding.transport.rawValue)/\(finding.port): \(finding.explanation)"

@@ -14,6 +14,11 @@ int hl_exec_sibling(const char *name, char *const argv[]) {
     char path[PATH_MAX + 1];
     ssize_t length = readlink("/proc/self/exe", path, PATH_MAX);
     if (length <= 0) return -1;
+    /* A full buffer may be a cut path: never exec relative to a folder that is not ours. */
+    if (length >= PATH_MAX) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
     path[length] = 0;
     char *slash = strrchr(path, '/');
     if (slash == NULL) {

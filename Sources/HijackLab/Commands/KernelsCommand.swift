@@ -102,6 +102,13 @@ struct KernelsCommand: Command {
             console.err("hijack-lab kernels: this host is \(UntrustedText.terminal(architecture)); the guests are x86-64 and run this very binary, so the host must be x86-64 too")
             return .usage
         }
+        // The guest's initramfs is made of this program and its siblings, found by name: under a
+        // folder whose name is not UTF-8 no name would be exact, and nothing is copied by a
+        // decoded one.
+        guard Front.ownPath() != nil else {
+            console.err("hijack-lab kernels: this program's folder name is not UTF-8, so its programs cannot be copied into a guest by name; move hijack-lab and hijack-lab-full to a folder whose name is UTF-8")
+            return .usage
+        }
         guard let qemu = HostTools.find("qemu-system-x86_64") else {
             console.err("hijack-lab kernels: qemu-system-x86_64 is not installed. On Debian or Ubuntu: apt-get install qemu-system-x86")
             return .usage

@@ -8,11 +8,7 @@ import Glibc
 
 /// Programs `kernels` runs on the host (dpkg-deb, ldd, xz, qemu), found on PATH.
 enum HostTools {
-    static func find(_ name: String) -> String? {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
-        let folders = path.split(separator: ":").map(String.init) + ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
-        return folders.map { $0 + "/" + name }.first { access($0, X_OK) == 0 }
-    }
+    static func find(_ name: String) -> String? { SearchPath.find(name) }
 
     struct Result {
         let status: Int32

@@ -134,9 +134,5 @@ public struct Topology: Sendable {
     }
 
     /// The absolute path of `ip`, looked up on PATH and in the usual sbin directories.
-    public static func ipExecutable() -> String? {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
-        let directories = path.split(separator: ":").map(String.init) + ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
-        return directories.map { "\($0)/ip" }.first { FileManager.default.isExecutableFile(atPath: $0) }
-    }
+    public static func ipExecutable() -> String? { SearchPath.find("ip") }
 }

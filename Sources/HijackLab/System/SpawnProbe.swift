@@ -12,7 +12,14 @@ public enum SpawnProbe {
     }
 
     public static func run() -> Int32 {
-        let words = Array(ProcessArguments.commandLine.dropFirst())
+        // Exactly as given: a program named by bytes that are not UTF-8 is refused, never run
+        // by its decoded spelling.
+        let exact = Array(ProcessArguments.exactCommandLine.dropFirst())
+        guard exact.allSatisfy({ $0 != nil }) else {
+            say("an argument is not UTF-8; nothing was started\n")
+            return 2
+        }
+        let words = exact.map { $0! }
         let child: ChildProcess
         do throws(SystemError) {
             child = try ChildProcess(executable: words[0], arguments: Array(words.dropFirst()), mergeStandardError: true, dieWithParent: true)

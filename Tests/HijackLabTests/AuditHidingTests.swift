@@ -21,8 +21,8 @@ struct AuditHidingTests {
         let stdin = Pipe()
         let stdout = Pipe()
 
-        init(_ arguments: [String]) throws {
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+        init(_ arguments: [String], executable: String = "/usr/bin/unshare") throws {
+            process.executableURL = URL(fileURLWithPath: executable)
             process.arguments = arguments
             process.standardInput = stdin
             process.standardOutput = stdout
@@ -130,8 +130,8 @@ struct AuditHidingTests {
         let wildcard = try #require(report.sockets.first { $0.endpoint == "0.0.0.0:46000" })
         let loopback = try #require(report.sockets.first { $0.endpoint == "127.0.0.1:46000" })
         try #require(!wildcard.owners.isEmpty && !loopback.owners.isEmpty)
-        // The init is the program's ancestor, and yet this is another program on the port.
-        #expect(SocketOwners.ancestors(of: loopback.owners[0].pid).contains(wildcard.owners[0].pid) == false)
+        // The init is the program's parent, and yet this is another program on the port.
+        #expect(SocketOwners.ancestors(of: loopback.owners[0].pid).first == wildcard.owners[0].pid)
         let shadowing = report.findings.filter { $0.kind == .shadowing && $0.port == 46000 }
         #expect(shadowing.count == 1, "\(report.findings.map(\.explanation))")
         #expect(shadowing.first?.inodes == [loopback.inode, wildcard.inode])
@@ -150,14 +150,17 @@ struct SameServiceTests {
         }
     }
 
-    @Test("Ancestors stop below an init: the host's pid 1 and a container's (NSpid ending in 1) are nobody's service")
-    func ancestorsStopAtInit() {
-        // 500 is a container's init (1 inside); 600 its child; 700 a worker of 600.
-        let read = Self.reader([700: (600, "700\t3"), 600: (500, "600\t2"), 500: (400, "500\t1"), 400: (1, "400"), 1: (0, "1")])
-        #expect(SocketOwners.ancestors(of: 700, reading: read) == [600])
-        #expect(SocketOwners.ancestors(of: 600, reading: read) == [])
-        #expect(SocketOwners.ancestors(of: 400, reading: read) == [])
-        #expect(SocketOwners.isNamespaceInit(status: "NSpid:\t500\t1\n") && !SocketOwners.isNamespaceInit(status: "NSpid:\t501\t11\n"))
+    @Test("A container whose init is the service's master: its workers are related (one parent), as on a host; the host's pid 1 is nobody's")
+    func containerMaster() {
+        // 500 is nginx's master as a container's init (1 inside), 601 and 602 its workers;
+        // 401 and 402 are two programs the host's pid 1 started.
+        let read = Self.reader([601: (500, "601\t2"), 602: (500, "602\t3"), 500: (400, "500\t1"), 400: (1, "400"),
+                                401: (1, "401"), 402: (1, "402"), 1: (0, "1")])
+        let ancestors = { (pid: Int32) in SocketOwners.ancestors(of: pid, reading: read) }
+        #expect(ancestors(601) == [500, 400, 1])
+        #expect(SocketOwners.related(601, 602, ancestors: ancestors))
+        #expect(SocketOwners.related(500, 601, ancestors: ancestors))
+        #expect(!SocketOwners.related(401, 402, ancestors: ancestors))
     }
 
     @Test("Only a process holding both sockets makes them one service's; being its parent or child is not enough")
@@ -172,5 +175,47 @@ struct SameServiceTests {
         // A master that bound both, and a worker that inherited both: the per-address fix.
         #expect(Audit.findings([socket("0.0.0.0", inode: 1, pids: [10, 11]), socket("127.0.0.1", inode: 2, pids: [10, 11])], context: family).isEmpty)
         #expect(Audit.findings([socket("0.0.0.0", inode: 1, pids: [10]), socket("127.0.0.1", inode: 2, pids: [10])], context: family).isEmpty)
+    }
+}
+
+/// The same leaderless process, audited by its own user, root or not.
+@Suite("Audit: a leaderless process's sockets keep their owner, for any user", .enabled(if: python3Installed, "needs python3"))
+struct LeaderlessOwnerTests {
+    @Test("Its own user sees the owner of a socket whose process's main thread exited (the kernel gives that fd folder to root)")
+    func ownUserSeesOwner() throws {
+        let port = try Topology.freeHostPort(for: .tcp)
+        let script = """
+            import ctypes, os, socket, sys, threading
+            s = socket.socket()
+            s.bind(("127.0.0.1", int(sys.argv[1])))
+            s.listen()
+            def hold():
+                print(threading.get_native_id(), flush=True)
+                sys.stdin.read()
+                os._exit(0)
+            threading.Thread(target=hold).start()
+            ctypes.CDLL(None).pthread_exit(None)
+            """
+        let hider = try AuditHidingTests.Hider(["-c", script, String(port)], executable: "/usr/bin/python3")
+        defer { hider.end() }
+        _ = try hider.awaitLine()
+        let pid = hider.process.processIdentifier
+        let deadline = Deadline.after(seconds: 10)
+        while AuditHidingTests.state(pid) != "Z" && !deadline.hasPassed { _ = poll(nil, 0, 5) }
+        try #require(AuditHidingTests.state(pid) == "Z", "the leader did not exit")
+        let report = Audit.run(port: port)
+        let socket = try #require(report.sockets.first { $0.endpoint == "127.0.0.1:\(port)" })
+        #expect(socket.owners.map(\.pid) == [pid], "owners \(socket.owners)")
+    }
+}
+
+@Suite("Programs the lab runs are found by exact names")
+struct SearchPathTests {
+    @Test("PATH entries that are not UTF-8, or not absolute, are skipped, never decoded")
+    func exactFolders() {
+        let path = Array("/opt/a:".utf8) + Array("/opt/hl-".utf8) + [0xff] + Array("bin::relative:/opt/b".utf8)
+        #expect(SearchPath.folders(path: path) == ["/opt/a", "/opt/b"] + SearchPath.systemFolders)
+        #expect(SearchPath.folders(path: nil) == SearchPath.systemFolders)
+        #expect(SearchPath.find("sh", path: Array("/nonexistent".utf8)).map { SearchPath.systemFolders.map { $0 + "/sh" }.contains($0) } == true)
     }
 }

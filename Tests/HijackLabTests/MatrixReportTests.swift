@@ -103,6 +103,20 @@ struct MatrixReportTests {
         }
     }
 
+    @Test("A destination's letter: a lost probe makes it X unless what arrived already shows a share")
+    func lostLetters() {
+        func letter(first: Int, second: Int, nobody: Int = 0, lost: Int) -> String {
+            MatrixDelivery(destination: "127.0.0.1", sent: first + second + nobody + lost, first: first, second: second, nobody: nobody, lost: lost).letter
+        }
+        #expect(letter(first: 16, second: 0, lost: 0) == "V")
+        #expect(letter(first: 0, second: 16, lost: 0) == "A")
+        #expect(letter(first: 0, second: 0, nobody: 16, lost: 0) == "-")
+        // The one lost connection might have gone to the second socket: V is not known.
+        #expect(letter(first: 15, second: 0, lost: 1) == "X")
+        #expect(letter(first: 0, second: 0, nobody: 15, lost: 1) == "X")
+        #expect(letter(first: 8, second: 7, lost: 1) == "S")
+    }
+
     @Test("One picture per transport and user, one square per case, each class in the legend")
     func pictures() throws {
         let result = Self.fullResult

@@ -105,17 +105,20 @@ public struct MatrixDelivery: Codable, Sendable, Equatable {
     /// than `sent` means some probe was answered only after a resend, or not at all.
     public var tries: Int = 0
 
-    /// Nobody received, and some probe went unanswered until its deadline: who would have
-    /// received it is unknown, which `-` (refused at once) does not say.
-    public var isLost: Bool { first == 0 && second == 0 && lost > 0 }
+    /// Some probe went unanswered until its deadline, and what did arrive does not settle the
+    /// letter: nobody received, or one socket only, where the lost probe might have reached
+    /// the other (a share, `S`). Who would have received it is unknown, which `-` (refused
+    /// at once) or `V`/`A` would not say. A share seen is a share, whatever was lost.
+    public var isLost: Bool { lost > 0 && !(first > 0 && second > 0) }
 
     /// V, A, S, - or X (lost) for this destination.
     public var letter: String {
-        switch (first > 0, second > 0) {
+        if isLost { return "X" }
+        return switch (first > 0, second > 0) {
         case (true, true): "S"
         case (false, true): "A"
         case (true, false): "V"
-        case (false, false): lost > 0 ? "X" : "-"
+        case (false, false): "-"
         }
     }
 }

@@ -7,7 +7,7 @@ import Foundation
 /// MATRIX.md. Its cells, labels and destinations are the lab's own fixed text; the one thing
 /// it did not write, the kernel release, goes through UntrustedText like a scenario's text.
 public enum MatrixReport {
-    public static let legend = "`B` the second bind failed, `L` its listen failed, `V` the victim (first socket) got everything, `A` the attacker (second socket) got everything, `S` shared, `-` nobody got it (refused at once), `X` lost: no answer from anyone within the deadline (a UDP datagram sent three times, or a TCP connect or identity line that timed out), so who would have received it is unknown (`F` the first socket failed, `·` skipped, `E` could not finish)."
+    public static let legend = "`B` the second bind failed, `L` its listen failed, `V` the victim (first socket) got everything, `A` the attacker (second socket) got everything, `S` shared, `-` nobody got it (refused at once), `X` lost: some probe got no answer within the deadline (a UDP datagram sent three times, or a TCP connect or identity line that timed out) and what did arrive does not settle the letter, so who receives is unknown (`F` the first socket failed, `·` skipped, `E` could not finish)."
 
     static let takeoverTitle = "Where the second socket takes traffic from the first"
     static let picturesTitle = "Pictures"

@@ -131,6 +131,13 @@ extension Agent {
             while (try? waitFor(connection.fd, events: Int16(POLLIN), until: deadline)) == true {
                 if servedConnectionEnded(connection.fd) { break }
             }
+            // A lingering close returns once the client has acknowledged this side's FIN
+            // (LAST_ACK or FIN_WAIT1 is over), within a second: until then the connection
+            // still holds the port, and a restart that binds right after this agent exits
+            // would race the kernel's last step of the close (seen as EADDRINUSE under load in
+            // a client-first restart). Server-side TIME_WAIT, which a scenario may be there
+            // to show, comes after and is not waited for.
+            try? connection.set(.linger(seconds: 1))
             try? connection.close()
         }
         connections.removeAll()

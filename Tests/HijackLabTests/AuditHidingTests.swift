@@ -63,6 +63,33 @@ struct AuditHidingTests {
         return try JSONDecoder().decode(AuditFormats.FleetDocument.self, from: Data(captured.out.utf8))
     }
 
+    /// python3 that listens on 127.0.0.1:argv[1], then leaves its main thread by pthread_exit
+    /// (ctypes lets go of the GIL for the call); a second thread, which prints its tid, keeps
+    /// the process, its namespace and its socket alive until stdin ends.
+    static let leaderless = """
+        import ctypes, os, socket, sys, threading
+        s = socket.socket()
+        s.bind(("127.0.0.1", int(sys.argv[1])))
+        s.listen()
+        def hold():
+            print(threading.get_native_id(), flush=True)
+            sys.stdin.read()
+            os._exit(0)
+        threading.Thread(target=hold).start()
+        ctypes.CDLL(None).pthread_exit(None)
+        """
+
+    /// The leaderless program's pid and live thread, once its leader is a zombie (state Z),
+    /// which no event announces: /proc is read until then, within a deadline.
+    static func awaitLeaderless(_ hider: Hider) throws -> (pid: Int32, tid: Int32) {
+        let tid = try #require(Int32(try hider.awaitLine()))
+        let pid = hider.process.processIdentifier
+        let deadline = Deadline.after(seconds: 10)
+        while state(pid) != "Z" && !deadline.hasPassed { _ = poll(nil, 0, 5) }
+        try #require(state(pid) == "Z", "the leader did not exit: state \(String(describing: state(pid)))")
+        return (pid, tid)
+    }
+
     static func state(_ pid: Int32) -> Character? {
         guard let text = ProcNet.read("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
         return text[text.index(after: close)...].dropFirst().first
@@ -70,28 +97,9 @@ struct AuditHidingTests {
 
     @Test("A namespace held only by a process whose main thread exited is audited, with that process as its sockets' owner")
     func zombieLeader() throws {
-        // The main thread leaves by pthread_exit (ctypes lets go of the GIL for the call); a
-        // second thread keeps the process, its namespace and its listening socket alive.
-        let script = """
-            import ctypes, os, socket, sys, threading
-            s = socket.socket()
-            s.bind(("127.0.0.1", 46001))
-            s.listen()
-            def hold():
-                print(threading.get_native_id(), flush=True)
-                sys.stdin.read()
-                os._exit(0)
-            threading.Thread(target=hold).start()
-            ctypes.CDLL(None).pthread_exit(None)
-            """
-        let hider = try Hider(["-n", "sh", "-c", "ip link set lo up && exec python3 -c \"$0\"", script])
+        let hider = try Hider(["-n", "sh", "-c", "ip link set lo up && exec python3 -c \"$0\" \"$1\"", Self.leaderless, "46001"])
         defer { hider.end() }
-        let tid = try #require(Int32(try hider.awaitLine()))
-        let pid = hider.process.processIdentifier
-        // The leader is a zombie once its thread is gone, while the thread it left runs on.
-        let deadline = Deadline.after(seconds: 10)
-        while Self.state(pid) != "Z" && !deadline.hasPassed { _ = poll(nil, 0, 5) }
-        try #require(Self.state(pid) == "Z", "the leader did not exit: state \(String(describing: Self.state(pid)))")
+        let (pid, tid) = try Self.awaitLeaderless(hider)
         var leaderNamespace = stat()
         #expect(stat("/proc/\(pid)/ns/net", &leaderNamespace) != 0, "the leader's namespace is still readable: the case is not made")
         var namespace = stat()
@@ -184,25 +192,9 @@ struct LeaderlessOwnerTests {
     @Test("Its own user sees the owner of a socket whose process's main thread exited (the kernel gives that fd folder to root)")
     func ownUserSeesOwner() throws {
         let port = try Topology.freeHostPort(for: .tcp)
-        let script = """
-            import ctypes, os, socket, sys, threading
-            s = socket.socket()
-            s.bind(("127.0.0.1", int(sys.argv[1])))
-            s.listen()
-            def hold():
-                print(threading.get_native_id(), flush=True)
-                sys.stdin.read()
-                os._exit(0)
-            threading.Thread(target=hold).start()
-            ctypes.CDLL(None).pthread_exit(None)
-            """
-        let hider = try AuditHidingTests.Hider(["-c", script, String(port)], executable: "/usr/bin/python3")
+        let hider = try AuditHidingTests.Hider(["-c", AuditHidingTests.leaderless, String(port)], executable: "/usr/bin/python3")
         defer { hider.end() }
-        _ = try hider.awaitLine()
-        let pid = hider.process.processIdentifier
-        let deadline = Deadline.after(seconds: 10)
-        while AuditHidingTests.state(pid) != "Z" && !deadline.hasPassed { _ = poll(nil, 0, 5) }
-        try #require(AuditHidingTests.state(pid) == "Z", "the leader did not exit")
+        let (pid, _) = try AuditHidingTests.awaitLeaderless(hider)
         let report = Audit.run(port: port)
         let socket = try #require(report.sockets.first { $0.endpoint == "127.0.0.1:\(port)" })
         #expect(socket.owners.map(\.pid) == [pid], "owners \(socket.owners)")

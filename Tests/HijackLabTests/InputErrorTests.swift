@@ -261,7 +261,37 @@ struct InputErrorTests {
         let device = #expect(throws: ScenarioError.self) { try ScenarioFile.load(path: "/dev/null") }
         #expect(device?.found == "a character device")
         let missing = #expect(throws: ScenarioError.self) { try ScenarioFile.load(path: "/nonexistent/fixture.json") }
-        #expect(missing?.found == "stat: ENOENT")
+        #expect(missing?.found == "no such file")
+    }
+
+    // MARK: - Every error at once
+
+    @Test("check names every error of a file: a wrong file name, a misspelt field (with a guess) and a bad symbol (with the valid ones)")
+    func everyError() throws {
+        try withTemporaryDirectory { directory in
+            // Three mistakes: the name is not the file's, "titel" for "title", and "loopbak4".
+            let text = Self.minimal.replacingOccurrences(of: "\"title\": \"t\"", with: "\"titel\": \"t\"")
+                .replacingOccurrences(of: "\"to\": \"loopback4\"", with: "\"to\": \"loopbak4\"")
+            let path = directory + "/other-name.json"
+            try text.write(toFile: path, atomically: false, encoding: .utf8)
+            let error = try #require(#expect(throws: ScenarioError.self) { try ScenarioFile.load(path: path) })
+            // "titel" is one mistake: the missing "title" it stands for is not a second.
+            #expect(error.all.map(\.field) == ["titel", "name", "probes[0].to"], "\(error)")
+            #expect(error.all[0].found == "an unknown field (did you mean \"title\"?)")
+            #expect(error.all[2].expected.contains("wildcard4, loopback4,") && error.all[2].expected.contains("did you mean \"loopback4\"?"), "\(error.all[2].expected)")
+
+            let captured = TestLab.Captured()
+            #expect(CLI.run(["check", path], console: captured.console) == 2)
+            let lines = captured.err.split(separator: "\n")
+            #expect(lines.count == 3, "\(captured.err)")
+            #expect(lines.allSatisfy { $0.hasPrefix(path + ": field `") }, "\(captured.err)")
+            // In a folder too, each error is its own entry.
+            let folder = try ScenarioFile.loadDirectory(directory)
+            #expect(folder.errors.count == 3 && folder.scenarios.isEmpty)
+        }
+        let missing = TestLab.Captured()
+        #expect(CLI.run(["check", "/nonexistent/fixture.json"], console: missing.console) == 2)
+        #expect(missing.err.contains("/nonexistent/fixture.json: expected a readable file; found no such file"), "\(missing.err)")
     }
 
     // MARK: - Terminal safety
@@ -274,8 +304,13 @@ struct InputErrorTests {
         let key = try #require(parseError(Self.minimal.replacingOccurrences(of: "\"address\": \"127.0.0.1\"", with: "\"\\u0007\\r\": \"127.0.0.1\"")))
         #expect(key.field == "sockets[1].\u{07}\r")
         #expect(key.description.contains("field `sockets[1].\\x07\\r`"))
+        // The unknown field also leaves "address" missing: two errors, one line each.
+        #expect(key.all.map(\.field) == ["sockets[1].\u{07}\r", "sockets[1].address"])
         for error in [role, key] {
-            #expect(!error.description.unicodeScalars.contains { UntrustedText.isControl($0) }, "\(error)")
+            #expect(error.description.split(separator: "\n").count == error.all.count)
+            for line in error.description.split(separator: "\n") {
+                #expect(!line.unicodeScalars.contains { UntrustedText.isControl($0) }, "\(line)")
+            }
         }
     }
 

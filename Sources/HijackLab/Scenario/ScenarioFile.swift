@@ -62,7 +62,10 @@ public enum ScenarioFile {
         }
         // stat before open: opening a FIFO waits for a writer, and opening a device can act on it.
         var status = stat()
-        guard stat(path, &status) == 0 else { throw failure("a readable file", "stat: \(SystemError.name(of: errno))") }
+        guard stat(path, &status) == 0 else {
+            let code = errno
+            throw failure("a readable file", code == ENOENT ? "no such file" : code == EACCES ? "no permission to read it (EACCES)" : "stat: \(SystemError.name(of: code))")
+        }
         if let kind = nonRegularKind(status.st_mode) { throw failure("a regular file", kind) }
         let descriptor: Int32
         do throws(SystemError) {
@@ -127,29 +130,59 @@ public enum ScenarioFile {
             do throws(ScenarioError) {
                 scenarios.append(try load(path: directory + "/" + name))
             } catch {
-                errors.append(error)
+                errors.append(contentsOf: error.all)
             }
         }
         return (scenarios, errors)
     }
 }
 
-/// Walks the JSON tree, keeping the path so each error names its field.
-private struct Reader {
+/// Walks the JSON tree, keeping the path so each error names its field. It reads the whole
+/// file: each part that fails is recorded and the reading goes on with the next, so `check`
+/// names every mistake at once; the scenario is thrown out if any part failed.
+private final class Reader {
     let file: String
+    /// What failed so far, one error per field.
+    private(set) var problems: [ScenarioError] = []
+    /// Fields already accounted for by another error: a required field that a misspelt one
+    /// stands for ("titel" for "title") is one mistake, not two.
+    private var accountedFor: Set<String> = []
+
+    init(file: String) { self.file = file }
 
     func fail(_ field: String, _ expected: String, _ found: JSONValue?) -> ScenarioError {
         ScenarioError(file: file, field: field, expected: expected, found: found?.summary ?? "nothing (the field is missing)")
     }
 
+    /// Keeps `error`, unless its field already has one (a missing field is not also a wrong one).
+    func record(_ error: ScenarioError) {
+        guard !accountedFor.contains(error.field), !problems.contains(where: { $0.field == error.field }) else { return }
+        problems.append(error)
+    }
+
+    /// `body`'s value, or nil with its error recorded.
+    func collect<T>(_ body: () throws(ScenarioError) -> T) -> T? {
+        do throws(ScenarioError) {
+            return try body()
+        } catch {
+            record(error)
+            return nil
+        }
+    }
+
+    /// An object's members. An unknown field (with the known one it most likely meant) and a
+    /// missing required one are recorded, and the members are returned all the same.
     func object(_ value: JSONValue?, _ field: String, required: [String], optional: [String] = []) throws(ScenarioError) -> JSONObject {
         guard case .object(let members)? = value else { throw fail(field, "an object", value) }
         let known = required + optional
-        for key in members.keys where !known.contains(key) {
-            throw ScenarioError(file: file, field: join(field, key), expected: "only the fields \(known.joined(separator: ", "))", found: "an unknown field")
+        for key in members.keys.sorted() where !known.contains(key) {
+            let guess = Suggestion.closest(to: key, among: known)
+            record(ScenarioError(file: file, field: join(field, key), expected: "only the fields \(known.joined(separator: ", "))",
+                                 found: guess.map { "an unknown field (did you mean \"\($0)\"?)" } ?? "an unknown field"))
+            if let guess, members[guess] == nil { accountedFor.insert(join(field, guess)) }
         }
         for key in required where members[key] == nil {
-            throw fail(join(field, key), "a value (this field is required)", nil)
+            record(fail(join(field, key), "a value (this field is required)", nil))
         }
         return members
     }
@@ -180,70 +213,88 @@ private struct Reader {
 
     func scenario(_ document: JSONValue) throws(ScenarioError) -> Scenario {
         let top = try object(document, "", required: ["name", "title", "story", "lesson", "transport", "sockets", "probes", "expect"], optional: ["steps", "audit", "port"])
-        let name = try string(top["name"], "name", pattern: .scenarioName)
-        guard name.count <= ScenarioLimits.nameCharacters else {
-            throw ScenarioError(file: file, field: "name", expected: "a name of at most \(ScenarioLimits.nameCharacters) characters",
-                                found: "\(name.count) characters")
+        let name = collect { () throws(ScenarioError) -> String in
+            let name = try string(top["name"], "name", pattern: .scenarioName)
+            guard name.count <= ScenarioLimits.nameCharacters else {
+                throw ScenarioError(file: file, field: "name", expected: "a name of at most \(ScenarioLimits.nameCharacters) characters",
+                                    found: "\(name.count) characters")
+            }
+            let base = (file as NSString).lastPathComponent
+            if base.hasSuffix(".json"), base != "\(name).json" {
+                throw fail("name", "the file's own name, \"\(UntrustedText.terminal(String(base.dropLast(5))))\" (readers look scenarios up by name)", top["name"])
+            }
+            return name
         }
-        let base = (file as NSString).lastPathComponent
-        if base.hasSuffix(".json"), base != "\(name).json" {
-            throw fail("name", "the file's own name, \"\(UntrustedText.terminal(String(base.dropLast(5))))\" (readers look scenarios up by name)", top["name"])
-        }
-        let transport = try choice(top["transport"], "transport", as: Transport.self, among: Transport.allCases)
+        let title = collect { () throws(ScenarioError) in try string(top["title"], "title") }
+        let story = collect { () throws(ScenarioError) in try string(top["story"], "story") }
+        let lesson = collect { () throws(ScenarioError) in try string(top["lesson"], "lesson") }
+        let transport = collect { () throws(ScenarioError) in try choice(top["transport"], "transport", as: Transport.self, among: Transport.allCases) }
+        let beforeParts = problems.count
         var sockets: [SocketSpec] = []
-        let socketItems = try array(top["sockets"], "sockets")
+        var socketItems = collect { () throws(ScenarioError) in try array(top["sockets"], "sockets") } ?? []
         // Counted before any is read: each socket becomes an agent process.
-        guard socketItems.count <= ScenarioLimits.sockets else {
-            throw ScenarioError(file: file, field: "sockets", expected: "at most \(ScenarioLimits.sockets) sockets (each one is an agent process)", found: "\(socketItems.count) sockets")
+        if socketItems.count > ScenarioLimits.sockets {
+            record(ScenarioError(file: file, field: "sockets", expected: "at most \(ScenarioLimits.sockets) sockets (each one is an agent process)", found: "\(socketItems.count) sockets"))
+            socketItems = []
         }
         for (index, item) in socketItems.enumerated() {
-            sockets.append(try socket(item, "sockets[\(index)]", earlier: sockets))
+            if let socket = collect({ () throws(ScenarioError) in try socket(item, "sockets[\(index)]", earlier: sockets) }) { sockets.append(socket) }
         }
         var probes: [ProbeSpec] = []
-        let probeItems = try array(top["probes"], "probes")
-        guard probeItems.count <= ScenarioLimits.probes else {
-            throw ScenarioError(file: file, field: "probes", expected: "at most \(ScenarioLimits.probes) probes", found: "\(probeItems.count) probes")
+        var probeItems = collect { () throws(ScenarioError) in try array(top["probes"], "probes") } ?? []
+        if probeItems.count > ScenarioLimits.probes {
+            record(ScenarioError(file: file, field: "probes", expected: "at most \(ScenarioLimits.probes) probes", found: "\(probeItems.count) probes"))
+            probeItems = []
         }
         for (index, item) in probeItems.enumerated() {
-            let probe = try probe(item, "probes[\(index)]")
+            guard let probe = collect({ () throws(ScenarioError) in try probe(item, "probes[\(index)]") }) else { continue }
             guard !probes.contains(where: { $0.id == probe.id }), sockets.allSatisfy({ $0.id != probe.id }) else {
-                throw fail("probes[\(index)].id", "an id not used by another socket or probe", .string(probe.id))
+                record(fail("probes[\(index)].id", "an id not used by another socket or probe", .string(probe.id)))
+                continue
             }
             probes.append(probe)
         }
-        let steps = try top["steps"].map { (value) throws(ScenarioError) in try self.steps(value, sockets: sockets, probes: probes) }
-            ?? Step.defaults(for: sockets, probes: probes)
-        return Scenario(
-            name: name,
-            title: try string(top["title"], "title"),
-            story: try string(top["story"], "story"),
-            lesson: try string(top["lesson"], "lesson"),
-            transport: transport,
-            sockets: sockets,
-            probes: probes,
-            steps: steps,
-            expectation: try expectation(top["expect"], sockets: sockets, probes: probes, transport: transport),
-            file: file,
-            audit: try top["audit"].map { (value) throws(ScenarioError) -> Bool in
+        // What follows refers to the sockets and probes by id: with one of them unreadable, its
+        // own error says what is wrong, and these would only add echoes of it.
+        let complete = problems.count == beforeParts
+        let steps = !complete ? nil : collect { () throws(ScenarioError) -> [Step] in
+            try top["steps"].map { (value) throws(ScenarioError) in try self.steps(value, sockets: sockets, probes: probes) } ?? Step.defaults(for: sockets, probes: probes)
+        }
+        let expectation = complete ? collect { () throws(ScenarioError) in
+            try self.expectation(top["expect"], sockets: sockets, probes: probes, transport: transport ?? .tcp)
+        } : nil
+        let audit = collect { () throws(ScenarioError) -> Bool in
+            try top["audit"].map { (value) throws(ScenarioError) -> Bool in
                 guard case .bool(let flag) = value else { throw fail("audit", "true or false", value) }
                 return flag
-            } ?? false,
-            port: try top["port"].map { (value) throws(ScenarioError) in try choice(value, "port", as: PortKind.self, among: PortKind.allCases) } ?? .ordinary
-        )
+            } ?? false
+        }
+        let port = collect { () throws(ScenarioError) in
+            try top["port"].map { (value) throws(ScenarioError) in try choice(value, "port", as: PortKind.self, among: PortKind.allCases) } ?? .ordinary
+        }
+        guard problems.isEmpty, let name, let title, let story, let lesson, let transport, let steps, let expectation, let audit, let port else {
+            var first = problems.first ?? fail("", "a scenario", document)
+            first.more = Array(problems.dropFirst())
+            throw first
+        }
+        return Scenario(name: name, title: title, story: story, lesson: lesson, transport: transport, sockets: sockets, probes: probes,
+                        steps: steps, expectation: expectation, file: file, audit: audit, port: port)
     }
 
     func address(_ value: JSONValue?, _ field: String, namesAllowed: Bool) throws(ScenarioError) -> AddressSpec {
         let text = try string(value, field)
         let spec = AddressSpec(parsing: text)
+        let symbols = AddressSymbol.allCases.map(\.rawValue).joined(separator: ", ")
         if case .name = spec, !namesAllowed {
-            throw fail(field, "an address symbol or a numeric address (a socket binds addresses; names are for probes)", value)
+            let guess = Suggestion.closest(to: text, among: AddressSymbol.allCases.map(\.rawValue)).map { " (did you mean \"\($0)\"?)" } ?? ""
+            throw fail(field, "an address symbol (\(symbols)) or a numeric address; a socket binds addresses, names are for probes\(guess)", value)
         }
         // Names mean only what the lab's own hosts file says: nothing outside the lab is asked.
         if case .name(let name) = spec, LabHosts.lab.addresses(for: name).isEmpty {
-            throw fail(field, "a name in the lab's hosts file (\(LabHosts.lab.names.joined(separator: ", "))) or an address", value)
+            let guess = Suggestion.closest(to: text, among: AddressSymbol.allCases.map(\.rawValue) + LabHosts.lab.names).map { " (did you mean \"\($0)\"?)" } ?? ""
+            throw fail(field, "an address symbol (\(symbols)), a name in the lab's hosts file (\(LabHosts.lab.names.joined(separator: ", "))) or an address\(guess)", value)
         }
         if case .literal = spec, let refusal = LabAddressPolicy.refusal(for: text, labRangesAllowed: true) {
-            let symbols = AddressSymbol.allCases.map(\.rawValue).joined(separator: ", ")
             throw ScenarioError(file: file, field: field, expected: "an address symbol (\(symbols)) or a numeric lab address", found: "\"\(text)\", \(refusal)")
         }
         return spec

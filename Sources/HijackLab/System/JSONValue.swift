@@ -464,6 +464,9 @@ public struct ScenarioError: Error, Sendable, Equatable, CustomStringConvertible
     /// Where in the file, for errors found while reading its text (syntax, a repeated key).
     public var line: Int?
     public var column: Int?
+    /// The file's other errors, found in the same reading: a file is checked whole, so one
+    /// mistake does not hide the next.
+    public var more: [ScenarioError] = []
 
     public init(file: String, field: String, expected: String, found: String?, line: Int? = nil, column: Int? = nil) {
         self.file = file
@@ -474,10 +477,20 @@ public struct ScenarioError: Error, Sendable, Equatable, CustomStringConvertible
         self.column = column
     }
 
+    /// This error and the file's others, each on its own.
+    public var all: [ScenarioError] {
+        var first = self
+        first.more = []
+        return [first] + more
+    }
+
+    /// One line per error.
     public var description: String {
-        var place = UntrustedText.terminal(file)
-        if let line, let column { place += ": line \(line), column \(column)" }
-        if !field.isEmpty { place += ": field `\(UntrustedText.terminal(field))`" }
-        return "\(place): expected \(expected)" + (found.map { "; found \(UntrustedText.terminal($0))" } ?? "")
+        all.map { error in
+            var place = UntrustedText.terminal(error.file)
+            if let line = error.line, let column = error.column { place += ": line \(line), column \(column)" }
+            if !error.field.isEmpty { place += ": field `\(UntrustedText.terminal(error.field))`" }
+            return "\(place): expected \(error.expected)" + (error.found.map { "; found \(UntrustedText.terminal($0))" } ?? "")
+        }.joined(separator: "\n")
     }
 }

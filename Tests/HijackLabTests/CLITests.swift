@@ -369,6 +369,39 @@ struct CLITests {
         #expect(!err.contains("agent"))
     }
 
+    @Test("matrix --first and --second hold each socket to its own bind; a bad SPEC is a usage error")
+    func matrixSockets() throws {
+        var filter = MatrixFilter()
+        filter.first = [try #require(MatrixFilter.SocketChoice(parsing: "[::]/SO_REUSEPORT"))]
+        #expect(!filter.cases.isEmpty && filter.cases.allSatisfy { $0.first.label == "[::]" && $0.firstOptions == .reusePort })
+        // Every second socket is still tried against it, and the first alone is its baseline.
+        #expect(Set(filter.cases.compactMap { $0.second?.label }) == Set(MatrixEndpoint.standard.map(\.label)))
+        #expect(Set(filter.cases.map(\.secondOptions)) == Set(MatrixOptions.allCases))
+        #expect(filter.baselines.allSatisfy { $0.first.label == "[::]" && $0.firstOptions == .reusePort && $0.second == nil })
+        #expect(MatrixFilter.SocketChoice(parsing: "[::]") == MatrixFilter.SocketChoice(address: MatrixEndpoint.standard.first { $0.label == "[::]" }!))
+
+        let captured = TestLab.Captured()
+        let status = CLI.run(["matrix", "--first", "0.0.0.0/none", "--second", "127.0.0.1/SO_REUSEPORT,::1", "--transport", "tcp", "--users", "same",
+                              "--topology", "loopback", "--json", "-"], console: captured.console, agentExecutable: TestLab.agentExecutable)
+        #expect(status == 0, "\(captured.err)")
+        let document = try #require(JSONSerialization.jsonObject(with: Data(captured.out.utf8)) as? [String: Any])
+        let cases = try #require(document["cases"] as? [[String: Any]])
+        let pairs = cases.compactMap { item -> String? in
+            guard let matrixCase = item["matrixCase"] as? [String: Any], let first = matrixCase["first"] as? [String: Any],
+                  let second = matrixCase["second"] as? [String: Any] else { return nil }
+            return "\(first["label"]!)/\(matrixCase["firstOptions"]!) \(second["label"]!)/\(matrixCase["secondOptions"]!)"
+        }
+        // ::1 without options: all four option sets of the second socket.
+        #expect(pairs.count == 5, "\(pairs)")
+        #expect(pairs.allSatisfy { $0.hasPrefix("0.0.0.0/none ") } && pairs.contains("0.0.0.0/none 127.0.0.1/SO_REUSEPORT"), "\(pairs)")
+
+        for bad in ["[::]/SO_REUSE", "0.0.0.1", "::1/"] {
+            let refused = TestLab.Captured()
+            #expect(CLI.run(["matrix", "--first", bad], console: refused.console, agentExecutable: "/nonexistent/agent") == 2)
+            #expect(refused.err.contains("--first: \"\(bad)\" is not one of"), "\(refused.err)")
+        }
+    }
+
     @Test("A filtered matrix does not replace MATRIX.md unless --report names it")
     func filteredMatrixKeepsMatrixFile() throws {
         let matrixPath = TestLab.packageRoot.appendingPathComponent("MATRIX.md").path

@@ -14,6 +14,8 @@ struct MatrixCommand: Command {
         OptionSpec("--addresses", "LIST", "a subset of: " + MatrixEndpoint.standard.map(\.label).joined(separator: ", ")),
         OptionSpec("--options", "LIST", "a subset of: none, SO_REUSEADDR, SO_REUSEPORT, both"),
         OptionSpec("--users", "LIST", "same, other: who owns the second socket"),
+        OptionSpec("--first", "SPEC", "the first socket alone: ADDRESS or ADDRESS/OPTIONS, comma-separated (e.g. '[::]/SO_REUSEPORT')"),
+        OptionSpec("--second", "SPEC", "the second socket alone, likewise (--addresses and --options filter both)"),
         OptionSpec("--report", "FILE", "the grids (default MATRIX.md for the full matrix; - for stdout)"),
         OptionSpec("--json", "FILE", "every case, for scripts (- for stdout)"),
         OptionSpec("--topology", "netns|loopback", "where the lab runs (default: netns as root with `ip`)"),
@@ -27,7 +29,9 @@ struct MatrixCommand: Command {
         socket binds and listens, then the second; then clients connect to 127.0.0.1 and ::1 and,
         from the peer, to the lab interface, and the receiver names itself. Cases that need the
         netns topology (lab-interface) or root (another user) are skipped with the reason.
-        A filtered run (any of --transport, --addresses, --options, --users) writes no MATRIX.md
+        --addresses and --options choose for both sockets at once; --first and --second choose
+        for one socket each, so a service's own bind can be held fixed against every second one.
+        A filtered run (any of --transport, --addresses, --options, --users, --first, --second) writes no MATRIX.md
         unless --report names a file, so the committed grid is never replaced by a partial one.
         Progress goes to stderr. Exit status 1 when any case could not finish.
         """
@@ -35,6 +39,7 @@ struct MatrixCommand: Command {
         "hijack-lab matrix",
         "hijack-lab matrix --transport udp --addresses 0.0.0.0,127.0.0.1 --options SO_REUSEADDR --report -",
         "hijack-lab matrix --json /tmp/matrix.json --report /tmp/MATRIX.md",
+        "hijack-lab matrix --first '[::]/SO_REUSEPORT' --transport tcp --report -",
     ]
 
     static func run(_ arguments: Arguments, in context: CommandContext) -> ExitStatus {
@@ -53,13 +58,16 @@ struct MatrixCommand: Command {
             let parseOptions = { (name: String) -> MatrixOptions? in MatrixOptions(rawValue: name) ?? MatrixOptions.allCases.first { $0.short == name } }
             if let list = try list("--options", arguments, parse: parseOptions, allowed: ["none", "SO_REUSEADDR", "SO_REUSEPORT", "both"]) { filter.options = list }
             if let list = try list("--users", arguments, parse: { SocketUser(rawValue: $0) }, allowed: ["same", "other"]) { filter.users = list }
+            let specs = MatrixEndpoint.standard.map { $0.label + "[/none|SO_REUSEADDR|SO_REUSEPORT|both]" }
+            if let list = try list("--first", arguments, parse: MatrixFilter.SocketChoice.init(parsing:), allowed: specs) { filter.first = list }
+            if let list = try list("--second", arguments, parse: MatrixFilter.SocketChoice.init(parsing:), allowed: specs) { filter.second = list }
             forced = try arguments.choice("--topology", Topology.Kind.allCases.map { ($0.rawValue, $0) })
             timeout = try arguments.seconds("--timeout", default: 5, range: 0.001...600)
             workers = try arguments.integer("--workers", range: 1...16)
         } catch {
             return usageFailure(name, error.message, console: console)
         }
-        let filtered = ["--transport", "--addresses", "--options", "--users"].contains { arguments.value($0) != nil }
+        let filtered = ["--transport", "--addresses", "--options", "--users", "--first", "--second"].contains { arguments.value($0) != nil }
         let report = (arguments.value("--report") ?? (filtered ? nil : "MATRIX.md")).map { OutputFile(option: "--report", path: $0) }
         let json = arguments.value("--json").map { OutputFile(option: "--json", path: $0) }
         // The heat maps go next to a Markdown file (not to stdout): their names are known now,

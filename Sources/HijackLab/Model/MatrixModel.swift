@@ -164,8 +164,44 @@ public struct MatrixFilter: Sendable {
     public var addresses: [MatrixEndpoint] = MatrixEndpoint.standard
     public var options: [MatrixOptions] = MatrixOptions.allCases
     public var users: [SocketUser] = [.same, .other]
+    /// `--first` and `--second`: each socket's own choice, on top of the lists above (which
+    /// filter both sockets at once). nil lets every address and option set through.
+    public var first: [SocketChoice]?
+    public var second: [SocketChoice]?
+
+    /// One socket's bind as `--first` and `--second` write it: `ADDRESS` or `ADDRESS/OPTIONS`,
+    /// e.g. `[::]/SO_REUSEPORT`; without options, every option set.
+    public struct SocketChoice: Sendable, Equatable {
+        public var address: MatrixEndpoint
+        public var options: MatrixOptions?
+
+        public init(address: MatrixEndpoint, options: MatrixOptions? = nil) {
+            self.address = address
+            self.options = options
+        }
+
+        /// `ADDRESS[/OPTIONS]`, or nil. The options are `none`, `SO_REUSEADDR`, `SO_REUSEPORT`,
+        /// `both` (or their short forms).
+        public init?(parsing text: String) {
+            let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+            guard let address = MatrixEndpoint.standard.first(where: { $0.label == parts[0] }) else { return nil }
+            self.address = address
+            if parts.count == 2 {
+                guard let options = MatrixOptions(rawValue: parts[1]) ?? MatrixOptions.allCases.first(where: { $0.short == parts[1] }) else { return nil }
+                self.options = options
+            }
+        }
+
+        func admits(_ endpoint: MatrixEndpoint, _ set: MatrixOptions) -> Bool {
+            address == endpoint && (options == nil || options == set)
+        }
+    }
 
     public init() {}
+
+    private func admits(_ choices: [SocketChoice]?, _ endpoint: MatrixEndpoint, _ set: MatrixOptions) -> Bool {
+        choices?.contains { $0.admits(endpoint, set) } ?? true
+    }
 
     /// Every case the filter selects, in grid order.
     public var cases: [MatrixCase] {
@@ -174,8 +210,8 @@ public struct MatrixFilter: Sendable {
             for user in users {
                 for firstOptions in options {
                     for secondOptions in options {
-                        for first in addresses {
-                            for second in addresses {
+                        for first in addresses where admits(self.first, first, firstOptions) {
+                            for second in addresses where admits(self.second, second, secondOptions) {
                                 cases.append(MatrixCase(transport: transport, first: first, firstOptions: firstOptions, second: second,
                                                         secondOptions: secondOptions, secondUser: user))
                             }
@@ -191,7 +227,9 @@ public struct MatrixFilter: Sendable {
     /// nobody beside it, the baseline for "takes traffic from the first".
     public var baselines: [MatrixCase] {
         transports.flatMap { transport in
-            options.flatMap { options in addresses.map { MatrixCase(transport: transport, first: $0, firstOptions: options, second: nil) } }
+            options.flatMap { options in
+                addresses.filter { admits(first, $0, options) }.map { MatrixCase(transport: transport, first: $0, firstOptions: options, second: nil) }
+            }
         }
     }
 

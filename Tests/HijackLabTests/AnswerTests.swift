@@ -105,6 +105,24 @@ struct AnswerTests {
         #expect(row(report).contains("not shown in this run ([restart-with-reuseaddr](#restart-with-reuseaddr) was skipped)"))
     }
 
+    @Test("The interception claim lists its ways as a sentence: a device bind is said to need SO_REUSEPORT when a device bind alone was refused")
+    func interceptionClaim() throws {
+        var report = ReportTests.fixedReport()
+        report.scenarios = [Self.outcome("wildcard-then-loopback-reuseport", verdict: .hijacked), Self.outcome("bindtodevice-shadow", verdict: .hijacked),
+                            Self.outcome("bindtodevice-plain", verdict: .blocked), Self.outcome("wildcard-then-loopback-plain", verdict: .blocked),
+                            Self.outcome("wildcard-then-loopback-reuseaddr", verdict: .blocked), Self.outcome("udp-reuseaddr-other-user", verdict: .blocked),
+                            Self.outcome("v6only-leaves-ipv4-open", verdict: .blocked)]
+        let row = { (report: LabReport) in
+            Advice.articleClaims(report).split(separator: "\n").first { $0.contains("can intercept a 0.0.0.0 listener") }.map(String.init) ?? ""
+        }
+        #expect(row(report).contains("**true, but only through** SO_REUSEPORT from the same user or SO_BINDTODEVICE with SO_REUSEPORT on both sockets (a device bind alone was refused); a plain or SO_REUSEADDR TCP bind is refused"),
+                "\(row(report))")
+        report.scenarios[2].verdict = .hijacked
+        #expect(!row(report).contains("a device bind alone was refused"))
+        report.scenarios[6].verdict = .hijacked
+        #expect(row(report).contains("SO_REUSEPORT from the same user, SO_BINDTODEVICE with SO_REUSEPORT on both sockets or the IPv4/IPv6 family gap, with no option at all"), "\(row(report))")
+    }
+
     @Test("What to do ties each step to a scenario that shows it, or says it was not shown")
     func whatToDo() {
         var report = ReportTests.fixedReport()

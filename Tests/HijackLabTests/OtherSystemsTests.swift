@@ -91,3 +91,31 @@ struct OtherSystemsTests {
         }
     }
 }
+
+@Suite("Other ways to take a port's traffic")
+struct OtherWaysTests {
+    @Test("Each way says what it does and who can use it, cites an https source, and is marked unless it links a scenario that ran")
+    func rows() {
+        for entry in OtherWays.entries {
+            #expect(!entry.way.isEmpty && !entry.effect.isEmpty && !entry.privilege.isEmpty)
+            #expect(!entry.sources.isEmpty && entry.sources.allSatisfy { $0.url.hasPrefix("https://") }, "\(entry.way)")
+            for text in [entry.way, entry.effect, entry.privilege] { #expect(!text.contains("|") && !text.contains("\n"), "\(entry.way)") }
+        }
+        let none = OtherWays.markdownSection { _ in false }
+        let rows = none.split(separator: "\n").filter { $0.hasPrefix("| ") && !$0.hasPrefix("| Way ") }
+        #expect(rows.count == OtherWays.entries.count)
+        #expect(rows.allSatisfy { $0.hasSuffix("\(OtherSystems.marker) |") })
+        #expect(!none.contains("](#"))
+        let all = OtherWays.markdownSection { _ in true }
+        for name in Set(OtherWays.entries.flatMap(\.scenarios)) { #expect(all.contains("[\(name)](#\(name))")) }
+        // The privileged ways say so: they are root's tools, not another user's bind.
+        #expect(OtherWays.entries.filter { $0.privilege.contains("CAP_NET_ADMIN") }.count >= 2)
+    }
+
+    @Test("Every scenario the section names exists in the scenarios folder")
+    func namedScenariosExist() {
+        for name in Set(OtherWays.entries.flatMap(\.scenarios)) {
+            #expect(FileManager.default.fileExists(atPath: "\(TestLab.scenariosDirectory)/\(name).json"), "\(name)")
+        }
+    }
+}

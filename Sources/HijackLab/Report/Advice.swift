@@ -211,15 +211,17 @@ enum Advice {
         Claim(claim: "A 127.0.0.1 or interface bind by another process can intercept a 0.0.0.0 listener.",
               trueIf: "some more specific bind receives the listener's clients",
               scenarios: ["wildcard-then-loopback-plain", "wildcard-then-loopback-reuseaddr", "wildcard-then-loopback-reuseport", "udp-reuseaddr-other-user", "bindtodevice-shadow", "v6only-leaves-ipv4-open"]) { e in
+            let deviceAlone = e.verdict("bindtodevice-plain") == .blocked ? " (a device bind alone was refused)" : ""
             let ways = [
                 ("wildcard-then-loopback-reuseport", "SO_REUSEPORT from the same user"),
                 ("udp-reuseaddr-other-user", "UDP SO_REUSEADDR from any user"),
-                ("bindtodevice-shadow", "SO_BINDTODEVICE"),
-                ("v6only-leaves-ipv4-open", "no option at all, through the IPv4/IPv6 family gap"),
-            ].filter { e.verdict($0.0) == .hijacked }
+                ("bindtodevice-shadow", "SO_BINDTODEVICE with SO_REUSEPORT on both sockets" + deviceAlone),
+                ("v6only-leaves-ipv4-open", "the IPv4/IPv6 family gap, with no option at all"),
+            ].filter { e.verdict($0.0) == .hijacked }.map(\.1)
             let plain = ["wildcard-then-loopback-plain", "wildcard-then-loopback-reuseaddr"].filter { e.verdict($0) == .blocked }
-            guard !ways.isEmpty else { return "**false** on Linux: every such bind was refused" }
-            return "**true only** " + ways.map(\.1).joined(separator: ", ") + (plain.count == 2 ? "; a plain or SO_REUSEADDR TCP bind is refused" : "")
+            guard let last = ways.last else { return "**false** on Linux: every such bind was refused" }
+            let listed = ways.count == 1 ? last : ways.dropLast().joined(separator: ", ") + " or " + last
+            return "**true, but only through** " + listed + (plain.count == 2 ? "; a plain or SO_REUSEADDR TCP bind is refused" : "")
         },
         Claim(claim: "The fix is one socket per interface address.",
               trueIf: "per-address sockets on both families keep every client, also of an address added later",

@@ -120,7 +120,8 @@ public enum AtAGlance {
         }
         var fixes: [String] = []
         let gaps = Set(takes.filter(\.gap).map(\.destination))
-        if !gaps.isEmpty { fixes.append("bind " + gaps.sorted().map { "`\($0 == "lab-interface" ? "the interface address" : $0)`" }.joined(separator: " and ") + " too") }
+        // A placeholder is words, not code: only a literal address is written as code.
+        if !gaps.isEmpty { fixes.append("bind " + gaps.sorted().map { $0 == "lab-interface" ? "the interface's address" : "`\($0)`" }.joined(separator: " and ") + " too") }
         if row.options == .reusePort { fixes.append("leave SO_REUSEPORT off") }
         if row.perAddress != nil { fixes.append("bind each new address as it appears; no SO_REUSEPORT or UDP SO_REUSEADDR on the sockets") }
         if fixes.isEmpty || row.endpoint == "0.0.0.0" || row.endpoint == "[::]" { fixes.append("one socket per address, both families") }

@@ -40,7 +40,9 @@ public enum MarkdownReport {
             for invalid in report.invalidFiles { out.append("- " + invalidFile(invalid)) }
             out.append("")
         }
-        out.append(OtherSystems.markdownSection(scenarioExists: { name in report.scenarios.contains { $0.name == name && $0.status == .ran } }))
+        let ran = { (name: String) in report.scenarios.contains { $0.name == name && $0.status == .ran } }
+        out.append(OtherWays.markdownSection(scenarioExists: ran))
+        out.append(OtherSystems.markdownSection(scenarioExists: ran))
         out.append("<details><summary>How the lab is built, and how to read this report</summary>")
         out.append("")
         out.append(topology(environment.topology))

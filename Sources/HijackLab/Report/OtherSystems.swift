@@ -156,20 +156,30 @@ public enum OtherSystems {
     /// the reading of the article. A scenario becomes a link only when `scenarioExists` says
     /// the report has a section with that name, so no link points at nothing.
     public static func markdownSection(scenarioExists: (String) -> Bool) -> String {
-        var lines = [heading, ""]
-        lines.append("What FreeBSD, macOS and Windows document for a specific bind beside a wildcard bind on one port, set against this lab's Linux results; each row rests on its cited sources and is \(marker).")
-        lines.append("")
-        lines.append("| System | Documented behaviour | Linux, as run by this lab | Sources |")
-        lines.append("|---|---|---|---|")
-        for entry in entries {
+        let rows = entries.map { entry in
             let linked = entry.linuxScenarios.filter(scenarioExists).map { "[\($0)](#\($0))" }
             let linux = entry.linuxComparison + (linked.isEmpty ? "" : " See " + linked.joined(separator: ", ") + ".")
-            let sources = entry.sources.map { "[\($0.title)](\($0.url))" }.joined(separator: "; ")
-            lines.append("| \(entry.system.rawValue) | \(entry.claim) | \(linux) | \(sources); \(marker) |")
+            return [entry.system.rawValue, entry.claim, linux, citations(entry.sources) + "; " + marker]
         }
+        return documentedSection(heading: heading,
+                                 intro: "What FreeBSD, macOS and Windows document for a specific bind beside a wildcard bind on one port, set against this lab's Linux results; each row rests on its cited sources and is \(marker).",
+                                 columns: ["System", "Documented behaviour", "Linux, as run by this lab", "Sources"], rows: rows, after: articleReading)
+    }
+
+    /// Sources as Markdown links, `; ` between them.
+    static func citations(_ sources: [Citation]) -> String {
+        sources.map { "[\($0.title)](\($0.url))" }.joined(separator: "; ")
+    }
+
+    /// A section of documented (not run) rows: heading, one sentence, the table, and an
+    /// optional closing paragraph.
+    static func documentedSection(heading: String, intro: String, columns: [String], rows: [[String]], after: String? = nil) -> String {
+        var lines = [heading, "", intro, ""]
+        lines.append("| " + columns.joined(separator: " | ") + " |")
+        lines.append("|" + String(repeating: "---|", count: columns.count))
+        for row in rows { lines.append("| " + row.joined(separator: " | ") + " |") }
         lines.append("")
-        lines.append(articleReading)
-        lines.append("")
+        if let after { lines += [after, ""] }
         return lines.joined(separator: "\n")
     }
 }

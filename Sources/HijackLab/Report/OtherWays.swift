@@ -48,18 +48,14 @@ public enum OtherWays {
 
     /// The section as Markdown: a heading, one sentence, one row per way.
     public static func markdownSection(scenarioExists: (String) -> Bool) -> String {
-        var lines = [heading, ""]
-        lines.append("Binding beside a service is not the only way. These need more privilege than a bind, or the service's own user, and each row rests on its cited sources and is \(OtherSystems.marker), except where it links a scenario.")
-        lines.append("")
-        lines.append("| Way | What it does | Who can use it | Sources |")
-        lines.append("|---|---|---|---|")
-        for entry in entries {
+        let rows = entries.map { entry in
             let linked = entry.scenarios.filter(scenarioExists).map { "[\($0)](#\($0))" }
             let shown = linked.isEmpty ? OtherSystems.marker : "shown" + (entry.relative.map { " for \($0)" } ?? "") + " in " + linked.joined(separator: ", ")
-            let sources = entry.sources.map { "[\($0.title)](\($0.url))" }.joined(separator: "; ")
-            lines.append("| \(entry.way) | \(entry.effect) | \(entry.privilege) | \(sources); \(shown) |")
+            return [entry.way, entry.effect, entry.privilege, OtherSystems.citations(entry.sources) + "; " + shown]
         }
-        lines.append("")
-        return lines.joined(separator: "\n")
+        return OtherSystems.documentedSection(
+            heading: heading,
+            intro: "Binding beside a service is not the only way. These need more privilege than a bind, or the service's own user, and each row rests on its cited sources and is \(OtherSystems.marker), except where it links a scenario.",
+            columns: ["Way", "What it does", "Who can use it", "Sources"], rows: rows)
     }
 }

@@ -130,6 +130,8 @@ struct MatrixReportTests {
             #expect(contents.cases.count == slice.count, "\(picture.fileName)")
             #expect(Set(contents.cases).count == slice.count, "each case has its own square")
             #expect(Set(contents.legend.keys) == Set(MatrixOutcomeClass.allCases.map(\.rawValue)))
+            // Made from the same run as MATRIX.md: its environment line names the run's kernel.
+            #expect(contents.allText.contains("kernel \(result.environment.kernel)"), "\(picture.fileName)")
             for outcomeClass in MatrixOutcomeClass.allCases {
                 let entry = try #require(contents.legend[outcomeClass.rawValue])
                 #expect(entry.contains(outcomeClass.label) && entry.contains(outcomeClass.letter), "\(outcomeClass)")
@@ -170,7 +172,7 @@ struct MatrixReportTests {
         #expect(MatrixSVG.xml("a<b>&\"'") == "a&lt;b&gt;&amp;&quot;&apos;")
     }
 
-    @Test("Family gaps are take-overs: the second socket takes the other loopback family of the first's service")
+    @Test("Family gaps are take-overs: the second socket takes the other loopback family of the first's service; the pictures draw them apart")
     func familyGaps() throws {
         let cases = [
             // [::] with V6ONLY receives ::1 only; 0.0.0.0 beside it takes 127.0.0.1.
@@ -191,8 +193,12 @@ struct MatrixReportTests {
         let gap = try #require(takeovers.first)
         // 127.0.0.1 through the gap; the lab interface is not counted, since the first never served it.
         #expect(gap.destinations == ["127.0.0.1"] && gap.familyGaps == ["127.0.0.1"] && !gap.shared)
-        #expect(result.classes[cases[0].matrixCase] == .takes)
+        // In the pictures a gap is its own class (G, yellow), apart from a take of the first's own family.
+        #expect((0..<4).map { result.classes[cases[$0].matrixCase] } == Array(repeating: .familyGap, count: 4))
         #expect(result.classes[cases[4].matrixCase] == .keeps)
+        let both = Self.outcome("0.0.0.0", "[::]", cell: "AAV")
+        #expect(Self.result([both], baselines: baselines).classes[both.matrixCase] == .takes, "127.0.0.1 is the first's own: a take-over, gap or not")
+        #expect(MatrixOutcomeClass.familyGap.letter != MatrixOutcomeClass.takes.letter && MatrixSVG.style(.familyGap).fill != MatrixSVG.style(.takes).fill)
 
         let text = MatrixReport.render(result)
         #expect(text.contains(MatrixReport.takeoverRule))

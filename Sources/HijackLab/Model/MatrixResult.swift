@@ -80,7 +80,12 @@ public struct MatrixResult: Codable, Sendable {
         case "F", "E", "·": return .incomplete
         default: break
         }
-        if let takeover = takeover(outcome, alone: alone) { return takeover.shared ? .shares : .takes }
+        if let takeover = takeover(outcome, alone: alone) {
+            // Only the other family, which the first socket left open: a gap, not its own
+            // address taken. A case that takes both is a take-over.
+            if Set(takeover.destinations).isSubset(of: takeover.familyGaps) { return .familyGap }
+            return takeover.shared ? .shares : .takes
+        }
         // A destination whose datagrams were all lost may have gone to either socket.
         if outcome.deliveries.contains(where: \.isLost) { return .incomplete }
         // Without the first socket's baseline, traffic the second received may have been the first's.
@@ -105,6 +110,10 @@ public struct MatrixTakeover: Sendable {
 public enum MatrixOutcomeClass: String, CaseIterable, Sendable {
     case takes
     case shares
+    /// The second takes only destinations of the other address family, which the first
+    /// socket does not serve itself (0.0.0.0 beside ::1): a gap the service left, not its own
+    /// address taken.
+    case familyGap = "family-gap"
     case keeps
     case bindRefused = "bind-refused"
     case listenRefused = "listen-refused"
@@ -115,6 +124,7 @@ public enum MatrixOutcomeClass: String, CaseIterable, Sendable {
         switch self {
         case .takes: "A"
         case .shares: "S"
+        case .familyGap: "G"
         case .keeps: "V"
         case .bindRefused: "B"
         case .listenRefused: "L"
@@ -126,6 +136,7 @@ public enum MatrixOutcomeClass: String, CaseIterable, Sendable {
         switch self {
         case .takes: "second takes traffic"
         case .shares: "shared with the second"
+        case .familyGap: "second takes the other family only (a gap)"
         case .keeps: "first keeps its traffic"
         case .bindRefused: "second bind refused"
         case .listenRefused: "second listen refused"

@@ -29,7 +29,7 @@ public enum MatrixReport {
         if !pictures.isEmpty {
             out.append("## \(picturesTitle)")
             out.append("")
-            out.append("One picture per transport and owner of the second socket. Rows: the first socket's address; columns: the second's. Each cell holds one small square per option pair (rows: the first socket's options, columns: the second's, both in the order none, SO_REUSEADDR, SO_REUSEPORT, both), coloured and lettered by how the case ends; the take-over list below says which destinations.")
+            out.append("One picture per transport and owner of the second socket. Rows: the first socket's address; columns: the second's. Each cell holds one small square per option pair (rows: the first socket's options, columns: the second's, both in the order none, SO_REUSEADDR, SO_REUSEPORT, both), coloured and lettered by how the case ends: `A` (dark red) the second takes the first socket's own traffic, `S` shares it, `G` (yellow) the second takes only the other address family, a gap the first socket left open. The take-over list below says which destinations.")
             out.append("")
             for picture in pictures {
                 out.append("![\(picture.title)](\(picture.fileName))")

@@ -51,6 +51,8 @@ public enum MatrixSVG {
         switch outcome {
         case .takes: ("#5c1500", "#ffffff")
         case .shares: ("#d9620b", "#000000")
+        // Yellow, not the take-overs' red: the service's own family was not touched.
+        case .familyGap: ("#f2d64b", "#000000")
         case .keeps: ("#f4f8fc", "#555555")
         case .bindRefused: ("#9db8e3", "#000000")
         case .listenRefused: ("#2f4f99", "#ffffff")

@@ -21,6 +21,14 @@ struct NetworkTests {
     }
 
     /// Pids of every process now in the given network namespace.
+    /// Keeps a process's network namespace alive by a descriptor, so that after its processes
+    /// are gone its inode number cannot pass to a namespace another test makes meanwhile (the
+    /// kernel reuses the numbers of freed namespaces): `processes(in:)` then asks about this
+    /// namespace, not a newcomer's. Close the descriptor when done.
+    static func hold(namespaceOf pid: pid_t) -> Int32 {
+        open("/proc/\(pid)/ns/net", O_RDONLY | O_CLOEXEC)
+    }
+
     static func processes(in namespace: String) -> [pid_t] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         return entries.compactMap { pid_t($0) }.filter { self.namespace(of: $0) == namespace }
@@ -79,6 +87,9 @@ struct NetworkTests {
         let runner = Runner(settings: settings)
         try runner.prepare()
         let labNamespace = try #require(runner.labHostPID.flatMap(Self.namespace(of:)))
+        let held = Self.hold(namespaceOf: try #require(runner.labHostPID))
+        try #require(held >= 0)
+        defer { Glibc.close(held) }
         for scenario in scenarios {
             let outcome = runner.run(scenario)
             #expect(outcome.status == .ran, "\(scenario.name): \(outcome.skipReason ?? outcome.error ?? "")")
@@ -121,6 +132,10 @@ struct NetworkTests {
         }
         #expect(agents.count == 4, "two clients and two sockets")
         let namespaces = Set(agents.compactMap(Self.namespace(of:)))
+        // One descriptor per namespace keeps its number from passing to another test's lab.
+        let held = agents.map(Self.hold(namespaceOf:))
+        defer { held.filter { $0 >= 0 }.forEach { Glibc.close($0) } }
+        #expect(held.allSatisfy { $0 >= 0 })
         let handles = agents.map { hl_pidfd_open($0) }
         defer { handles.filter { $0 >= 0 }.forEach { Glibc.close($0) } }
 

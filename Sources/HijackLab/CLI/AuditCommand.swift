@@ -187,7 +187,10 @@ package struct AuditCommand: Command {
             }
             parts.append(part)
         }
-        if unreadable > 0 { parts.append(unreadableText(unreadable).prefix(1).uppercased() + unreadableText(unreadable).dropFirst() + ".") }
+        if unreadable > 0 {
+            let line = unreadableText(unreadable)
+            parts.append(line.prefix(1).uppercased() + line.dropFirst() + ".")
+        }
         return parts.joined(separator: "\n\n")
     }
 

@@ -263,7 +263,8 @@ struct CLITests {
 
     /// Starts the real binary with the descriptors `arrange` sets up, and returns its exit code
     /// (128 + the signal when one ended it), waiting on a pidfd with a deadline.
-    static func runBinary(_ arguments: [String], seconds: Double = 120, started: (pid_t) throws -> Void = { _ in },
+    /// `program` is hijack-lab unless given, as bytes (any name, UTF-8 or not).
+    static func runBinary(_ arguments: [String], program: [UInt8]? = nil, seconds: Double = 120, started: (pid_t) throws -> Void = { _ in },
                           _ arrange: (inout posix_spawn_file_actions_t) -> Void) throws -> Int32 {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -271,10 +272,11 @@ struct CLITests {
         arrange(&actions)
         // Only what the test arranged: no descriptor another test holds open leaks into the run.
         _ = hl_spawn_close_from(&actions, 3)
-        let argv = ([TestLab.toolExecutable] + arguments).map { strdup($0) } + [nil]
+        let path = (program ?? Array(TestLab.toolExecutable.utf8)).map { CChar(bitPattern: $0) } + [0]
+        let argv = [path.withUnsafeBufferPointer { strdup($0.baseAddress!) }] + arguments.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0
-        try #require(posix_spawn(&pid, TestLab.toolExecutable, &actions, nil, argv, environ) == 0)
+        try #require(posix_spawn(&pid, argv[0]!, &actions, nil, argv, environ) == 0)
         let handle = hl_pidfd_open(pid)
         defer { if handle >= 0 { Glibc.close(handle) } }
         do { try started(pid) } catch { kill(pid, SIGKILL) }

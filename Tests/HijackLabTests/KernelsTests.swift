@@ -1,3 +1,4 @@
+import CHijackLab
 import Foundation
 import Glibc
 import Testing
@@ -353,11 +354,16 @@ struct KernelsTests {
         }
         let pids = [try #require(child), try #require(grandchild)]
         #expect(pids.allSatisfy(Self.isAlive), "both run while the helper lives")
+        // Held by pidfds while alive: a pidfd polls readable once its process has exited,
+        // a wait with a deadline, and a reused pid cannot pass for it.
+        let handles = pids.map { hl_pidfd_open($0) }
+        defer { handles.filter { $0 >= 0 }.forEach { Glibc.close($0) } }
+        try #require(handles.allSatisfy { $0 >= 0 })
         kill(helper.pid, SIGKILL)
         _ = helper.finish(until: deadline)
         let gone = Deadline.after(seconds: 10)
-        while pids.contains(where: Self.isAlive), Deadline.now() < gone { usleep(20_000) }
-        #expect(!pids.contains(where: Self.isAlive), "left running after the parent's SIGKILL: \(pids.filter(Self.isAlive))")
+        let survivors = zip(pids, handles).filter { (try? waitFor($0.1, events: Int16(POLLIN), until: gone)) != true }.map(\.0)
+        #expect(survivors.isEmpty, "left running after the parent's SIGKILL: \(survivors)")
     }
 
     /// Alive: it exists and is no zombie (a container's pid 1 may never reap the orphans it inherits).

@@ -23,26 +23,11 @@ struct PathBytesTests {
 
     /// Runs `program` (bytes) with `arguments`; its exit status and stdout.
     static func run(_ program: BytePath, _ arguments: [String], output: String) throws -> (status: Int32, out: String) {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-        _ = hl_spawn_close_from(&actions, 3)
-        let argv: [UnsafeMutablePointer<CChar>?] = [program.withC { strdup($0) }] + arguments.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var pid: pid_t = 0
-        let spawned = program.withC { posix_spawn(&pid, $0, &actions, nil, argv, environ) }
-        try #require(spawned == 0)
-        let handle = hl_pidfd_open(pid)
-        defer { if handle >= 0 { close(handle) } }
-        let ended = handle >= 0 && (try? waitFor(handle, events: Int16(POLLIN), until: .after(seconds: 120))) == true
-        if !ended { kill(pid, SIGKILL) }
-        var status: Int32 = 0
-        waitpid(pid, &status, 0)
-        try #require(ended, "the run did not end within 120 s")
-        let out = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
-        return ((status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f), out)
+        let status = try CLITests.runBinary(arguments, program: program.bytes) { actions in
+            posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+            posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        }
+        return (status, (try? String(contentsOfFile: output, encoding: .utf8)) ?? "")
     }
 
     @Test("The front, the runner's agents and audit --all-netns run the programs beside them, not the U+FFFD folder's")

@@ -108,6 +108,8 @@ struct ProbeClientTests {
     /// A UDP server on 127.0.0.1 that, for each client (source address), ignores the first
     /// `ignoring` datagrams and answers every later one, until `clients` were answered or a
     /// bound passes; then counts what is still queued. `datagrams` is what it received per client.
+    /// Unchecked: `datagrams` is written by the server's one thread and read only after
+    /// `join()`, whose semaphore orders the two.
     final class DatagramServer: @unchecked Sendable {
         let socket: Socket
         let port: UInt16

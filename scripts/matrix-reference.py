@@ -45,7 +45,7 @@ LAB_HOST_V6, LAB_PEER_V6 = "2001:db8::1", "2001:db8::2"
 ENDPOINTS = {
     "0.0.0.0": ("0.0.0.0", False), "127.0.0.1": ("127.0.0.1", False), "[::]": ("::", False),
     "[::]v6only": ("::", True), "::1": ("::1", False), "::ffff:127.0.0.1": ("::ffff:127.0.0.1", False),
-    "lab-interface": (LAB_HOST_V4, False),
+    "lab-interface": (LAB_HOST_V4, False), "lab-interface6": (LAB_HOST_V6, False),
 }
 # name -> option names, as MatrixOptions
 OPTIONS = {"none": [], "SO_REUSEADDR": ["SO_REUSEADDR"], "SO_REUSEPORT": ["SO_REUSEPORT"], "both": ["SO_REUSEADDR", "SO_REUSEPORT"]}
@@ -209,7 +209,7 @@ def run_case(first, first_options, second, second_options, port, peer, host, tra
         count = 16 if both else 1
         listeners = [one, two if both else None]
         cell = ""
-        for address, from_peer in (("127.0.0.1", False), ("::1", False), (LAB_HOST_V4, True)):
+        for address, from_peer in (("127.0.0.1", False), ("::1", False), (LAB_HOST_V4, True), (LAB_HOST_V6, True)):
             # A socket belongs to the namespace it was made in: the peer's clients are made there.
             if from_peer:
                 setns(peer)

@@ -9,12 +9,12 @@ import Testing
 
 @Suite("Matrix: model, filters, rendering")
 struct MatrixModelTests {
-    @Test("The full matrix is every stated dimension: 2 transports x 7 x 7 addresses x 4 x 4 options x 2 users")
+    @Test("The full matrix is every stated dimension: 2 transports x 8 x 8 addresses x 4 x 4 options x 2 users")
     func fullSize() {
         let cases = MatrixFilter().cases
-        #expect(cases.count == 2 * 7 * 7 * 4 * 4 * 2)
+        #expect(cases.count == 2 * 8 * 8 * 4 * 4 * 2)
         #expect(Set(cases).count == cases.count)
-        #expect(MatrixFilter().baselines.count == 2 * 7 * 4)
+        #expect(MatrixFilter().baselines.count == 2 * 8 * 4)
     }
 
     @Test("Filters select subsets and name what they accept")
@@ -37,7 +37,7 @@ struct MatrixModelTests {
     func cliFilters() {
         let captured = TestLab.Captured()
         #expect(CLI.run(["matrix", "--addresses", "1.2.3.4"], console: captured.console, agentExecutable: TestLab.agentExecutable) == 2)
-        #expect(captured.err.contains("--addresses: \"1.2.3.4\" is not one of 0.0.0.0, 127.0.0.1, [::], [::]v6only, ::1, ::ffff:127.0.0.1, lab-interface"))
+        #expect(captured.err.contains("--addresses: \"1.2.3.4\" is not one of 0.0.0.0, 127.0.0.1, [::], [::]v6only, ::1, ::ffff:127.0.0.1, lab-interface, lab-interface6"))
         let workers = TestLab.Captured()
         #expect(CLI.run(["matrix", "--workers", "0"], console: workers.console, agentExecutable: TestLab.agentExecutable) == 2)
         #expect(workers.err.contains("--workers expects a whole number from 1 to 16"))

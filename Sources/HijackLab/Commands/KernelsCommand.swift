@@ -15,7 +15,7 @@ struct KernelsCommand: Command {
         OptionSpec("--kernel", "VMLINUZ", "a kernel image to boot (repeatable; each with one --modules)", repeatable: true),
         OptionSpec("--modules", "DIR", "its lib/modules/RELEASE folder (holds modules.dep)", repeatable: true),
         LabOptions.scenarios,
-        OptionSpec("--matrix", nil, "also run the full matrix (3,136 cases) on every kernel: minutes per kernel under emulation"),
+        OptionSpec("--matrix", nil, "also run the full matrix (4,096 cases) on every kernel: minutes per kernel under emulation"),
         OptionSpec("--transport", "LIST", "with --matrix: only these cases, as `matrix` takes them (also --addresses, --options, --users)"),
         OptionSpec("--addresses", "LIST", "with --matrix: a subset of the matrix's addresses"),
         OptionSpec("--options", "LIST", "with --matrix: a subset of none, SO_REUSEADDR, SO_REUSEPORT, both"),

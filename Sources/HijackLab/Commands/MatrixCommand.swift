@@ -25,10 +25,11 @@ struct MatrixCommand: Command {
     ]
     static let discussion = """
         Runs every combination of transport x first address x second address x first options x
-        second options x second user: 2 x 7 x 7 x 4 x 4 x 2 = 3,136 cases. Each case: the first
+        second options x second user: 2 x 8 x 8 x 4 x 4 x 2 = 4,096 cases. Each case: the first
         socket binds and listens, then the second; then clients connect to 127.0.0.1 and ::1 and,
-        from the peer, to the lab interface, and the receiver names itself. Cases that need the
-        netns topology (lab-interface) or root (another user) are skipped with the reason.
+        from the peer, to the lab interface's IPv4 and IPv6 addresses, and the receiver names
+        itself. Cases that need the netns topology (lab-interface, lab-interface6) or root
+        (another user) are skipped with the reason.
         --addresses and --options choose for both sockets at once; --first and --second choose
         for one socket each, so a service's own bind can be held fixed against every second one.
         A filtered run (any of --transport, --addresses, --options, --users, --first, --second) writes no MATRIX.md

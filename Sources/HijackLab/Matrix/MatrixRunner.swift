@@ -78,15 +78,22 @@ final class MatrixWorker {
     }
 
     /// The destinations a case's probes go to: both loopbacks from the host, and the lab
-    /// interface from the peer where there is one.
+    /// interface's IPv4 and IPv6 addresses from the peer where there is one.
     var destinations: [(label: String, address: String, from: ProbeClient)] {
         var list: [(String, String, ProbeClient)] = [("127.0.0.1", "127.0.0.1", .host), ("::1", "::1", .host)]
-        if settings.topology.kind == .netns { list.append((AddressSymbol.labInterface.rawValue, Topology.Lab.hostV4, .peer)) }
+        if settings.topology.kind == .netns {
+            list.append((AddressSymbol.labInterface.rawValue, Topology.Lab.hostV4, .peer))
+            list.append((AddressSymbol.labInterface6.rawValue, Topology.Lab.hostV6, .peer))
+        }
         return list
     }
 
     func host(_ endpoint: MatrixEndpoint) -> String {
-        endpoint.host == AddressSymbol.labInterface.rawValue ? Topology.Lab.hostV4 : endpoint.host
+        switch endpoint.host {
+        case AddressSymbol.labInterface.rawValue: Topology.Lab.hostV4
+        case AddressSymbol.labInterface6.rawValue: Topology.Lab.hostV6
+        default: endpoint.host
+        }
     }
 
     func run(_ matrixCase: MatrixCase, port: UInt16, audit: Bool = false) throws(LabError) -> MatrixCaseOutcome {
@@ -220,14 +227,13 @@ public final class MatrixRunner: Sendable {
 
     /// What each delivery's destination is called, in order.
     public var destinationLabels: [String] {
-        ["127.0.0.1", "::1"] + (settings.topology.kind == .netns ? [AddressSymbol.labInterface.rawValue] : [])
+        ["127.0.0.1", "::1"] + (settings.topology.kind == .netns ? [AddressSymbol.labInterface.rawValue, AddressSymbol.labInterface6.rawValue] : [])
     }
 
     /// Why the topology or this user cannot run a case, if so.
     public func skipReason(_ matrixCase: MatrixCase) -> String? {
         let endpoints = [matrixCase.first] + (matrixCase.second.map { [$0] } ?? [])
-        if endpoints.contains(where: { $0.host == AddressSymbol.labInterface.rawValue }),
-           let reason = settings.netnsSkip("\(AddressSymbol.labInterface.rawValue) exists") { return reason }
+        if let lab = endpoints.first(where: \.isLabInterface), let reason = settings.netnsSkip("\(lab.label) exists") { return reason }
         if matrixCase.second != nil && matrixCase.secondUser == .other { return settings.otherUserSkip("the second socket") }
         return nil
     }

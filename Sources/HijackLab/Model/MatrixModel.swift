@@ -20,7 +20,7 @@ public struct MatrixEndpoint: Codable, Sendable, Hashable, CustomStringConvertib
 
     public var description: String { label }
 
-    /// The seven addresses of the matrix, in grid order.
+    /// The addresses of the matrix, in grid order: the lab interface's on both families last.
     public static let standard: [MatrixEndpoint] = [
         MatrixEndpoint(label: "0.0.0.0", host: "0.0.0.0"),
         MatrixEndpoint(label: "127.0.0.1", host: "127.0.0.1"),
@@ -29,7 +29,14 @@ public struct MatrixEndpoint: Codable, Sendable, Hashable, CustomStringConvertib
         MatrixEndpoint(label: "::1", host: "::1"),
         MatrixEndpoint(label: "::ffff:127.0.0.1", host: "::ffff:127.0.0.1"),
         MatrixEndpoint(label: AddressSymbol.labInterface.rawValue, host: AddressSymbol.labInterface.rawValue),
+        MatrixEndpoint(label: AddressSymbol.labInterface6.rawValue, host: AddressSymbol.labInterface6.rawValue),
     ]
+
+    /// The lab interface's addresses, which exist only in the netns topology.
+    public static let labInterfaceHosts: Set<String> = [AddressSymbol.labInterface.rawValue, AddressSymbol.labInterface6.rawValue]
+
+    /// Whether the address is one of the lab interface's, which the topology resolves.
+    public var isLabInterface: Bool { Self.labInterfaceHosts.contains(host) }
 }
 
 /// The reuse options one matrix socket sets.
@@ -86,7 +93,8 @@ public struct MatrixCase: Codable, Sendable, Hashable {
 
 /// Who received the probes to one destination in one case.
 public struct MatrixDelivery: Codable, Sendable, Equatable {
-    /// "127.0.0.1", "::1" (from the host client) or "lab-interface" (from the peer).
+    /// "127.0.0.1", "::1" (from the host client), "lab-interface" or "lab-interface6" (the lab
+    /// interface's IPv4 and IPv6 addresses, from the peer).
     public var destination: String
     public var sent: Int
     public var first: Int
@@ -359,7 +367,7 @@ extension MatrixResult {
     static func families(_ endpoint: MatrixEndpoint) -> Set<Int> {
         switch endpoint.host {
         case "::": endpoint.v6only ? [6] : [4, 6]
-        case "::1": [6]
+        case "::1", AddressSymbol.labInterface6.rawValue: [6]
         default: [4]
         }
     }

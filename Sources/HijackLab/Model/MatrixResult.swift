@@ -18,11 +18,15 @@ public struct MatrixResult: Codable, Sendable {
     /// 0 when every case ran or was skipped with a reason, 1 when any could not finish.
     public var exitStatus: Int32 { cases.contains { $0.status == .error } || baselines.contains { $0.status == .error } ? 1 : 0 }
 
-    /// A client that resolves `localhost` tries both loopback addresses, so a service that
-    /// answers on one of them is reached, for that client, through either: whoever holds
-    /// the other one receives some of its clients. The lab interface has no such twin
-    /// among the probes (its IPv6 address is not probed), so it only counts for itself.
-    public static let localhostTwin = ["127.0.0.1": "::1", "::1": "127.0.0.1"]
+    /// A client that resolves a name tries each of its addresses: `localhost` both loopbacks,
+    /// a host name with an A and an AAAA record both of the interface's addresses. So a
+    /// service that answers on one of a pair is reached, for those clients, through either:
+    /// whoever holds the other one receives some of its clients (a family gap).
+    public static let familyTwin = [
+        "127.0.0.1": "::1", "::1": "127.0.0.1",
+        AddressSymbol.labInterface.rawValue: AddressSymbol.labInterface6.rawValue,
+        AddressSymbol.labInterface6.rawValue: AddressSymbol.labInterface.rawValue,
+    ]
 
     static func baselineKey(_ matrixCase: MatrixCase) -> String {
         "\(matrixCase.transport.rawValue) \(matrixCase.first.label) \(matrixCase.firstOptions.rawValue)"
@@ -40,7 +44,7 @@ public struct MatrixResult: Codable, Sendable {
     }
 
     /// Cases in which the second socket received traffic that belongs to the first: to a
-    /// destination the first, alone, receives, or to that destination's `localhost` twin.
+    /// destination the first, alone, receives, or to that destination's other-family twin.
     public var takeovers: [MatrixTakeover] {
         let alone = aloneReceives
         return cases.compactMap { Self.takeover($0, alone: alone) }
@@ -54,7 +58,7 @@ public struct MatrixResult: Codable, Sendable {
         for delivery in outcome.deliveries where delivery.second > 0 {
             if own.contains(delivery.destination) {
                 taken.append(delivery.destination)
-            } else if let twin = localhostTwin[delivery.destination], own.contains(twin) {
+            } else if let twin = familyTwin[delivery.destination], own.contains(twin) {
                 taken.append(delivery.destination)
                 gaps.append(delivery.destination)
             } else {

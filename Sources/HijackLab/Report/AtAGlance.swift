@@ -138,7 +138,7 @@ public enum AtAGlance {
     /// every address of the host, a loopback bind the local clients; on both families, since
     /// a client of `localhost` tries ::1 first and a client of the host's name may get either.
     static func scope(of endpoint: String) -> Set<String> {
-        ["127.0.0.1", "::1"].contains(endpoint) ? ["127.0.0.1", "::1"] : ["127.0.0.1", "::1", "lab-interface"]
+        ["127.0.0.1", "::1"].contains(endpoint) ? ["127.0.0.1", "::1"] : ["127.0.0.1", "::1", "lab-interface", "lab-interface6"]
     }
 
     static func matrixCell(_ row: Row, _ column: Column, _ evidence: GlanceEvidence?) -> Cell {
@@ -183,7 +183,7 @@ public enum AtAGlance {
                     let c = outcome.matrixCase
                     let bind = "`\(c.second!.label)`" + (c.secondOptions == .none ? "" : " " + c.secondOptions.names.joined(separator: "+")) + (udp ? " (UDP)" : "")
                     let proof = "([matrix](MATRIX.md#\(MatrixReport.anchor(MatrixReport.gridTitle(c.transport, c.secondUser, c.firstOptions, c.secondOptions)))))"
-                    cell.takes.append((delivery.destination, bind, gap, proof, delivery.destination == "lab-interface"))
+                    cell.takes.append((delivery.destination, bind, gap, proof, MatrixEndpoint.labInterfaceHosts.contains(delivery.destination)))
                 }
             }
         }

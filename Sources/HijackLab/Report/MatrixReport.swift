@@ -13,7 +13,7 @@ public enum MatrixReport {
     static let picturesTitle = "Pictures"
 
     /// The definition of a take-over, as MATRIX.md states it.
-    public static let takeoverRule = "A destination counts as taken when the second socket received some of its traffic and the first socket, bound alone (its baseline), receives that destination or the other loopback address, since a client resolving `localhost` tries both ::1 and 127.0.0.1: a service on one family loses those clients to whoever binds the other (a family gap)."
+    public static let takeoverRule = "A destination counts as taken when the second socket received some of its traffic and the first socket, bound alone (its baseline), receives that destination or its other-family twin: the other loopback address, since a client resolving `localhost` tries both ::1 and 127.0.0.1, or the lab interface's other address (`lab-interface` 198.51.100.1, `lab-interface6` 2001:db8::1), since a client resolving a host name with A and AAAA records tries both. A service on one family loses those clients to whoever binds the other (a family gap)."
 
     /// MATRIX.md. `pictures` are the SVG files the caller writes next to it (see
     /// `MatrixSVG.render`); the report embeds each by its file name, so pass none when the
@@ -48,9 +48,9 @@ public enum MatrixReport {
             + (baselinesFailed > 0 ? " (\(baselinesFailed) could not finish: takeovers from those first sockets are unknown and not listed)" : "") + ".")
         out.append("")
         out.append("**Legend.** " + legend + " Each cell has one letter per destination, in this order: " + result.destinations.map { "`\($0)`" }.joined(separator: ", ")
-            + (result.destinations.contains("lab-interface") ? " (the lab interface's IPv4 address, \(LabAddresses.hostV4), from the external peer; its IPv6 address is not probed, so a `[::]v6only` socket shows `-` there)" : "") + ".")
+            + (result.destinations.contains(AddressSymbol.labInterface.rawValue) ? " (`lab-interface` is the lab interface's IPv4 address, \(LabAddresses.hostV4), and `lab-interface6` its IPv6 address, \(LabAddresses.hostV6), both probed from the external peer)" : "") + ".")
         out.append("")
-        out.append("**How each case runs.** The first socket binds and listens (TCP) on a port of its own, then the second. Probes come from the lab host to 127.0.0.1 and ::1, and from the peer to the lab interface. Each probe is one connection or datagram when only one socket serves (the result is then fixed), and 16 when both do, so that a split by the kernel's reuseport hash shows as `S`. Clients close with a RST (SO_LINGER 0), so no TIME_WAIT is left behind, and each case closes its sockets before the next begins.")
+        out.append("**How each case runs.** The first socket binds and listens (TCP) on a port of its own, then the second. Probes come from the lab host to 127.0.0.1 and ::1, and from the peer to the lab interface's two addresses. Each probe is one connection or datagram when only one socket serves (the result is then fixed), and 16 when both do, so that a split by the kernel's reuseport hash shows as `S`. Clients close with a RST (SO_LINGER 0), so no TIME_WAIT is left behind, and each case closes its sockets before the next begins.")
         out.append("")
         out.append("**The kernel's own selftest binds only.** `tools/testing/selftests/net/bind_wildcard.c` checks the second bind() with neither socket listening. Here the first socket listens before the second binds, which is what a running service does, and for TCP that changes SO_REUSEADDR: Linux lets two SO_REUSEADDR sockets overlap only while neither listens. So a TCP SO_REUSEADDR cell may show `B` where the selftest expects success. The test suite runs the matrix's bind-only path on the selftest's 44 address pairs and checks that it agrees with the selftest's expectations.")
         out.append("")
@@ -167,7 +167,7 @@ public enum MatrixReport {
     static let auditTitle = "The audit against every case"
 
     /// How the audit's definitions are scored, as MATRIX.md states them.
-    public static let auditRule = "With `--audit`, the lab host runs the audit of the case's port (as `hijack-lab audit --port PORT` would) in every case in which both sockets bound (and listen), while they are live, and the case's JSON keeps its findings; with one socket nothing can be taken. **Takes:** one socket takes traffic from the other when it receives traffic, to some destination, that the other socket receives when alone (its baseline). The destinations are 127.0.0.1, ::1, the lab interface and `localhost`. `localhost` is not probed by name: a client resolves it to ::1, then 127.0.0.1, and goes on to 127.0.0.1 only when ::1 refuses it, so a `localhost` client receives what the ::1 probe received, or, where every ::1 probe was refused, what the 127.0.0.1 probe received (`MatrixCaseOutcome.localhost`, the one place this is derived). **Recall:** every case in which either socket takes from the other must have an `interception` finding on its port (another uid) or a `shadowing` one (same uid); two sockets of one uid on one address may instead have a `load-balancing` finding that names both. **Precision:** an interception, shadowing or load-balancing finding in a case where neither socket takes anything from the other is a false alarm. Cases whose sockets are of different address families (v4-mapped counts as IPv4, dual-stack `[::]` as both) are left out of the precision count, since the audit may warn about a family split as policy."
+    public static let auditRule = "With `--audit`, the lab host runs the audit of the case's port (as `hijack-lab audit --port PORT` would) in every case in which both sockets bound (and listen), while they are live, and the case's JSON keeps its findings; with one socket nothing can be taken. **Takes:** one socket takes traffic from the other when it receives traffic, to some destination, that the other socket receives when alone (its baseline). The destinations are 127.0.0.1, ::1, the lab interface's IPv4 and IPv6 addresses and `localhost`. `localhost` is not probed by name: a client resolves it to ::1, then 127.0.0.1, and goes on to 127.0.0.1 only when ::1 refuses it, so a `localhost` client receives what the ::1 probe received, or, where every ::1 probe was refused, what the 127.0.0.1 probe received (`MatrixCaseOutcome.localhost`, the one place this is derived). **Recall:** every case in which either socket takes from the other must have an `interception` finding on its port (another uid) or a `shadowing` one (same uid); two sockets of one uid on one address may instead have a `load-balancing` finding that names both. **Precision:** an interception, shadowing or load-balancing finding in a case where neither socket takes anything from the other is a false alarm. Cases whose sockets are of different address families (v4-mapped counts as IPv4, dual-stack `[::]` as both) are left out of the precision count, since the audit may warn about a family split as policy."
 
     /// Recall and precision over every audited case, with each miss and false alarm.
     static func auditSection(_ score: MatrixAuditScore) -> String {
@@ -290,12 +290,13 @@ public enum MatrixReport {
             let family: String
             switch first.host {
             case "::" where first.v6only: family = "is IPv6-only (V6ONLY)"
-            case "::1": family = "is IPv6-only"
-            case "0.0.0.0", "127.0.0.1": family = "is IPv4-only"
+            case "::1", AddressSymbol.labInterface6.rawValue: family = "is IPv6-only"
+            case "0.0.0.0", "127.0.0.1", AddressSymbol.labInterface.rawValue: family = "is IPv4-only"
             case "::ffff:127.0.0.1": family = "is IPv4-mapped (IPv4 only)"
             default: family = "does not receive \(gap) even alone"
             }
-            clauses.append("family gap: the first socket \(family), so \(gap) was free for anyone, and a client resolving `localhost` tries both")
+            let name = ["127.0.0.1", "::1"].contains(gap) ? "`localhost`" : "the host's name (A and AAAA records)"
+            clauses.append("family gap: the first socket \(family), so \(gap) was free for anyone, and a client resolving \(name) tries both")
         }
         if !direct.isEmpty {
             let list = direct.joined(separator: ", ")

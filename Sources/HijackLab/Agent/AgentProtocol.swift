@@ -105,6 +105,10 @@ public struct ProbeRequest: Sendable, Equatable {
 public enum WritableSysctl: String, Sendable, CaseIterable {
     case icmpRatemask = "/proc/sys/net/ipv4/icmp_ratemask"
     case icmpRatelimit = "/proc/sys/net/ipv4/icmp_ratelimit"
+    /// ICMPv6's own: a list of types (0, a reserved type, leaves destination-unreachable out of
+    /// the global limit), and the per-peer interval in milliseconds (100 by default).
+    case icmpv6Ratemask = "/proc/sys/net/ipv6/icmp/ratemask"
+    case icmpv6Ratelimit = "/proc/sys/net/ipv6/icmp/ratelimit"
 
     public var path: String { rawValue }
 }

@@ -13,6 +13,7 @@ package enum CommandIndex {
         ("list", "list the scenarios: name and title"),
         ("show", "explain one scenario: sockets, steps, probes, expectation"),
         ("check", "validate scenario files without running them"),
+        ("try", "your own bind: who can take its traffic, with which bind, and the fix, from real sockets"),
         ("audit", "find shadowed and shadowable listeners on this host, now"),
         ("matrix", "every two-socket combination, run for real; writes MATRIX.md"),
         ("kernels", "run the scenarios (and the matrix) on other Linux kernels under qemu; writes KERNELS.md"),

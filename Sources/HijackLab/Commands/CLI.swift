@@ -10,7 +10,7 @@ public enum CLI {
     public static let version = CommandIndex.version
 
     static let commands: [any Command.Type] = [
-        AllCommand.self, RunCommand.self, ListCommand.self, ShowCommand.self, CheckCommand.self,
+        AllCommand.self, RunCommand.self, ListCommand.self, ShowCommand.self, CheckCommand.self, TryCommand.self,
         AuditCommand.self, MatrixCommand.self, KernelsCommand.self,
     ]
 

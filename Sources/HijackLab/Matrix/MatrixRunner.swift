@@ -15,6 +15,8 @@ final class MatrixWorker {
     let settings: LabSettings
     private let network: LabNetwork
     private let first: AgentClient
+    /// The service's other sockets, for cases whose first binds several addresses (`try`'s fix).
+    private let firstMore: [AgentClient]
     private let secondSame: AgentClient
     private let secondOther: AgentClient?
     private(set) var started: [ProcessIdentity] = []
@@ -22,7 +24,8 @@ final class MatrixWorker {
     private(set) var healthy = true
 
     /// `audits`: the host client audits every case while its sockets are live (`matrix --audit`).
-    init(settings: LabSettings, audits: Bool) throws(LabError) {
+    /// `serviceSockets`: how many sockets a case's first may bind (one agent each).
+    init(settings: LabSettings, audits: Bool, serviceSockets: Int = 1) throws(LabError) {
         self.settings = settings
         var started: [ProcessIdentity] = []
         network = try LabNetwork.make(settings, audits: audits) { started.append($0) }
@@ -34,7 +37,14 @@ final class MatrixWorker {
             // The audit tells which socket came first by its process's start time (in clock
             // ticks, then pids), as it would on a host where a service ran before its intruder:
             // the first agent is up before the second ones start.
-            try first.awaitReady()
+            var more: [AgentClient] = []
+            for index in stride(from: 2, through: serviceSockets, by: 1) {
+                let agent = try AgentClient(executable: settings.agentExecutable, id: "first-\(index)", extraArguments: placement, timeout: settings.replyTimeout)
+                agents.append(agent)
+                more.append(agent)
+            }
+            firstMore = more
+            for agent in agents { try agent.awaitReady() }
             secondSame = try AgentClient(executable: settings.agentExecutable, id: "second", extraArguments: placement, timeout: settings.replyTimeout)
             agents.append(secondSame)
             if geteuid() == 0 {
@@ -44,7 +54,7 @@ final class MatrixWorker {
             } else {
                 secondOther = nil
             }
-            for agent in agents.dropFirst() {
+            for agent in agents.dropFirst(1 + firstMore.count) {
                 try agent.awaitReady()
             }
             for agent in agents {
@@ -52,8 +62,10 @@ final class MatrixWorker {
             }
             if settings.topology.kind == .netns {
                 // Port-unreachable replies are rate-limited, per peer and globally (50 at a burst,
-                // 1,000 a second). In the lab's own namespace only, exempt them (an empty ratemask),
-                // so "nobody is bound there" comes back as ECONNREFUSED instead of a lost datagram.
+                // 1,000 a second), and ICMPv6's at one per 100 ms per peer. In the lab's own
+                // namespace only, exempt them (a ratemask without destination-unreachable, no
+                // per-peer interval), so "nobody is bound there" comes back as ECONNREFUSED
+                // instead of a lost datagram, on both families.
                 for sysctl in WritableSysctl.allCases {
                     let result = try network.hostClient.calls(.sysctl(sysctl, value: "0")).last?.result
                     guard result == .ok else { throw .setup("could not set \(sysctl.path) in the lab namespace: \(result.map { "\($0)" } ?? "?")") }
@@ -68,12 +80,12 @@ final class MatrixWorker {
     }
 
     func finish() {
-        for agent in [first, secondSame] + (secondOther.map { [$0] } ?? []) { agent.finish() }
+        for agent in [first] + firstMore + [secondSame] + (secondOther.map { [$0] } ?? []) { agent.finish() }
         network.finish()
     }
 
     func kill() {
-        for agent in [first, secondSame] + (secondOther.map { [$0] } ?? []) { agent.kill() }
+        for agent in [first] + firstMore + [secondSame] + (secondOther.map { [$0] } ?? []) { agent.kill() }
         network.kill()
     }
 
@@ -102,16 +114,25 @@ final class MatrixWorker {
         let transport = matrixCase.transport
         let second = matrixCase.second == nil ? nil : matrixCase.secondUser == .other ? secondOther : secondSame
         guard matrixCase.second == nil || second != nil else { throw .setup("no agent for uid 65534 (not root)") }
-        let agents = [first] + (second.map { [$0] } ?? [])
+        let serviceEndpoints = matrixCase.firstSockets
+        guard serviceEndpoints.count <= 1 + firstMore.count else { throw .setup("the case's first binds \(serviceEndpoints.count) sockets; this lane has agents for \(1 + firstMore.count)") }
+        let service = [first] + firstMore.prefix(serviceEndpoints.count - 1)
+        let agents = service + (second.map { [$0] } ?? [])
         var closed = false
         defer {
             // Close both sockets whatever happened, so the next case starts clean.
             if !closed, (try? Self.close(agents)) == nil { healthy = false }
             for agent in agents { agent.forgetAcceptedPeers() }
         }
-        let firstOptions = (matrixCase.first.v6only ? ["IPV6_V6ONLY"] : []) + matrixCase.firstOptions.names
-        let firstSocket = SocketRequest(transport: transport, address: host(matrixCase.first), port: port, options: firstOptions)
-        (outcome.firstBind, outcome.firstListen) = Self.results(try first.calls(.open(firstSocket, listen: matrixCase.listens)), transport: transport, fallback: outcome.firstListen)
+        // The service's sockets bind one after the other; the first of them that fails is the
+        // case's first bind (or listen), and the rest are not tried.
+        let fallback = outcome.firstListen
+        for (agent, endpoint) in zip(service, serviceEndpoints) {
+            let options = (endpoint.v6only ? ["IPV6_V6ONLY"] : []) + matrixCase.firstOptions.names
+            let socket = SocketRequest(transport: transport, address: host(endpoint), port: port, options: options, device: matrixCase.firstDevice)
+            (outcome.firstBind, outcome.firstListen) = Self.results(try agent.calls(.open(socket, listen: matrixCase.listens)), transport: transport, fallback: fallback)
+            guard outcome.firstBind == .ok, !matrixCase.listens || SyscallResult.served(bind: outcome.firstBind, listen: outcome.firstListen) else { break }
+        }
         var bothServe = false
         if let secondEndpoint = matrixCase.second, let second {
             let options = (secondEndpoint.v6only ? ["IPV6_V6ONLY"] : []) + matrixCase.secondOptions.names
@@ -123,7 +144,7 @@ final class MatrixWorker {
         // One round trip per case, and only where both sockets are live: with one, nothing
         // can be taken, and the audit costs as much as the rest of the case.
         if audit && bothServe {
-            outcome.audit = try self.audit(transport: transport, port: port, second: second)
+            outcome.audit = try self.audit(transport: transport, port: port, service: service, second: second)
         }
         guard matrixCase.probes && matrixCase.listens else { return outcome }
 
@@ -170,7 +191,7 @@ final class MatrixWorker {
                     continue
                 }
                 // Confirmed above: the identity names one of this case's agents.
-                if AgentIdentity.receiver(named: identity) == first.id { delivery.first += 1 } else { delivery.second += 1 }
+                if AgentIdentity.receiver(named: identity) == second?.id { delivery.second += 1 } else { delivery.first += 1 }
             }
             outcome.deliveries.append(delivery)
         }
@@ -187,12 +208,13 @@ final class MatrixWorker {
 
     /// The audit as the lab host's client runs it, while the case's sockets are live: its
     /// findings on this transport and port, each socket named by the agent that holds it.
-    func audit(transport: Transport, port: UInt16, second: AgentClient?) throws(LabError) -> MatrixCaseAudit {
+    func audit(transport: Transport, port: UInt16, service: [AgentClient], second: AgentClient?) throws(LabError) -> MatrixCaseAudit {
         let report = try network.hostClient.audit(port: port)
         var roles: [UInt64: String] = [:]
+        let servicePIDs = Set(service.map(\.pid))
         for socket in report.sockets where socket.transport == transport {
             let pids = Set(socket.owners.map(\.pid))
-            roles[socket.inode] = pids.contains(first.pid) ? "first" : second.map { pids.contains($0.pid) } == true ? "second" : "?"
+            roles[socket.inode] = !pids.isDisjoint(with: servicePIDs) ? "first" : second.map { pids.contains($0.pid) } == true ? "second" : "?"
         }
         let findings = report.findings.filter { $0.transport == transport && $0.port == port }.map { finding in
             MatrixAuditFinding(kind: finding.kind, severity: finding.severity, port: finding.port, sockets: finding.inodes.map { roles[$0] ?? "?" },
@@ -232,8 +254,9 @@ public final class MatrixRunner: Sendable {
 
     /// Why the topology or this user cannot run a case, if so.
     public func skipReason(_ matrixCase: MatrixCase) -> String? {
-        let endpoints = [matrixCase.first] + (matrixCase.second.map { [$0] } ?? [])
+        let endpoints = matrixCase.firstSockets + (matrixCase.second.map { [$0] } ?? [])
         if let lab = endpoints.first(where: \.isLabInterface), let reason = settings.netnsSkip("\(lab.label) exists") { return reason }
+        if matrixCase.firstDevice != nil, let reason = settings.netnsSkip("a socket is bound to a device") { return reason }
         if matrixCase.second != nil && matrixCase.secondUser == .other { return settings.otherUserSkip("the second socket") }
         return nil
     }
@@ -263,6 +286,7 @@ public final class MatrixRunner: Sendable {
                      netnsPort: @escaping @Sendable (Int) -> UInt16) -> [MatrixCaseOutcome] {
         let results = Results(count: cases.count, onProgress: onProgress)
         let lanes = max(1, min(workers, cases.count))
+        let serviceSockets = cases.map(\.firstSockets.count).max() ?? 1
         DispatchQueue.concurrentPerform(iterations: lanes) { lane in
             // Each lane's worker (its lab and agents) is made, used and ended on the lane's own thread.
             var worker: MatrixWorker?
@@ -285,7 +309,7 @@ public final class MatrixRunner: Sendable {
                 do throws(LabError) {
                     if worker == nil {
                         do throws(LabError) {
-                            let made = try MatrixWorker(settings: settings, audits: audit)
+                            let made = try MatrixWorker(settings: settings, audits: audit, serviceSockets: serviceSockets)
                             record(made.started)
                             worker = made
                             setupFailures = 0

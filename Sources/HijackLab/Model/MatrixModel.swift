@@ -77,6 +77,11 @@ public struct MatrixCase: Codable, Sendable, Hashable {
     /// false for the bind-only path, as the kernel's selftest runs it.
     public var listens: Bool
     public var probes: Bool
+    /// `try`'s fix: more addresses the service binds beside `first`, with the same options,
+    /// one socket (and process) each, all of them the first. Absent in the matrix.
+    public var service: [MatrixEndpoint]? = nil
+    /// `try --device`: the first socket's SO_BINDTODEVICE. Absent in the matrix.
+    public var firstDevice: String? = nil
 
     public init(transport: Transport, first: MatrixEndpoint, firstOptions: MatrixOptions, second: MatrixEndpoint?, secondOptions: MatrixOptions = .none,
                 secondUser: SocketUser = .same, listens: Bool = true, probes: Bool = true) {
@@ -89,6 +94,9 @@ public struct MatrixCase: Codable, Sendable, Hashable {
         self.listens = listens
         self.probes = probes
     }
+
+    /// Every address the first (the service) binds: `first`, then `service`.
+    public var firstSockets: [MatrixEndpoint] { [first] + (service ?? []) }
 }
 
 /// Who received the probes to one destination in one case.
@@ -432,5 +440,43 @@ extension MatrixResult {
             + "\(c.second?.label ?? "-") \(c.secondOptions.short), cell \(outcome.cell): "
             + (what.isEmpty ? "neither takes anything" : what.joined(separator: "; "))
             + "; audit: " + (findings.isEmpty ? "no finding" : findings.joined(separator: ", "))
+    }
+}
+
+extension MatrixCase {
+    /// The heading of the MATRIX.md grid that holds the case (its row is the first socket's
+    /// address, its column the second's), and so, through `anchor`, the link to it.
+    public static func gridTitle(_ transport: Transport, _ user: SocketUser, _ first: MatrixOptions, _ second: MatrixOptions) -> String {
+        "\(sliceTitle(transport, user)): first \(optionWords(first)), second \(optionWords(second))"
+    }
+
+    public static func sliceTitle(_ transport: Transport, _ user: SocketUser) -> String {
+        "\(transport.rawValue), second socket \(user == .same ? "same user" : "another user (uid 65534)")"
+    }
+
+    /// The options as someone would search for them: the real option names.
+    public static func optionWords(_ options: MatrixOptions) -> String {
+        options == .none ? "none" : options.names.joined(separator: " and ")
+    }
+
+    /// The anchor GitHub derives from a heading: lower case; every character that is not a
+    /// letter, digit, space, hyphen or underscore dropped; each space a hyphen.
+    public static func anchor(_ heading: String) -> String {
+        String(heading.lowercased().unicodeScalars.compactMap { scalar -> Character? in
+            if scalar == " " { return "-" }
+            if scalar == "-" || scalar == "_" || CharacterSet.alphanumerics.contains(scalar) { return Character(scalar) }
+            return nil
+        })
+    }
+
+    /// `MATRIX.md#…`, the grid that holds this case.
+    public var gridLink: String { "MATRIX.md#" + Self.anchor(Self.gridTitle(transport, secondUser, firstOptions, secondOptions)) }
+
+    /// How little the second socket needs, for listing the weakest bind first: no option
+    /// before SO_REUSEADDR before SO_REUSEPORT, a specific address before a wildcard.
+    public var secondStrength: (Int, Int, Int) {
+        let wildcard = ["0.0.0.0", "[::]", "[::]v6only"].contains(second?.label ?? "") ? 1 : 0
+        let position = MatrixEndpoint.standard.firstIndex { $0.label == second?.label } ?? 0
+        return (MatrixOptions.allCases.firstIndex(of: secondOptions) ?? 0, wildcard, position)
     }
 }

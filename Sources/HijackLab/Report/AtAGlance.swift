@@ -190,11 +190,7 @@ public enum AtAGlance {
         return cell
     }
 
-    static func rank(_ matrixCase: MatrixCase) -> (Int, Int, Int) {
-        let wildcard = ["0.0.0.0", "[::]", "[::]v6only"].contains(matrixCase.second?.label ?? "") ? 1 : 0
-        let position = MatrixEndpoint.standard.firstIndex { $0.label == matrixCase.second?.label } ?? 0
-        return (MatrixOptions.allCases.firstIndex(of: matrixCase.secondOptions) ?? 0, wildcard, position)
-    }
+    static func rank(_ matrixCase: MatrixCase) -> (Int, Int, Int) { matrixCase.secondStrength }
 
     /// Rows for one socket per address: scenarios whose victims or defenders bind specific
     /// addresses only, on IPv4 only or on both families, and what their attackers got.

@@ -96,27 +96,12 @@ public enum MatrixReport {
 
     /// One grid's heading, and so (through `anchor`) the link to it from REPORT.md.
     static func gridTitle(_ transport: Transport, _ user: SocketUser, _ first: MatrixOptions, _ second: MatrixOptions) -> String {
-        "\(sliceTitle(transport, user)): first \(optionWords(first)), second \(optionWords(second))"
+        MatrixCase.gridTitle(transport, user, first, second)
     }
 
-    static func sliceTitle(_ transport: Transport, _ user: SocketUser) -> String {
-        "\(transport.rawValue), second socket \(user == .same ? "same user" : "another user (uid 65534)")"
-    }
+    static func sliceTitle(_ transport: Transport, _ user: SocketUser) -> String { MatrixCase.sliceTitle(transport, user) }
 
-    /// The options as someone would search for them: the real option names.
-    static func optionWords(_ options: MatrixOptions) -> String {
-        options == .none ? "none" : options.names.joined(separator: " and ")
-    }
-
-    /// The anchor GitHub derives from a heading: lower case; every character that is not a
-    /// letter, digit, space, hyphen or underscore dropped; each space a hyphen.
-    public static func anchor(_ heading: String) -> String {
-        String(heading.lowercased().unicodeScalars.compactMap { scalar -> Character? in
-            if scalar == " " { return "-" }
-            if scalar == "-" || scalar == "_" || CharacterSet.alphanumerics.contains(scalar) { return Character(scalar) }
-            return nil
-        })
-    }
+    public static func anchor(_ heading: String) -> String { MatrixCase.anchor(heading) }
 
     /// One table for the 64 grids: a row per transport, user and first options, a column
     /// per second options, so that a reader finds a configuration in two glances.

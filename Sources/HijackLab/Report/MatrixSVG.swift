@@ -114,7 +114,7 @@ public enum MatrixSVG {
                     let x = x0 + subColumn * square
                     let y = y0 + subRow * square
                     let id = "\(c.transport.rawValue) \(c.secondUser.rawValue) \(first.label) \(c.firstOptions.rawValue) \(second.label) \(c.secondOptions.rawValue)"
-                    let tip = "first \(first.label) \(MatrixReport.optionWords(c.firstOptions)), second \(second.label) \(MatrixReport.optionWords(c.secondOptions)): "
+                    let tip = "first \(first.label) \(MatrixCase.optionWords(c.firstOptions)), second \(second.label) \(MatrixCase.optionWords(c.secondOptions)): "
                         + "\(outcomeClass.label) (\(outcome.cell))"
                     out.append("<g data-case=\"\(xml(id))\" data-outcome=\"\(outcomeClass.rawValue)\"><title>\(xml(tip))</title>"
                         + "<rect x=\"\(x)\" y=\"\(y)\" width=\"\(square)\" height=\"\(square)\" fill=\"\(fill)\" stroke=\"#ffffff\"/>"

@@ -79,6 +79,7 @@ package enum CommandIndex {
               hijack-lab all --json - | python3 -m json.tool   the outcomes as JSON on stdout
               hijack-lab run wildcard-then-loopback-reuseport
               hijack-lab show per-interface-fix
+              hijack-lab try '[::]:8443' --options SO_REUSEPORT   your own bind: who can take it, and the fix
               hijack-lab audit --min-severity warning
             """
     }

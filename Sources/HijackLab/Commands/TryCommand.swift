@@ -181,7 +181,10 @@ struct TryCommand: Command {
             return usageFailure(name, "\(request.bind.isLabInterface ? "the lab interface's address" : "--device") exists only in the netns topology; \(topology.reason)", console: console)
         }
         let settings = LabSettings(agentExecutable: context.agentExecutable, topology: topology, replyTimeout: timeout, connectTimeout: 1)
-        let runner = workers.map { MatrixRunner(settings: settings, workers: $0) } ?? MatrixRunner(settings: settings)
+        // A port below 1024, in the lab's namespace: your service binds it as root would (with
+        // CAP_NET_BIND_SERVICE), and so does the same user's second socket; another user's cannot.
+        let privileged = topology.kind == .netns && (request.port ?? 1024) < 1024
+        let runner = workers.map { MatrixRunner(settings: settings, workers: $0, bindService: privileged) } ?? MatrixRunner(settings: settings, bindService: privileged)
         console.err("try \(UntrustedText.terminal(request.title)): topology \(topology.kind.rawValue)" + (request.port != nil && topology.kind != .netns ? " (the loopback topology binds this host's own loopback, on free ports: the port given is not used)" : ""))
 
         let result = run(request, runner: runner, topology: topology, console: console)

@@ -25,27 +25,31 @@ final class MatrixWorker {
 
     /// `audits`: the host client audits every case while its sockets are live (`matrix --audit`).
     /// `serviceSockets`: how many sockets a case's first may bind (one agent each).
-    init(settings: LabSettings, audits: Bool, serviceSockets: Int = 1) throws(LabError) {
+    /// `bindService`: the first and the same-user second keep CAP_NET_BIND_SERVICE, for a port
+    /// below ip_unprivileged_port_start, as a service started by root binds it (another user's
+    /// agent never has it).
+    init(settings: LabSettings, audits: Bool, serviceSockets: Int = 1, bindService: Bool = false) throws(LabError) {
         self.settings = settings
         var started: [ProcessIdentity] = []
         network = try LabNetwork.make(settings, audits: audits) { started.append($0) }
         var agents: [AgentClient] = []
         do throws(LabError) {
             let placement = network.placement
-            first = try AgentClient(executable: settings.agentExecutable, id: "first", extraArguments: placement, timeout: settings.replyTimeout)
+            let sameUser = placement + (bindService ? ["--bind-service"] : [])
+            first = try AgentClient(executable: settings.agentExecutable, id: "first", extraArguments: sameUser, timeout: settings.replyTimeout)
             agents.append(first)
             // The audit tells which socket came first by its process's start time (in clock
             // ticks, then pids), as it would on a host where a service ran before its intruder:
             // the first agent is up before the second ones start.
             var more: [AgentClient] = []
             for index in stride(from: 2, through: serviceSockets, by: 1) {
-                let agent = try AgentClient(executable: settings.agentExecutable, id: "first-\(index)", extraArguments: placement, timeout: settings.replyTimeout)
+                let agent = try AgentClient(executable: settings.agentExecutable, id: "first-\(index)", extraArguments: sameUser, timeout: settings.replyTimeout)
                 agents.append(agent)
                 more.append(agent)
             }
             firstMore = more
             for agent in agents { try agent.awaitReady() }
-            secondSame = try AgentClient(executable: settings.agentExecutable, id: "second", extraArguments: placement, timeout: settings.replyTimeout)
+            secondSame = try AgentClient(executable: settings.agentExecutable, id: "second", extraArguments: sameUser, timeout: settings.replyTimeout)
             agents.append(secondSame)
             if geteuid() == 0 {
                 let other = try AgentClient(executable: settings.agentExecutable, id: "second", extraArguments: placement + ["--user", "other"], timeout: settings.replyTimeout)
@@ -236,11 +240,14 @@ final class MatrixWorker {
 public final class MatrixRunner: Sendable {
     public let settings: LabSettings
     public let workers: Int
+    /// The same-user agents keep CAP_NET_BIND_SERVICE (`try` on a port below 1024).
+    public let bindService: Bool
     private let started = Mutex<[ProcessIdentity]>([])
 
-    public init(settings: LabSettings, workers: Int = max(1, min(2, sysconf(Int32(_SC_NPROCESSORS_ONLN))))) {
+    public init(settings: LabSettings, workers: Int = max(1, min(2, sysconf(Int32(_SC_NPROCESSORS_ONLN)))), bindService: Bool = false) {
         self.settings = settings
         self.workers = workers
+        self.bindService = bindService
         signal(SIGPIPE, SIG_IGN)
     }
 
@@ -309,7 +316,7 @@ public final class MatrixRunner: Sendable {
                 do throws(LabError) {
                     if worker == nil {
                         do throws(LabError) {
-                            let made = try MatrixWorker(settings: settings, audits: audit, serviceSockets: serviceSockets)
+                            let made = try MatrixWorker(settings: settings, audits: audit, serviceSockets: serviceSockets, bindService: bindService)
                             record(made.started)
                             worker = made
                             setupFailures = 0

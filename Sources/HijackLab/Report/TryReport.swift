@@ -11,7 +11,7 @@ enum TryReport {
         lines.append("Real cases on \(UntrustedText.terminal(environment.kernel)) (topology \(environment.topology.rawValue), uid \(environment.uid)): your bind in one process, "
             + "each second socket in another, real clients. MATRIX.md has the same cases: in the linked grid, row `\(result.request.bind.label)`, column the bind.")
         if let port = result.request.port, environment.topology == .netns, port < 1024 {
-            lines.append("Port \(port) is below 1024, where another user's bind is refused (EACCES); the matrix runs on ports from 10,000, so its cells for another user differ.")
+            lines.append("Port \(port) is below 1024: your socket and the same user's bind it as a service started by root does (CAP_NET_BIND_SERVICE), and another user's bind is refused (EACCES). The matrix runs on ports from 10,000, so its cells for another user differ.")
         }
         let takes = result.takes
         let fixTakes = result.takes(fix: true)
@@ -50,7 +50,8 @@ enum TryReport {
                 let head = pad(destination, 14) + pad(user == .same ? "same user" : "another user", 14)
                 let binds = takes.first { $0.destination == destination && $0.user == user }?.binds ?? []
                 if binds.isEmpty {
-                    lines.append("  " + head + notTaken(evidence.cases.filter { $0.matrixCase.secondUser == user }))
+                    let yours = served.contains(label) || MatrixResult.familyTwin[label].map(served.contains) == true
+                    lines.append("  " + head + (yours ? notTaken(evidence.cases.filter { $0.matrixCase.secondUser == user }) : "not yours: your socket does not receive it, nor its other-family twin"))
                     continue
                 }
                 // One line per second address and way of taking: its weakest option set, with
@@ -67,7 +68,8 @@ enum TryReport {
                     let how = group.first.shared ? "shares it with you" : "takes it"
                     let gap = group.first.familyGap ? " (family gap)" : ""
                     let also = group.more.isEmpty ? "" : " (also " + group.more.map { $0.options.filter { $0 != "IPV6_V6ONLY" }.joined(separator: "+") }.map { $0.isEmpty ? "no option" : $0 }.joined(separator: ", ") + ")"
-                    let text = pad("\(how)\(gap): \(describe(group.first))\(also)", 66) + (group.first.case ?? "")
+                    let words = "\(how)\(gap): \(describe(group.first))\(also)"
+                    let text = group.first.case.map { pad(words, 66) + $0 } ?? words
                     lines.append("  " + (index == 0 ? head : String(repeating: " ", count: head.count)) + text)
                 }
             }

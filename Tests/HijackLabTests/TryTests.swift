@@ -155,6 +155,22 @@ struct TryTests {
         return outcome
     }
 
+    @Test("\"cannot take it\" only when every case ran and settled; a skipped or lost case is said")
+    func neverNothingWithoutEvidence() {
+        let endpoint = { (label: String) in MatrixEndpoint.standard.first { $0.label == label }! }
+        var refused = Self.outcome(endpoint("0.0.0.0"), endpoint("127.0.0.1"), "V---")
+        refused.secondBind = "EADDRINUSE"
+        #expect(TryReport.notTaken([refused, refused]) == "cannot take it (2 binds tried)")
+        let skipped = MatrixCaseOutcome(matrixCase: refused.matrixCase, status: .skipped, skipReason: "only root can start another user")
+        #expect(TryReport.notTaken([refused, skipped]) == "not taken by the 1 binds that ran; 1 not tried (only root can start another user)")
+        var lost = Self.outcome(endpoint("0.0.0.0"), endpoint("[::]v6only"), "V-V-")
+        lost.deliveries[1].lost = 1
+        lost.deliveries[1].nobody = 0
+        lost.deliveries[1].refused = 0
+        #expect(TryReport.notTaken([refused, lost]) == "not taken by the 1 binds that ran; 1 did not settle")
+        #expect(TryReport.notTaken([skipped]) == "not tried: only root can start another user")
+    }
+
     @Test("Taken: a destination the service serves, or the other-family twin of one; localhost when the service has either loopback")
     func takenRule() throws {
         let endpoint = { (label: String) in MatrixEndpoint.standard.first { $0.label == label }! }

@@ -90,13 +90,14 @@ enum TryReport {
         }
         let tried = evidence.fixCases.filter { $0.status == .ran }.count
         if fixTakes.isEmpty {
-            let unsettled = evidence.fixCases.filter { $0.status != .ran || $0.deliveries.contains(where: \.isLost) }.count
+            let unsettled = evidence.fixCases.filter { $0.status == .error || $0.deliveries.contains(where: \.isLost) }.count
+            let skipped = evidence.fixCases.filter { $0.status == .skipped }.count
             let answers = [SocketUser.same, .other].compactMap { user -> String? in
                 let cases = evidence.fixCases.filter { $0.matrixCase.secondUser == user }
                 guard !cases.isEmpty else { return nil }
                 return (user == .same ? "same user: " : "another user: ") + counts(cases)
             }
-            lines.append("  Against the same \(evidence.fixCases.count) second sockets: " + (unsettled == 0 ? "it holds, nothing taken" : "nothing seen taken, but \(unsettled) did not settle")
+            lines.append("  Against the same \(evidence.fixCases.count) second sockets: " + (unsettled == 0 && skipped == 0 ? "it holds, nothing taken" : "nothing seen taken, but \(unsettled) did not settle and \(skipped) were not tried")
                 + " (" + answers.joined(separator: "; ") + ").")
         } else {
             lines.append("  Against the same \(tried) second sockets it still loses:")
@@ -120,11 +121,15 @@ enum TryReport {
         let skipped = cases.filter { $0.status == .skipped }
         if let reason = skipped.first?.skipReason, skipped.count == cases.count { return "not tried: \(reason)" }
         let unsettled = cases.filter { $0.status == .error || $0.deliveries.contains(where: \.isLost) }.count
-        let ran = cases.filter { $0.status == .ran }.count
-        if unsettled > 0 || !skipped.isEmpty {
-            return "not seen taken, but not settled: \(unsettled) of \(cases.count) cases did not settle, \(skipped.count) skipped"
+        let settled = cases.count - skipped.count - unsettled
+        if unsettled == 0 && skipped.isEmpty { return "cannot take it (\(settled) binds tried)" }
+        var parts = ["not taken by the \(settled) binds that ran"]
+        if unsettled > 0 { parts.append("\(unsettled) did not settle") }
+        if !skipped.isEmpty {
+            let reasons = Array(Set(skipped.compactMap(\.skipReason))).sorted()
+            parts.append("\(skipped.count) not tried (" + reasons.joined(separator: "; ") + ")")
         }
-        return "cannot take it (\(ran) binds tried)"
+        return parts.joined(separator: "; ")
     }
 
     /// Each refused bind, grouped by what the kernel answered: `bind EADDRINUSE ×20: 0.0.0.0 (none, REUSEADDR), …`.

@@ -75,7 +75,7 @@ enum TryReport {
             }
         }
         for user in [SocketUser.same, .other] {
-            if let refused = refusals(evidence.cases.filter { $0.matrixCase.secondUser == user }) {
+            if let refused = refusals(evidence.cases.filter { $0.matrixCase.secondUser == user }, linked: result.request.device == nil) {
                 lines.append("  Refused, \(user == .same ? "same user" : "another user"): \(refused)")
             }
         }
@@ -133,25 +133,32 @@ enum TryReport {
     }
 
     /// Each refused bind, grouped by what the kernel answered: `bind EADDRINUSE ×20: 0.0.0.0 (none, REUSEADDR), …`.
-    static func refusals(_ cases: [MatrixCaseOutcome]) -> String? {
+    /// With `linked`, each group names the MATRIX.md grid of its first case (the others are
+    /// in the grids beside it, one per option set).
+    static func refusals(_ cases: [MatrixCaseOutcome], linked: Bool = false) -> String? {
         var groups: [String: [String: [MatrixOptions]]] = [:]
         var order: [String] = []
-        for outcome in cases where outcome.status == .ran {
-            let bind = TryResult.bind(outcome, linked: false)
+        var links: [String: String] = [:]
+        for outcome in cases.sorted(by: { $0.matrixCase.secondStrength < $1.matrixCase.secondStrength }) where outcome.status == .ran {
+            let bind = TryResult.bind(outcome, linked: linked)
             guard let refusal = bind.refusal else { continue }
-            if groups[refusal] == nil { order.append(refusal) }
+            if groups[refusal] == nil {
+                order.append(refusal)
+                links[refusal] = bind.case
+            }
             groups[refusal, default: [:]][outcome.matrixCase.second!.label, default: []].append(outcome.matrixCase.secondOptions)
         }
         guard !order.isEmpty else { return nil }
         return order.map { refusal in
             let byAddress = groups[refusal]!
             let count = byAddress.values.map(\.count).reduce(0, +)
-            if count == MatrixEndpoint.standard.count * MatrixOptions.allCases.count { return "\(refusal) ×\(count): every address, with any option" }
+            let link = links[refusal].map { " (from \($0))" } ?? ""
+            if count == MatrixEndpoint.standard.count * MatrixOptions.allCases.count { return "\(refusal) ×\(count): every address, with any option\(link)" }
             let list = MatrixEndpoint.standard.compactMap { endpoint -> String? in
                 guard let options = byAddress[endpoint.label] else { return nil }
                 return endpoint.label + (options.count == MatrixOptions.allCases.count ? " (any option)" : " (" + options.map(\.short).joined(separator: ", ") + ")")
             }
-            return "\(refusal) ×\(count): " + list.joined(separator: ", ")
+            return "\(refusal) ×\(count): " + list.joined(separator: ", ") + link
         }.joined(separator: "; ")
     }
 

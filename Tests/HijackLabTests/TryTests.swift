@@ -155,6 +155,46 @@ struct TryTests {
         return outcome
     }
 
+    @Test("Your own bind failing is no answer: exit 3, the errno said, and no \"cannot take it\"",
+          .enabled(if: netns && geteuid() == 0, "lab0 exists only in the netns topology"))
+    func ownBindFails() throws {
+        let folder = try Self.temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        // ::1 is not lab0's address: the kernel refuses the bind with EADDRNOTAVAIL.
+        let tried = try Self.run(["try", "::1", "--device", "lab0", "--transport", "tcp"], json: folder + "/try.json")
+        #expect(tried.status == 3)
+        #expect(tried.document.takes.isEmpty)
+        #expect(tried.document.transports.first?.alone.firstBind == "EADDRNOTAVAIL")
+        let text = TestLab.Captured()
+        #expect(CLI.run(["try", "::1", "--device", "lab0", "--transport", "tcp"], console: text.console, agentExecutable: TestLab.agentExecutable) == 3)
+        #expect(text.out.contains("your bind failed: EADDRNOTAVAIL"), "\(text.out)")
+        #expect(!text.out.contains("cannot take it"))
+        // The fix binds lab0's own addresses, and nothing else.
+        #expect(tried.document.transports.first?.fix.addresses.map(\.label) == ["lab-interface", "lab-interface6"])
+    }
+
+    @Test("A device-bound service's fix binds that device's addresses only; SO_REUSEPORT and UDP SO_REUSEADDR go")
+    func fixFollowsDevice() {
+        let wildcard = MatrixEndpoint.standard.first { $0.label == "0.0.0.0" }!
+        let onLoopback = TryRequest(bind: wildcard, options: .both, device: "lo").fix(.udp, labInterface: true)
+        #expect(onLoopback.addresses.map(\.label) == ["127.0.0.1", "::1"])
+        #expect(onLoopback.options == .none)
+        #expect(onLoopback.dropped.count == 3)
+        let tcp = TryRequest(bind: wildcard, options: .both).fix(.tcp, labInterface: true)
+        #expect(tcp.addresses.map(\.label) == ["127.0.0.1", "::1", "lab-interface", "lab-interface6"])
+        #expect(tcp.options == .reuseAddress)
+        #expect(TryRequest(bind: wildcard, options: .none).fix(.tcp, labInterface: false).addresses.map(\.label) == ["127.0.0.1", "::1"])
+    }
+
+    @Test("A bind's case and refusal keys are always in the JSON, null when there is none")
+    func bindKeys() throws {
+        let bind = TryBind(address: "::1", options: [], label: "::1", case: nil, cell: "VA--", shared: false, familyGap: true, refusal: nil)
+        let object = try #require(try JSONSerialization.jsonObject(with: JSONEncoder().encode(bind)) as? [String: Any])
+        #expect(object["case"] is NSNull)
+        #expect(object["refusal"] is NSNull)
+        #expect(try JSONDecoder().decode(TryBind.self, from: JSONEncoder().encode(bind)) == bind)
+    }
+
     @Test("\"cannot take it\" only when every case ran and settled; a skipped or lost case is said")
     func neverNothingWithoutEvidence() {
         let endpoint = { (label: String) in MatrixEndpoint.standard.first { $0.label == label }! }

@@ -58,8 +58,10 @@ struct TryCommand: Command {
           0    every case ran, and no second socket can take anything from your bind
           1    some second socket can take some destination (the lines say which, and how)
           2    usage error, an output that could not be written, or a lab that could not be set up
+               (no case could finish: the reason is on stderr)
           3    nothing was seen taken, but some case was skipped (another user, when not root) or did
-               not settle (could not finish, or a probe got no answer): "nothing" is not the whole answer
+               not settle (could not finish, your own bind failed, or a probe got no answer):
+               "nothing" is not the whole answer
           130  interrupted by SIGINT, 143 by SIGTERM; every agent was killed first
         """
 
@@ -189,6 +191,11 @@ struct TryCommand: Command {
 
         let result = run(request, runner: runner, topology: topology, console: console)
         if let signal = ChildRegistry.shared.interruption { return .interrupted(signal: signal) }
+        if result.labFailed {
+            let why = result.allCases.first?.error ?? "no case could finish"
+            console.err("hijack-lab try: the lab could not be set up, so nothing was tried: \(UntrustedText.terminal(why))")
+            return .usage
+        }
         var files = OutputSet()
         if let json { files.stage(String(decoding: JSONFormat.encode(TryResult.Document(result: result)), as: UTF8.self) + "\n", to: json) }
         guard let written = files.publish(console: console) else { return .interrupted(signal: ChildRegistry.shared.interruption ?? SIGINT) }

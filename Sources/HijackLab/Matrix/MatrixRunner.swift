@@ -104,13 +104,7 @@ final class MatrixWorker {
         return list
     }
 
-    func host(_ endpoint: MatrixEndpoint) -> String {
-        switch endpoint.host {
-        case AddressSymbol.labInterface.rawValue: Topology.Lab.hostV4
-        case AddressSymbol.labInterface6.rawValue: Topology.Lab.hostV6
-        default: endpoint.host
-        }
-    }
+    func host(_ endpoint: MatrixEndpoint) -> String { endpoint.numericHost }
 
     func run(_ matrixCase: MatrixCase, port: UInt16, audit: Bool = false) throws(LabError) -> MatrixCaseOutcome {
         var outcome = MatrixCaseOutcome(matrixCase: matrixCase, status: .ran)

@@ -37,6 +37,19 @@ public struct MatrixEndpoint: Codable, Sendable, Hashable, CustomStringConvertib
 
     /// Whether the address is one of the lab interface's, which the topology resolves.
     public var isLabInterface: Bool { Self.labInterfaceHosts.contains(host) }
+
+    /// The numeric address a socket binds: the lab interface's symbols resolved (netns only).
+    public var numericHost: String { Self.numeric(host) }
+
+    /// A matrix address or destination label as a number: `lab-interface` is 198.51.100.1,
+    /// `lab-interface6` 2001:db8::1; anything else is already one (or `localhost`).
+    public static func numeric(_ label: String) -> String {
+        switch label {
+        case AddressSymbol.labInterface.rawValue: LabAddresses.hostV4
+        case AddressSymbol.labInterface6.rawValue: LabAddresses.hostV6
+        default: label
+        }
+    }
 }
 
 /// The reuse options one matrix socket sets.
@@ -312,6 +325,30 @@ extension MatrixCaseOutcome {
 
     /// Every destination of the case, `localhost` included.
     public var allDeliveries: [MatrixDelivery] { deliveries + (localhost.map { [$0] } ?? []) }
+
+    /// The first socket (every socket of a service) bound and, where it listens, listened.
+    public var firstServes: Bool {
+        firstBind == .ok && (!matrixCase.listens || SyscallResult.served(bind: firstBind, listen: firstListen))
+    }
+
+    /// The case says who receives: it ran, the first socket serves, and no probe went unanswered.
+    public var isSettled: Bool { status == .ran && firstServes && !deliveries.contains(where: \.isLost) }
+
+    /// How the kernel refused the second socket (`bind EADDRINUSE`, `listen EADDRINUSE`), or nil:
+    /// the same rule as the cell's `B` and `L`.
+    public var secondRefusal: String? {
+        guard status == .ran, matrixCase.second != nil, firstServes else { return nil }
+        if secondBind != .ok { return "bind \(secondBind)" }
+        if matrixCase.transport == .tcp, matrixCase.listens, secondListen != .ok { return "listen \(secondListen)" }
+        return nil
+    }
+
+    /// What the first socket receives, `localhost` included, from a settled case; nil when the
+    /// case did not settle, since then nothing is known of it.
+    public var received: Set<String>? {
+        guard isSettled else { return nil }
+        return Set(allDeliveries.filter { $0.first > 0 }.map(\.destination))
+    }
 }
 
 /// How well the audit's findings match what the matrix saw the kernel do (`matrix --audit`).

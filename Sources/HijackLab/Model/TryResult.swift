@@ -35,12 +35,20 @@ public struct TryRequest: Codable, Sendable, Equatable {
         let named = { (label: String) in MatrixEndpoint.standard.first { $0.label == label }! }
         let loopbacks = [named("127.0.0.1"), named("::1")]
         let interface = labInterface ? [named(AddressSymbol.labInterface.rawValue), named(AddressSymbol.labInterface6.rawValue)] : []
-        let addresses: [MatrixEndpoint]
+        var addresses: [MatrixEndpoint]
         switch bind.host {
         case "127.0.0.1", "::1", "::ffff:127.0.0.1": addresses = loopbacks
         case AddressSymbol.labInterface.rawValue, AddressSymbol.labInterface6.rawValue: addresses = interface.isEmpty ? [bind] : interface
         default: addresses = loopbacks + interface
         }
+        // A socket bound to a device answers only there: lo's addresses are the loopbacks, lab0's
+        // the interface's. The fix binds those and opens the service nowhere else.
+        switch device {
+        case "lo"?: addresses = addresses.filter { !$0.isLabInterface }
+        case LabAddresses.hostInterface?: addresses = addresses.filter(\.isLabInterface)
+        default: break
+        }
+        if addresses.isEmpty { addresses = device == "lo" ? loopbacks : interface.isEmpty ? [bind] : interface }
         var options = options
         var dropped: [String] = []
         if options == .reusePort || options == .both {
@@ -99,6 +107,14 @@ public struct TryTake: Codable, Sendable, Equatable {
     public var binds: [TryBind]
 }
 
+/// Second sockets of one user that the kernel refused the same way (`bind EADDRINUSE`).
+public struct TryRefusal: Codable, Sendable, Equatable {
+    public var transport: Transport
+    public var user: SocketUser
+    public var refusal: String
+    public var binds: [TryBind]
+}
+
 /// A second socket's bind, as `try` prints it, with the matrix case that shows the same.
 public struct TryBind: Codable, Sendable, Equatable {
     /// The numeric address: `0.0.0.0`, `::`, `198.51.100.1`...
@@ -118,6 +134,21 @@ public struct TryBind: Codable, Sendable, Equatable {
     public var familyGap: Bool
     /// For a refused bind: `bind EADDRINUSE`, `listen EADDRINUSE`.
     public var refusal: String?
+
+    enum CodingKeys: String, CodingKey { case address, options, label, `case`, cell, shared, familyGap, refusal }
+
+    /// `case` and `refusal` are always written, null when there is none, so a script finds every key.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(address, forKey: .address)
+        try container.encode(options, forKey: .options)
+        try container.encode(label, forKey: .label)
+        try container.encode(`case`, forKey: .case)
+        try container.encode(cell, forKey: .cell)
+        try container.encode(shared, forKey: .shared)
+        try container.encode(familyGap, forKey: .familyGap)
+        try container.encode(refusal, forKey: .refusal)
+    }
 }
 
 public struct TryResult: Codable, Sendable {
@@ -136,20 +167,12 @@ public struct TryResult: Codable, Sendable {
     }
 
     /// The public name of a matrix destination: the lab interface's by its address.
-    public static func destination(_ label: String) -> String {
-        switch label {
-        case AddressSymbol.labInterface.rawValue: LabAddresses.hostV4
-        case AddressSymbol.labInterface6.rawValue: LabAddresses.hostV6
-        default: label
-        }
-    }
+    public static func destination(_ label: String) -> String { MatrixEndpoint.numeric(label) }
 
     /// The destinations a transport's service receives alone (`localhost` included), or nil
-    /// when its baseline did not run to the end.
-    public static func served(_ alone: MatrixCaseOutcome) -> Set<String>? {
-        guard alone.status == .ran, !alone.deliveries.contains(where: \.isLost) else { return nil }
-        return Set(alone.allDeliveries.filter { $0.first > 0 }.map(\.destination))
-    }
+    /// when its baseline did not settle: it did not run to the end, a probe went unanswered,
+    /// or the service's own bind or listen failed.
+    public static func served(_ alone: MatrixCaseOutcome) -> Set<String>? { alone.received }
 
     /// What the second socket took in one case: each destination it received that the service,
     /// alone, receives, or whose other-family twin the service receives (a family gap).
@@ -167,15 +190,8 @@ public struct TryResult: Codable, Sendable {
     static func bind(_ outcome: MatrixCaseOutcome, linked: Bool) -> TryBind {
         let c = outcome.matrixCase
         let second = c.second!
-        let address = second.isLabInterface ? destination(second.label) : second.host
-        let anchor = linked ? c.gridLink : nil
-        var refusal: String?
-        if outcome.status == .ran {
-            if outcome.secondBind != .ok { refusal = "bind \(outcome.secondBind)" }
-            else if c.transport == .tcp, c.listens, outcome.secondListen != .ok { refusal = "listen \(outcome.secondListen)" }
-        }
-        return TryBind(address: address, options: (second.v6only ? ["IPV6_V6ONLY"] : []) + c.secondOptions.names, label: second.label,
-                       case: anchor, cell: outcome.cell, shared: false, familyGap: false, refusal: refusal)
+        return TryBind(address: second.numericHost, options: (second.v6only ? ["IPV6_V6ONLY"] : []) + c.secondOptions.names, label: second.label,
+                       case: linked ? c.gridLink : nil, cell: outcome.cell, shared: false, familyGap: false, refusal: outcome.secondRefusal)
     }
 
     /// Every transport x destination x user that some second socket can take, with its binds:
@@ -213,6 +229,10 @@ public struct TryResult: Codable, Sendable {
         return order
     }
 
+    /// The port given is below the lab namespace's ip_unprivileged_port_start (a new
+    /// namespace's default, 1024): the same-user agents bound it with CAP_NET_BIND_SERVICE.
+    public var privilegedPort: Bool { environment.topology == .netns && (request.port ?? 1024) < 1024 }
+
     /// The top-level `takes` of the JSON: what can be taken from the service as it binds.
     public var takes: [TryTake] { takes() }
 
@@ -223,9 +243,29 @@ public struct TryResult: Codable, Sendable {
         }
     }
 
-    /// Cases that did not settle who receives: could not finish, or some probe lost.
-    public var unsettled: [MatrixCaseOutcome] {
-        allCases.filter { $0.status == .error || $0.deliveries.contains(where: \.isLost) }
+    /// Cases that ran (or could not finish) without settling who receives: could not finish,
+    /// the service's own socket failed, or some probe went unanswered.
+    public var unsettled: [MatrixCaseOutcome] { allCases.filter { $0.status != .skipped && !$0.isSettled } }
+
+    /// Every case could not finish: the lab itself could not be set up.
+    public var labFailed: Bool { !allCases.isEmpty && allCases.allSatisfy { $0.status == .error } }
+
+    /// Every second socket the kernel refused, by transport, user and refusal, with its errno.
+    public var refused: [TryRefusal] {
+        var list: [TryRefusal] = []
+        for evidence in transports {
+            for user in [SocketUser.same, .other] {
+                var groups: [String: [TryBind]] = [:]
+                var order: [String] = []
+                for outcome in evidence.cases.sorted(by: { $0.matrixCase.secondStrength < $1.matrixCase.secondStrength }) where outcome.matrixCase.secondUser == user {
+                    guard let refusal = outcome.secondRefusal else { continue }
+                    if groups[refusal] == nil { order.append(refusal) }
+                    groups[refusal, default: []].append(Self.bind(outcome, linked: request.device == nil))
+                }
+                list += order.map { TryRefusal(transport: evidence.transport, user: user, refusal: $0, binds: groups[$0]!) }
+            }
+        }
+        return list
     }
 
     /// Cases skipped, with the reason (another user, when not root).
@@ -244,7 +284,7 @@ extension TryResult {
     struct Document: Encodable {
         var result: TryResult
 
-        enum Keys: String, CodingKey { case schemaVersion, environment, request, destinations, takes, fixTakes, transports, exitStatus }
+        enum Keys: String, CodingKey { case schemaVersion, environment, request, destinations, takes, fixTakes, refused, transports, exitStatus }
 
         func encode(to encoder: any Encoder) throws {
             var container = encoder.container(keyedBy: Keys.self)
@@ -254,6 +294,7 @@ extension TryResult {
             try container.encode(result.destinationOrder.map(TryResult.destination), forKey: .destinations)
             try container.encode(result.takes, forKey: .takes)
             try container.encode(result.takes(fix: true), forKey: .fixTakes)
+            try container.encode(result.refused, forKey: .refused)
             try container.encode(result.transports, forKey: .transports)
             try container.encode(result.exitStatus, forKey: .exitStatus)
         }

@@ -9,9 +9,16 @@ enum TryReport {
         let environment = result.environment
         lines.append("hijack-lab try \(UntrustedText.terminal(result.request.title))")
         lines.append("Real cases on \(UntrustedText.terminal(environment.kernel)) (topology \(environment.topology.rawValue), uid \(environment.uid)): your bind in one process, "
-            + "each second socket in another, real clients. MATRIX.md has the same cases: in the linked grid, row `\(result.request.bind.label)`, column the bind.")
-        if let port = result.request.port, environment.topology == .netns, port < 1024 {
-            lines.append("Port \(port) is below 1024: your socket and the same user's bind it as a service started by root does (CAP_NET_BIND_SERVICE), and another user's bind is refused (EACCES). The matrix runs on ports from 10,000, so its cells for another user differ.")
+            + "each second socket in another, real clients. "
+            + (result.request.device == nil ? "MATRIX.md has the same cases: in the linked grid, row `\(result.request.bind.label)`, column the bind."
+                                            : "The matrix binds no device, so these cases have no MATRIX.md cell."))
+        if let port = result.request.port {
+            if environment.topology != .netns {
+                lines.append("The loopback topology binds this host's own loopback on free ports: port \(port) was not used.")
+            } else if result.privilegedPort {
+                lines.append("Port \(port) is below the lab's ip_unprivileged_port_start (1024): your socket and the same user's bind it as a service started by root does (CAP_NET_BIND_SERVICE), "
+                    + "so the same user stands for root here; another user's bind is refused (EACCES). The matrix runs on ports from 10,000, so its cells for another user differ.")
+            }
         }
         let takes = result.takes
         let fixTakes = result.takes(fix: true)
@@ -29,8 +36,16 @@ enum TryReport {
             let what = Set(takes.map { "\($0.transport.rawValue) \($0.destination)" }).count
             return "Answer: yes, \(what) transport-destination pair\(what == 1 ? "" : "s") can be taken (exit status 1)."
         }
+        let failed = result.transports.filter { $0.alone.status == .ran && !$0.alone.firstServes }
+        if !failed.isEmpty {
+            let which = failed.map { "\($0.transport.rawValue): \(failure($0.alone))" }.joined(separator: "; ")
+            return "Answer: your own socket could not serve (\(which)), so nothing can be said of who takes its traffic (exit status 3)."
+        }
         if !result.unsettled.isEmpty || !result.skipped.isEmpty {
-            return "Answer: nothing was seen taken, but \(result.skipped.count) case\(result.skipped.count == 1 ? " was" : "s were") skipped and \(result.unsettled.count) did not settle, so that is not the whole answer (exit status 3)."
+            var parts: [String] = []
+            if !result.skipped.isEmpty { parts.append("\(result.skipped.count) case\(result.skipped.count == 1 ? " was" : "s were") not tried") }
+            if !result.unsettled.isEmpty { parts.append("\(result.unsettled.count) did not settle") }
+            return "Answer: nothing was seen taken, but " + parts.joined(separator: " and ") + ", so that is not the whole answer (exit status 3)."
         }
         return "Answer: no second socket took anything from your bind, in every case (exit status 0)."
     }
@@ -38,10 +53,45 @@ enum TryReport {
     static func section(_ evidence: TryTransport, takes: [TryTake], fixTakes: [TryTake], result: TryResult) -> [String] {
         var lines: [String] = []
         let name = evidence.transport.rawValue.uppercased()
-        guard let served = TryResult.served(evidence.alone) else {
+        if let served = TryResult.served(evidence.alone) {
+            lines += takers(evidence, served: served, takes: takes, result: result)
+        } else {
             lines.append("\(name): your socket alone did not settle (\(failure(evidence.alone))), so nothing can be said of who takes its traffic.")
+        }
+        lines.append("")
+        let fix = evidence.fix
+        let addresses = fix.addresses.map { TryResult.destination($0.label) }.joined(separator: ", ")
+        lines.append("  Fix: one socket per address (\(addresses)), each with " + (fix.options == .none ? "no option" : fix.options.names.joined(separator: "+"))
+            + (fix.dropped.isEmpty ? "." : "; it leaves out " + fix.dropped.joined(separator: "; ") + "."))
+        guard TryResult.served(evidence.fixAlone) != nil else {
+            lines.append("  The fix alone did not settle (\(failure(evidence.fixAlone))): not shown.")
             return lines
         }
+        let tried = evidence.fixCases.filter { $0.status == .ran }.count
+        if fixTakes.isEmpty {
+            let unsettled = evidence.fixCases.filter { $0.status != .skipped && !$0.isSettled }.count
+            let skipped = evidence.fixCases.filter { $0.status == .skipped }.count
+            let answers = [SocketUser.same, .other].compactMap { user -> String? in
+                let cases = evidence.fixCases.filter { $0.matrixCase.secondUser == user }
+                guard !cases.isEmpty else { return nil }
+                return (user == .same ? "same user: " : "another user: ") + counts(cases)
+            }
+            lines.append("  Against the same \(evidence.fixCases.count) second sockets: " + (unsettled == 0 && skipped == 0 ? "it holds, nothing taken" : "nothing seen taken, but \(unsettled) did not settle and \(skipped) were not tried")
+                + " (" + answers.joined(separator: "; ") + ").")
+        } else {
+            lines.append("  Against the same \(tried) second sockets it still loses:")
+            for take in fixTakes {
+                let binds = take.binds.map(describe).joined(separator: ", ")
+                lines.append("    " + pad(take.destination, 14) + pad(take.user == .same ? "same user" : "another user", 14) + binds)
+            }
+        }
+        return lines
+    }
+
+    /// Per destination and user: who takes it, with which binds; then the binds refused.
+    static func takers(_ evidence: TryTransport, served: Set<String>, takes: [TryTake], result: TryResult) -> [String] {
+        var lines: [String] = []
+        let name = evidence.transport.rawValue.uppercased()
         let order = result.destinationOrder
         lines.append("\(name): alone, your socket receives " + (served.isEmpty ? "nothing" : order.filter(served.contains).map(TryResult.destination).joined(separator: ", ")) + ".")
         for label in order {
@@ -75,35 +125,8 @@ enum TryReport {
             }
         }
         for user in [SocketUser.same, .other] {
-            if let refused = refusals(evidence.cases.filter { $0.matrixCase.secondUser == user }, linked: result.request.device == nil) {
+            if let refused = refusals(evidence.cases.filter { $0.matrixCase.secondUser == user }, linked: result.request.device == nil && !result.privilegedPort) {
                 lines.append("  Refused, \(user == .same ? "same user" : "another user"): \(refused)")
-            }
-        }
-        lines.append("")
-        let fix = evidence.fix
-        let addresses = fix.addresses.map { TryResult.destination($0.label) }.joined(separator: ", ")
-        lines.append("  Fix: one socket per address (\(addresses)), each with " + (fix.options == .none ? "no option" : fix.options.names.joined(separator: "+"))
-            + (fix.dropped.isEmpty ? "." : "; it leaves out " + fix.dropped.joined(separator: "; ") + "."))
-        guard TryResult.served(evidence.fixAlone) != nil else {
-            lines.append("  The fix alone did not settle (\(failure(evidence.fixAlone))): not shown.")
-            return lines
-        }
-        let tried = evidence.fixCases.filter { $0.status == .ran }.count
-        if fixTakes.isEmpty {
-            let unsettled = evidence.fixCases.filter { $0.status == .error || $0.deliveries.contains(where: \.isLost) }.count
-            let skipped = evidence.fixCases.filter { $0.status == .skipped }.count
-            let answers = [SocketUser.same, .other].compactMap { user -> String? in
-                let cases = evidence.fixCases.filter { $0.matrixCase.secondUser == user }
-                guard !cases.isEmpty else { return nil }
-                return (user == .same ? "same user: " : "another user: ") + counts(cases)
-            }
-            lines.append("  Against the same \(evidence.fixCases.count) second sockets: " + (unsettled == 0 && skipped == 0 ? "it holds, nothing taken" : "nothing seen taken, but \(unsettled) did not settle and \(skipped) were not tried")
-                + " (" + answers.joined(separator: "; ") + ").")
-        } else {
-            lines.append("  Against the same \(tried) second sockets it still loses:")
-            for take in fixTakes {
-                let binds = take.binds.map(describe).joined(separator: ", ")
-                lines.append("    " + pad(take.destination, 14) + pad(take.user == .same ? "same user" : "another user", 14) + binds)
             }
         }
         return lines
@@ -120,7 +143,7 @@ enum TryReport {
     static func notTaken(_ cases: [MatrixCaseOutcome]) -> String {
         let skipped = cases.filter { $0.status == .skipped }
         if let reason = skipped.first?.skipReason, skipped.count == cases.count { return "not tried: \(reason)" }
-        let unsettled = cases.filter { $0.status == .error || $0.deliveries.contains(where: \.isLost) }.count
+        let unsettled = cases.filter { $0.status != .skipped && !$0.isSettled }.count
         let settled = cases.count - skipped.count - unsettled
         if unsettled == 0 && skipped.isEmpty { return "cannot take it (\(settled) binds tried)" }
         var parts = ["not taken by the \(settled) binds that ran"]
@@ -141,7 +164,7 @@ enum TryReport {
         var links: [String: String] = [:]
         for outcome in cases.sorted(by: { $0.matrixCase.secondStrength < $1.matrixCase.secondStrength }) where outcome.status == .ran {
             let bind = TryResult.bind(outcome, linked: linked)
-            guard let refusal = bind.refusal else { continue }
+            guard let refusal = outcome.secondRefusal else { continue }
             if groups[refusal] == nil {
                 order.append(refusal)
                 links[refusal] = bind.case
@@ -172,7 +195,8 @@ enum TryReport {
             switch outcome.status {
             case .skipped: add("skipped")
             case .error: add("could not finish")
-            case .ran: add(TryResult.bind(outcome, linked: false).refusal ?? "bound beside it")
+            case .ran where !outcome.firstServes: add("the service's own socket failed")
+            case .ran: add(outcome.secondRefusal ?? "bound beside it")
             }
         }
         return tally.map { "\($0.0) ×\($0.1)" }.joined(separator: ", ")

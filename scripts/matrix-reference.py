@@ -87,10 +87,12 @@ def make_lab():
         ip(f"link set lo up\naddr add {LAB_PEER_V4}/24 dev peer0\naddr add {LAB_PEER_V6}/64 dev peer0 nodad\nlink set peer0 up\n")
     finally:
         setns(host)
-    # As MatrixWorker does in the lab host: port-unreachable replies are not rate-limited, so
-    # a datagram to nobody comes back refused at once instead of being lost.
-    for name in ("icmp_ratemask", "icmp_ratelimit"):
-        with open(f"/proc/sys/net/ipv4/{name}", "w") as f:
+    # As MatrixWorker does in the lab host (WritableSysctl): port-unreachable replies are not
+    # rate-limited, on either family, so a datagram to nobody comes back refused at once
+    # instead of being lost; ICMPv6's per-peer interval would otherwise hold each UDP probe
+    # to 2001:db8::1 for its whole timeout.
+    for path in ("ipv4/icmp_ratemask", "ipv4/icmp_ratelimit", "ipv6/icmp/ratemask", "ipv6/icmp/ratelimit"):
+        with open(f"/proc/sys/net/{path}", "w") as f:
             f.write("0\n")
     return host, peer
 

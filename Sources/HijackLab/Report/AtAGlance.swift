@@ -144,7 +144,8 @@ public enum AtAGlance {
         var why: [String] = []
         if cell.missing > 0 { why.append("\(cell.missing) not in this run's evidence") }
         let skipped = unsettled.filter { $0.status == .skipped }
-        if let reason = skipped.first?.skipReason { why.append("\(skipped.count) skipped: \(shortReason(reason))") }
+        // Every one skipped, for one reason: the reason alone says it.
+        if let reason = skipped.first?.skipReason { why.append((skipped.count == unsettled.count + cell.missing ? "" : "\(skipped.count) ") + "skipped: \(shortReason(reason))") }
         let errors = unsettled.filter { $0.status == .error }.count
         if errors > 0 { why.append("\(errors) could not finish") }
         let lost = unsettled.filter { $0.status == .ran }.count

@@ -25,7 +25,9 @@ lab's cost per case with the cost of the socket work itself:
 "At a glance" table's cases, then its baselines), each on the port the lab gave it: TCP and
 UDP (a UDP socket binds and answers each datagram with its identity; each probe is one
 datagram from a fresh connected socket), the second socket made and bound as uid 65534 where
-the case's second user is "other" (the socket keeps the uid it was made with). scripts/bench
+the case's second user is "other" (the socket keeps the uid it was made with), and a case
+whose first is a service of several sockets (its "service" addresses, the per-address rows)
+binds each of them after the first, with the first's options, before the second. scripts/bench
 measures `all` against this beside its floor of namespaces and process starts.
 
 What the agents add on top (processes, JSON over pipes, the identity cross-check) is what
@@ -85,10 +87,12 @@ def make_lab():
         ip(f"link set lo up\naddr add {LAB_PEER_V4}/24 dev peer0\naddr add {LAB_PEER_V6}/64 dev peer0 nodad\nlink set peer0 up\n")
     finally:
         setns(host)
-    # As MatrixWorker does in the lab host: port-unreachable replies are not rate-limited, so
-    # a datagram to nobody comes back refused at once instead of being lost.
-    for name in ("icmp_ratemask", "icmp_ratelimit"):
-        with open(f"/proc/sys/net/ipv4/{name}", "w") as f:
+    # As MatrixWorker does in the lab host (WritableSysctl): port-unreachable replies are not
+    # rate-limited, on either family, so a datagram to nobody comes back refused at once
+    # instead of being lost; ICMPv6's per-peer interval would otherwise hold each UDP probe
+    # to 2001:db8::1 for its whole timeout.
+    for path in ("ipv4/icmp_ratemask", "ipv4/icmp_ratelimit", "ipv6/icmp/ratemask", "ipv6/icmp/ratelimit"):
+        with open(f"/proc/sys/net/{path}", "w") as f:
             f.write("0\n")
     return host, peer
 
@@ -191,15 +195,24 @@ def datagram(client, address, port, listeners, identities, sequence):
     return receiver
 
 
-def run_case(first, first_options, second, second_options, port, peer, host, transport="tcp", second_other=False):
-    """One case; returns its cell as MatrixCaseOutcome.cell renders it."""
-    identities = [f"first {os.getpid()} {os.geteuid()}\n".encode(), f"second {os.getpid()} {os.geteuid()}\n".encode()]
-    one, first_bound, first_serves = open_socket(first, first_options, port, transport)
+def run_case(first, first_options, second, second_options, port, peer, host, transport="tcp", second_other=False, service=()):
+    """One case; returns its cell as MatrixCaseOutcome.cell renders it. `service` names the
+    first's other addresses (MatrixCase.service): one socket each, with the first's options,
+    bound in order after it as MatrixRunner binds them, the rest not tried once one fails;
+    whichever of them receives, the first received."""
+    firsts, first_serves = [], True
+    for name in [first, *service]:
+        one, bound, serves = open_socket(name, first_options, port, transport)
+        firsts.append(one)
+        if not (bound and serves):
+            first_serves = False
+            break
+    identities = [f"first {os.getpid()} {os.geteuid()}\n".encode()] * len(firsts) + [f"second {os.getpid()} {os.geteuid()}\n".encode()]
     two, second_bound, second_serves = (None, False, False) if second is None else open_socket(second, second_options, port, transport, second_other)
     accepted = []
     kind = socket.SOCK_STREAM if transport == "tcp" else socket.SOCK_DGRAM
     try:
-        if not (first_bound and first_serves):
+        if not first_serves:
             return "F"
         if second is not None and not second_bound:
             return "B"
@@ -207,7 +220,7 @@ def run_case(first, first_options, second, second_options, port, peer, host, tra
             return "L"
         both = second is not None
         count = 16 if both else 1
-        listeners = [one, two if both else None]
+        listeners = firsts + [two if both else None]
         cell = ""
         for address, from_peer in (("127.0.0.1", False), ("::1", False), (LAB_HOST_V4, True), (LAB_HOST_V6, True)):
             # A socket belongs to the namespace it was made in: the peer's clients are made there.
@@ -222,12 +235,14 @@ def run_case(first, first_options, second, second_options, port, peer, host, tra
                 got = [connect(c, address, port, listeners, identities, accepted) for c in clients]
             else:
                 got = [datagram(c, address, port, listeners, identities, n) for n, c in enumerate(clients)]
+            # A listener's index, as the first (0) or the second (1).
+            got = [None if index is None else 0 if index < len(firsts) else 1 for index in got]
             cell += {(True, True): "S", (False, True): "A", (True, False): "V", (False, False): "-"}[(0 in got, 1 in got)]
         return cell
     finally:
         for connection in accepted:
             connection.close()
-        for s in (one, two):
+        for s in firsts + [two]:
             if s is not None:
                 s.close()
 
@@ -246,7 +261,7 @@ def listed_cases(path):
             raise SystemExit(f"matrix-reference: {path}: a case without a port (not run by the lab?): {case}")
         second = case.get("second")
         runs.append((case["first"]["label"], case["firstOptions"], second["label"] if second else None, case["secondOptions"],
-                     outcome["port"], case["transport"], case.get("secondUser") == "other"))
+                     outcome["port"], case["transport"], case.get("secondUser") == "other", [s["label"] for s in case.get("service") or []]))
     return len(glance["cases"]), len(glance["baselines"]), runs
 
 
@@ -273,16 +288,16 @@ def main():
         cases = [(a, oa, b, ob) for oa in options for ob in options for a in addresses for b in addresses]
         baselines = [(a, o, None, "none") for o in options for a in addresses]
         case_count, baseline_count = len(cases), len(baselines)
-        runs = [(a, oa, b, ob, 10_000 + index, "tcp", False) for index, (a, oa, b, ob) in enumerate(cases)]
-        runs += [(a, oa, b, ob, 40_000 + index, "tcp", False) for index, (a, oa, b, ob) in enumerate(baselines)]
-    for first, _, second, _, _, _, _ in runs:
-        for name in [first] + ([second] if second else []):
+        runs = [(a, oa, b, ob, 10_000 + index, "tcp", False, []) for index, (a, oa, b, ob) in enumerate(cases)]
+        runs += [(a, oa, b, ob, 40_000 + index, "tcp", False, []) for index, (a, oa, b, ob) in enumerate(baselines)]
+    for first, _, second, _, _, _, _, service in runs:
+        for name in [first, *service] + ([second] if second else []):
             if name not in ENDPOINTS:
                 raise SystemExit(f"matrix-reference: address {name!r} is not one of {', '.join(ENDPOINTS)}")
     started = time.perf_counter()
     host, peer = make_lab()
     set_up = time.perf_counter()
-    cells = [run_case(a, oa, b, ob, port, peer, host, transport, other) for a, oa, b, ob, port, transport, other in runs]
+    cells = [run_case(a, oa, b, ob, port, peer, host, transport, other, service) for a, oa, b, ob, port, transport, other, service in runs]
     finished = time.perf_counter()
     if arguments.cells:
         with open(arguments.cells, "w") as f:

@@ -10,29 +10,28 @@ import Testing
 /// outcomes: change one outcome and the answer changes with it.
 @Suite("Report answers follow the outcomes")
 struct AnswerTests {
-    static let wildcard = MatrixEndpoint.standard.first { $0.label == "0.0.0.0" }!
-    static let loopback = MatrixEndpoint.standard.first { $0.label == "127.0.0.1" }!
-
-    /// A 0.0.0.0 service alone receives 127.0.0.1 and the lab interface; beside it, a same-user
-    /// socket on 127.0.0.1 with SO_REUSEPORT that the kernel either refused or let in.
+    /// A 0.0.0.0 service alone receives 127.0.0.1 and the lab interface; beside it, every
+    /// same-user TCP bind is refused but a socket on 127.0.0.1 with SO_REUSEPORT, which the
+    /// kernel either refused too or let in.
     static func evidence(secondTakes: Bool) -> GlanceEvidence {
-        var baseline = MatrixCaseOutcome(matrixCase: MatrixCase(transport: .tcp, first: wildcard, firstOptions: .none, second: nil), status: .ran)
-        baseline.firstBind = "ok"
-        baseline.firstListen = "ok"
-        baseline.deliveries = [MatrixDelivery(destination: "127.0.0.1", sent: 1, first: 1, second: 0, nobody: 0, lost: 0),
-                               MatrixDelivery(destination: "lab-interface", sent: 1, first: 1, second: 0, nobody: 0, lost: 0)]
-        var beside = MatrixCaseOutcome(matrixCase: MatrixCase(transport: .tcp, first: wildcard, firstOptions: .none, second: loopback,
-                                                              secondOptions: .reusePort, secondUser: .same), status: .ran)
-        beside.firstBind = "ok"
-        beside.firstListen = "ok"
-        beside.secondBind = secondTakes ? "ok" : "EADDRINUSE"
-        beside.secondListen = secondTakes ? "ok" : "not-attempted"
-        beside.deliveries = [MatrixDelivery(destination: "127.0.0.1", sent: 1, first: secondTakes ? 0 : 1, second: secondTakes ? 1 : 0, nobody: 0, lost: 0)]
-        return GlanceEvidence(destinations: ["127.0.0.1", "lab-interface"], cases: [beside], baselines: [baseline])
+        GlanceFixture.evidence([GlanceFixture.service("0.0.0.0", .none)], destinations: ["127.0.0.1", "lab-interface"], transports: [.tcp], users: [.same],
+                               served: { _ in ["127.0.0.1", "lab-interface"] }) { _, c in
+            secondTakes && c.second?.label == "127.0.0.1" && c.secondOptions == .reusePort ? ["127.0.0.1"] : nil
+        }
     }
 
     static func glanceRow(_ report: LabReport, _ label: String) -> String? {
         AtAGlance.render(report).split(separator: "\n").first { $0.hasPrefix("| \(label) |") }.map(String.init)
+    }
+
+    /// A scenario in which another user's bind on an address added after the service
+    /// started received its clients, or was refused.
+    static func addedLater(hijacked: Bool) -> ScenarioOutcome {
+        var outcome = ReportTests.fixedReport().scenarios[0]
+        outcome.name = "added-address-story"
+        outcome.probes[0].to = LabAddresses.addedV4
+        outcome.probes[0].receivedBy = hijacked ? ["attacker": 8] : ["victim": 8]
+        return outcome
     }
 
     @Test("Changing one matrix outcome changes the At a glance row; a row with no case says so")
@@ -40,15 +39,15 @@ struct AnswerTests {
         var report = ReportTests.fixedReport()
         report.glance = Self.evidence(secondTakes: false)
         let refused = try #require(Self.glanceRow(report, "`0.0.0.0`, no option"))
-        #expect(refused.contains("| nothing (bind EADDRINUSE ×1) |"), "\(refused)")
+        #expect(refused.contains("| `0.0.0.0`, no option | nothing (bind EADDRINUSE ×32) |"), "\(refused)")
         report.glance = Self.evidence(secondTakes: true)
         let taken = try #require(Self.glanceRow(report, "`0.0.0.0`, no option"))
-        #expect(taken.contains("**127.0.0.1** by `127.0.0.1` SO_REUSEPORT"), "\(taken)")
+        #expect(taken.contains("| **127.0.0.1** by `127.0.0.1` SO_REUSEPORT ([case](MATRIX.md#tcp-second-socket-same-user-first-none-second-so_reuseport)) |"), "\(taken)")
         #expect(taken != refused)
-        // Another user's TCP column had no case at all: no guess.
-        #expect(taken.contains("| not shown in this run |"))
-        let untried = try #require(Self.glanceRow(report, "`::1` only"))
-        #expect(untried.components(separatedBy: "not shown in this run").count - 1 == 4, "\(untried)")
+        // Another user's TCP column and both UDP columns had no case at all: no guess.
+        #expect(taken.contains("| not shown in this run | not shown in this run | not shown in this run |"), "\(taken)")
+        let untried = try #require(Self.glanceRow(report, "`::1`, no option"))
+        #expect(untried.components(separatedBy: "not shown in this run").count - 1 == 5, "\(untried)")
     }
 
     @Test("Without a probe from outside, At a glance does not claim external clients were safe")
@@ -56,16 +55,32 @@ struct AnswerTests {
         var report = ReportTests.fixedReport()
         var evidence = Self.evidence(secondTakes: false)
         report.glance = evidence
-        #expect(try #require(Self.glanceRow(report, "`0.0.0.0`, no option")).contains("| nothing (bind EADDRINUSE ×1) | not shown in this run | not shown in this run | no |"))
+        // Three of its columns were not shown: the external column cannot say "no".
+        #expect(try #require(Self.glanceRow(report, "`0.0.0.0`, no option")).contains("| nothing (bind EADDRINUSE ×32) | not shown in this run | not shown in this run | not shown in this run | none seen; not every case settled |"))
         // The loopback topology probes 127.0.0.1 and ::1 only.
         evidence.destinations = ["127.0.0.1", "::1"]
         report.glance = evidence
         let row = try #require(Self.glanceRow(report, "`0.0.0.0`, no option"))
-        #expect(row.contains("| not shown in this run | not shown in this run | not shown in this run |"), "\(row)")
+        #expect(row.hasSuffix("| not shown in this run | not fully shown in this run |"), "\(row)")
         // A service whose baseline did not finish cannot be compared with: no take is claimed.
         evidence.baselines[0].status = .error
         report.glance = evidence
-        #expect(try #require(Self.glanceRow(report, "`0.0.0.0`, no option")).hasPrefix("| `0.0.0.0`, no option | not shown in this run |"))
+        #expect(try #require(Self.glanceRow(report, "`0.0.0.0`, no option")).hasPrefix("| `0.0.0.0`, no option | not shown in this run (the service alone did not settle) |"))
+    }
+
+    @Test("The per-address rows carry the note on an address added later only from a scenario that ran and showed it")
+    func addedLaterNote() throws {
+        var report = ReportTests.fixedReport()
+        report.glance = Self.evidence(secondTakes: false)
+        let label = AtAGlance.label(GlanceFixture.service(.perAddressIPv4, .none))
+        #expect(try #require(Self.glanceRow(report, label)).hasSuffix("| — |"))
+        report.scenarios = [Self.addedLater(hijacked: true)]
+        #expect(try #require(Self.glanceRow(report, label)).hasSuffix("| bind addresses added later as they appear ([added-address-story](#added-address-story)) |"))
+        report.scenarios = [Self.addedLater(hijacked: false)]
+        #expect(try #require(Self.glanceRow(report, label)).hasSuffix("| — |"))
+        report.scenarios = [Self.addedLater(hijacked: true)]
+        report.scenarios[0].status = .skipped
+        #expect(!AtAGlance.render(report).contains("added-address-story"))
     }
 
     @Test("The At a glance table is within the report's first 60 lines")
@@ -76,6 +91,7 @@ struct AnswerTests {
         let heading = try #require(lines.firstIndex(of: "## At a glance"))
         let lastRow = try #require(lines.lastIndex { $0.hasPrefix("| one socket per address, both families") })
         #expect(heading < lastRow && lastRow < 60)
+        #expect(lines.contains("| Your service binds | Same user, TCP | Same user, UDP | Another user, TCP | Another user, UDP | External clients affected | Fix |"))
     }
 
     static func outcome(_ name: String, verdict: Verdict) -> ScenarioOutcome {

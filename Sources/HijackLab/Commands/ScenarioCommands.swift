@@ -179,7 +179,7 @@ enum ScenarioRun {
         var matrixSettings = settings
         matrixSettings.connectTimeout = 1
         let runner = MatrixRunner(settings: matrixSettings)
-        let planned = AtAGlance.matrixCases
+        let planned = GlanceEvidence.plan
         let started = Deadline.now()
         let (cases, baselines) = runner.run(cases: planned.cases, baselines: planned.baselines)
         let elapsed = (Deadline.now().nanoseconds - started.nanoseconds) / 1_000_000

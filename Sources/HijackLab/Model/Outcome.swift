@@ -209,10 +209,11 @@ public struct LabReport: Codable, Sendable {
     }
 }
 
-/// The matrix cases that `all` runs for the "At a glance" table: a first socket bound the way
-/// a service commonly binds, and every second socket of the matrix beside it.
+/// The matrix cases that `all` runs for the "At a glance" table (`GlanceEvidence.plan`): a
+/// service bound one common way, with each option set (one socket, or one per address as a
+/// service of several sockets), alone and beside every second socket of the matrix.
 public struct GlanceEvidence: Codable, Sendable {
-    /// The destinations each case probed, in delivery order ("127.0.0.1", "::1", "lab-interface").
+    /// The destinations each case probed, in delivery order ("127.0.0.1", "::1", "lab-interface", "lab-interface6").
     public var destinations: [String]
     public var cases: [MatrixCaseOutcome]
     /// Each first socket alone: what it receives with nobody beside it.

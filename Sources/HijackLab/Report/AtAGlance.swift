@@ -3,237 +3,339 @@ import HijackAudit
 import HijackCLI
 import HijackSystem
 
-/// REPORT.md's first answer: for each common way a service binds, what another process can
-/// take and how. Every cell is read off this run's outcomes: matrix cases for a single
-/// socket, scenarios for one socket per address. A cell with no evidence says so.
+/// REPORT.md's first answer: for each common way a service binds, one option set per row,
+/// what another process can take and how. Every cell is read off this run's matrix cases
+/// (`GlanceEvidence`): the service alone, and beside every second socket of the matrix. A
+/// cell answers "nothing" only when every case it stands for ran and settled; otherwise it
+/// says what did not.
 public enum AtAGlance {
     /// A way a service binds, as one row.
     public struct Row: Sendable {
         public var label: String
-        /// For rows that one matrix socket shows: its address and options.
-        public var endpoint: String?
-        public var options: MatrixOptions = .none
-        /// For rows that only scenarios show: per-address binding on IPv4 only, or on both families.
-        public var perAddress: PerAddress?
+        public var service: GlanceEvidence.Service
     }
 
-    public enum PerAddress: Sendable { case ipv4, bothFamilies }
+    /// One row per service the glance plans, in its order.
+    public static var rows: [Row] { GlanceEvidence.services.map { Row(label: label($0), service: $0) } }
 
-    public static let rows: [Row] = [
-        Row(label: "`0.0.0.0`, no option", endpoint: "0.0.0.0"),
-        Row(label: "`0.0.0.0` with SO_REUSEADDR", endpoint: "0.0.0.0", options: .reuseAddress),
-        Row(label: "`0.0.0.0` with SO_REUSEPORT", endpoint: "0.0.0.0", options: .reusePort),
-        Row(label: "`[::]` dual-stack", endpoint: "[::]"),
-        Row(label: "`[::]` with IPV6_V6ONLY", endpoint: "[::]v6only"),
-        Row(label: "`127.0.0.1` only", endpoint: "127.0.0.1"),
-        Row(label: "`::1` only", endpoint: "::1"),
-        Row(label: "one socket per IPv4 address", perAddress: .ipv4),
-        Row(label: "one socket per address, both families (the full fix)", perAddress: .bothFamilies),
-    ]
-
-    /// The matrix cases behind the single-socket rows, and their baselines.
-    public static var matrixCases: (cases: [MatrixCase], baselines: [MatrixCase]) {
-        var cases: [MatrixCase] = []
-        var baselines: [MatrixCase] = []
-        for transport in Transport.allCases {
-            for row in rows {
-                guard let label = row.endpoint, let first = MatrixEndpoint.standard.first(where: { $0.label == label }) else { continue }
-                baselines.append(MatrixCase(transport: transport, first: first, firstOptions: row.options, second: nil))
-                for user in [SocketUser.same, .other] {
-                    for second in MatrixEndpoint.standard {
-                        for options in MatrixOptions.allCases {
-                            cases.append(MatrixCase(transport: transport, first: first, firstOptions: row.options, second: second, secondOptions: options, secondUser: user))
-                        }
-                    }
-                }
-            }
+    /// "`0.0.0.0`, no option", "`[::]` with SO_REUSEPORT", "`[::]` with IPV6_V6ONLY and
+    /// SO_REUSEADDR", "one socket per IPv4 address with SO_REUSEPORT".
+    static func label(_ service: GlanceEvidence.Service) -> String {
+        let head = switch service.kind {
+        case .single: "`\(service.addresses[0].host == "::" ? "[::]" : service.addresses[0].host)`"
+        case .perAddressIPv4: "one socket per IPv4 address"
+        case .perAddressBothFamilies: "one socket per address, both families"
         }
-        return (cases, baselines)
+        let names = (service.addresses.count == 1 && service.addresses[0].v6only ? ["IPV6_V6ONLY"] : []) + service.options.names
+        // Only with no reuse option is the per-address set on both families the full fix.
+        if names.isEmpty { return head + ", no option" + (service.kind == .perAddressBothFamilies ? " (the full fix)" : "") }
+        let list = names.count == 1 ? names[0] : names.dropLast().joined(separator: ", ") + " and " + names.last!
+        return head + (service.kind == .perAddressBothFamilies ? ", with " : " with ") + list + (service.options == .none ? ", no reuse option" : "")
     }
 
-    /// What one column shows for one row.
+    /// The table's columns: who the second socket is and which transport.
+    enum Column: CaseIterable {
+        case sameTCP, sameUDP, otherTCP, otherUDP
+
+        var transport: Transport { self == .sameTCP || self == .otherTCP ? .tcp : .udp }
+        var user: SocketUser { self == .sameTCP || self == .sameUDP ? .same : .other }
+    }
+
+    /// A destination the second socket took, with the weakest case that did it.
+    struct Take {
+        /// The matrix's label: "127.0.0.1", "::1", "lab-interface", "lab-interface6".
+        var destination: String
+        /// Of the other family than the service serves alone (its twin is the service's).
+        var gap: Bool
+        var by: MatrixCase
+    }
+
+    /// What one column shows for one row, and the cases it stands for.
     struct Cell {
-        /// A destination the second socket received, with one bind that did it.
-        var takes: [(destination: String, bind: String, gap: Bool, proof: String, external: Bool)] = []
-        /// How many binds were tried against the row's service.
-        var tried = 0
+        var transport: Transport
+        /// The service alone; nil when it was not planned (no evidence at all).
+        var baseline: MatrixCaseOutcome?
+        var cases: [MatrixCaseOutcome] = []
+        /// Planned cases the evidence does not hold: not run, so no evidence either way.
+        var missing = 0
+        /// Each destination taken, by its weakest bind, in the run's destination order.
+        var takes: [Take] = []
+        /// Every take of every case, weakest first: the fix asks which options any of them needed.
+        var every: [Take] = []
         var refusals: [String: Int] = [:]
-        /// Cases or scenarios that did not run to their end: no evidence either way.
-        var unfinished = 0
-        /// Whether this run probed from outside (the peer) at all, for the external column.
-        var probedFromOutside = false
-        var shown: Bool { tried > 0 }
 
-        var text: String {
-            guard shown else { return unfinished > 0 ? "not shown in this run (\(unfinished) could not finish)" : "not shown in this run" }
-            let incomplete = unfinished > 0 ? "; \(unfinished) could not finish" : ""
-            guard !takes.isEmpty else {
-                let refused = refusals.sorted { $0.value > $1.value }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")
-                return "nothing" + (refused.isEmpty && incomplete.isEmpty ? "" : " (\(refused)\(incomplete))")
-            }
-            var byDestination: [String] = []
-            var seen: Set<String> = []
-            for take in takes where seen.insert(take.destination).inserted {
-                byDestination.append("**\(take.destination)**\(take.gap ? " (family gap)" : "") by \(take.bind) \(take.proof)")
-            }
-            return byDestination.joined(separator: "; ") + (incomplete.isEmpty ? "" : " (\(unfinished) could not finish)")
+        /// Every case it stands for ran, and no probe of it was lost: only then may the cell
+        /// say that nothing was taken.
+        var settled: Bool {
+            guard let baseline, TryResult.served(baseline) != nil, !cases.isEmpty, missing == 0 else { return false }
+            return cases.allSatisfy { $0.status == .ran && !$0.deliveries.contains(where: \.isLost) }
         }
-    }
 
-    enum Column: CaseIterable { case sameUser, otherTCP, otherUDP }
+        /// Some case ran against a service whose baseline settled: something can be said.
+        var shown: Bool { baseline.flatMap(TryResult.served) != nil && cases.contains { $0.status == .ran } }
+
+        var unsettled: [MatrixCaseOutcome] { cases.filter { $0.status != .ran || $0.deliveries.contains(where: \.isLost) } }
+
+        /// How many cases the cell stands for: those planned.
+        var planned: Int { cases.count + missing }
+    }
 
     // MARK: - Rendering
 
     public static func render(_ report: LabReport) -> String {
         var lines = ["## At a glance", ""]
-        lines.append("Your service binds as in the first column. The next three say what another process could take from it in this run, and with which bind: "
-            + "a process of the same user, another user over TCP, and another user over UDP. "
-            + "**Bold** is a destination a client uses (127.0.0.1, ::1, or the lab interface, reached from outside), taken by the bind after it; "
-            + "\"family gap\" marks the other address family, which the service left free. Each case is linked; \"not shown in this run\" means no case tried it.")
+        lines.append("Each row is one way a service binds, with exactly one option set: its address (or addresses, one socket each) and the options every socket of it sets. "
+            + "The next four columns say what a second socket could take from it in this run, and with which bind: a process of the same user or of another user (uid 65534), over TCP and over UDP, "
+            + "each trying every address and option set of the matrix. "
+            + "**Bold** is a destination clients use (127.0.0.1, ::1, and the lab interface's \(LabAddresses.hostV4) and \(LabAddresses.hostV6), reached from outside), taken by the weakest bind after it; "
+            + "\"family gap\" marks the other address family, which the service left free. "
+            + "Single-socket rows link the weakest bind's grid in MATRIX.md; the per-address rows run as services of several sockets, which have no grid there (their cases are in the `--json` output, under `glance`). "
+            + "\"nothing\" means every case ran and none took anything; otherwise the cell says what did not run or settle, and \"not shown in this run\" that no case could.")
         lines.append("")
-        lines.append("| Your service binds | Same user can take | Another user, TCP | Another user, UDP | External clients affected | Fix |")
-        lines.append("|---|---|---|---|---|---|")
+        lines.append("| Your service binds | Same user, TCP | Same user, UDP | Another user, TCP | Another user, UDP | External clients affected | Fix |")
+        lines.append("|---|---|---|---|---|---|---|")
+        let note = addedLaterNote(report.scenarios)
+        let index = report.glance.map(Index.init)
         for row in rows {
-            let cells = Column.allCases.map { cell(row, $0, report) }
-            let external: String
-            if cells.contains(where: { $0.takes.contains(where: \.external) }) {
-                external = "**yes**"
-            } else if cells.contains(where: { $0.shown && $0.probedFromOutside }) {
-                external = "no"
-            } else {
-                external = "not shown in this run"
-            }
-            lines.append("| \(row.label) | " + cells.map(\.text).joined(separator: " | ") + " | \(external) | \(fix(row, cells)) |")
+            let cells = Column.allCases.map { cell(row, $0, report.glance, index: index) }
+            lines.append("| \(row.label) | " + cells.map { text($0, row) }.joined(separator: " | ") + " | \(external(cells, report.glance)) | \(fix(row, cells, addedLater: note)) |")
         }
         lines.append("")
         return lines.joined(separator: "\n")
     }
 
-    /// The fix, read off what was taken: the other family's address where a family gap was
-    /// used, SO_REUSEPORT off where only a reuseport bind took traffic, each address bound.
-    static func fix(_ row: Row, _ cells: [Cell]) -> String {
-        let takes = cells.flatMap(\.takes)
-        guard cells.contains(where: \.shown) else { return "—" }
-        guard !takes.isEmpty else {
-            if cells.contains(where: { $0.unfinished > 0 }) { return "not fully shown in this run" }
-            return row.perAddress == nil ? "nothing more needed against these binds" : "holds against every bind tried"
+    /// The longest a cell's text may be as a reader sees it (`visibleLength`): more belongs
+    /// in the linked case.
+    static let cellLimit = 160
+
+    /// A cell's text: what was taken and by which bind, or that nothing was, or what the run
+    /// could not say.
+    static func text(_ cell: Cell, _ row: Row) -> String {
+        guard cell.shown else { return "not shown in this run" + notShownReason(cell) }
+        let gap = unsettledText(cell)
+        guard !cell.takes.isEmpty else {
+            if !cell.settled { return "nothing seen; " + gap }
+            let refused = cell.refusals.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")
+            return "nothing" + (refused.isEmpty ? "" : " (\(refused))")
         }
+        let link = row.service.kind == .single
+        // The most detail that fits: every group's binds, then the weakest bind alone, then
+        // the destinations and the link; the cases that did not settle, counted at least.
+        let notes = gap.isEmpty ? [""] : ["; " + gap, "; \(cell.unsettled.count + cell.missing) of \(cell.planned) cases did not settle"]
+        let forms = [takesText(cell.takes, link: link), compactTakesText(cell.takes, link: link), briefTakesText(cell.takes, link: link)]
+        let candidates = forms.flatMap { form in notes.map { form + $0 } }
+        return candidates.first { visibleLength($0) <= cellLimit } ?? candidates.last!
+    }
+
+    /// Why a cell shows nothing: " (reason)", or "" when nothing was planned for it.
+    static func notShownReason(_ cell: Cell) -> String {
+        guard let baseline = cell.baseline else { return "" }
+        if baseline.status == .skipped { return " (\(shortReason(baseline.skipReason ?? "skipped")))" }
+        if TryResult.served(baseline) == nil { return " (the service alone did not settle)" }
+        guard !cell.cases.isEmpty else { return "" }
+        if cell.cases.allSatisfy({ $0.status == .skipped }) { return " (\(shortReason(cell.cases[0].skipReason ?? "skipped")))" }
+        return " (none of its \(cell.planned) cases ran to the end)"
+    }
+
+    /// "3 of 32 cases did not settle (2 could not finish, 1 lost a probe)", or "" when every case did.
+    static func unsettledText(_ cell: Cell) -> String {
+        let unsettled = cell.unsettled
+        guard !unsettled.isEmpty || cell.missing > 0 else { return "" }
+        var why: [String] = []
+        if cell.missing > 0 { why.append("\(cell.missing) not in this run's evidence") }
+        let skipped = unsettled.filter { $0.status == .skipped }
+        // Every one skipped, for one reason: the reason alone says it.
+        if let reason = skipped.first?.skipReason { why.append((skipped.count == unsettled.count + cell.missing ? "" : "\(skipped.count) ") + "skipped: \(shortReason(reason))") }
+        let errors = unsettled.filter { $0.status == .error }.count
+        if errors > 0 { why.append("\(errors) could not finish") }
+        let lost = unsettled.filter { $0.status == .ran }.count
+        if lost > 0 { why.append("\(lost) lost a probe") }
+        let verb = skipped.count == unsettled.count ? "did not run" : "did not settle"
+        return "\(unsettled.count + cell.missing) of \(cell.planned) cases \(verb) (\(why.joined(separator: ", ")))"
+    }
+
+    /// A skip reason as a cell can hold it: its first clause, with the lab interface named
+    /// in words. The reasons are the runner's own sentences, escaped all the same.
+    static func shortReason(_ reason: String) -> String {
+        let clause = reason.split(whereSeparator: { $0 == ";" || $0 == "," }).first.map(String.init) ?? reason
+        let worded = clause.replacing(AddressSymbol.labInterface6.rawValue, with: "the lab interface").replacing(AddressSymbol.labInterface.rawValue, with: "the lab interface")
+        return UntrustedText.markdown(worded.count > 70 ? String(worded.prefix(69)) + "…" : worded)
+    }
+
+    /// The public name of a matrix address: the lab interface's by its address, `[::]` for
+    /// the wildcard (MATRIX.md's `[::]v6only` kept, as its grids name it).
+    static func name(_ endpoint: MatrixEndpoint) -> String {
+        endpoint.isLabInterface ? TryResult.destination(endpoint.label) : endpoint.label
+    }
+
+    /// "**127.0.0.1**, **::1** by `127.0.0.1`/`::1` SO_REUSEPORT ([case](MATRIX.md#…))": the
+    /// destinations grouped by the option set of their weakest bind, weakest group first; one
+    /// link, to the grid of the weakest bind of all.
+    static func takesText(_ takes: [Take], link: Bool) -> String {
+        var groups: [(options: MatrixOptions, takes: [Take])] = []
+        for take in takes {
+            if let index = groups.firstIndex(where: { $0.options == take.by.secondOptions }) { groups[index].takes.append(take) } else { groups.append((take.by.secondOptions, [take])) }
+        }
+        groups.sort { MatrixOptions.allCases.firstIndex(of: $0.options)! < MatrixOptions.allCases.firstIndex(of: $1.options)! }
+        let weakest = takes.min { $0.by.secondStrength < $1.by.secondStrength }!.by
+        return groups.map { group in
+            var binds: [String] = []
+            for take in group.takes where !binds.contains(name(take.by.second!)) { binds.append(name(take.by.second!)) }
+            let options = group.options == .none ? "" : " " + group.options.names.joined(separator: "+")
+            let proof = link && group.takes.contains { $0.by == weakest } ? " ([case](\(weakest.gridLink)))" : ""
+            return destinations(group.takes) + " by " + binds.map { "`\($0)`" }.joined(separator: "/") + options + proof
+        }.joined(separator: "; ")
+    }
+
+    /// The same, short enough for any number of takes: the destinations, then the weakest bind.
+    static func compactTakesText(_ takes: [Take], link: Bool) -> String {
+        let weakest = takes.min { $0.by.secondStrength < $1.by.secondStrength }!.by
+        let options = weakest.secondOptions == .none ? "" : " " + weakest.secondOptions.names.joined(separator: "+")
+        return destinations(takes) + " (weakest bind `\(name(weakest.second!))`\(options))" + (link ? " ([case](\(weakest.gridLink)))" : "")
+    }
+
+    /// The destinations alone, with the weakest bind's case.
+    static func briefTakesText(_ takes: [Take], link: Bool) -> String {
+        let weakest = takes.min { $0.by.secondStrength < $1.by.secondStrength }!.by
+        return destinations(takes) + (link ? " ([case](\(weakest.gridLink)))" : "")
+    }
+
+    /// "**127.0.0.1**, **::1** (family gap)", or "(family gaps)" once when every one is a gap.
+    static func destinations(_ takes: [Take]) -> String {
+        let allGaps = takes.count > 1 && takes.allSatisfy(\.gap)
+        let names = takes.map { "**\(TryResult.destination($0.destination))**" + ($0.gap && !allGaps ? " (family gap)" : "") }
+        return names.joined(separator: ", ") + (allGaps ? " (family gaps)" : "")
+    }
+
+    /// The length of a cell as a reader sees it: link targets, emphasis, code marks and
+    /// escapes are not shown.
+    static func visibleLength(_ markdown: String) -> Int {
+        var count = 0
+        var characters = Array(markdown)[...]
+        while let character = characters.first {
+            characters = characters.dropFirst()
+            switch character {
+            case "\\": if !characters.isEmpty { characters = characters.dropFirst(); count += 1 }
+            case "*", "`", "[": break
+            case "]":
+                // `](target)`: the target is not shown.
+                if characters.first == "(", let close = characters.firstIndex(of: ")") { characters = characters[characters.index(after: close)...] }
+            default: count += 1
+            }
+        }
+        return count
+    }
+
+    /// Whether external clients lost anything: a take of one of the lab interface's
+    /// addresses, which only the peer probes. "no" only when every cell settled and the
+    /// run probed from outside.
+    static func external(_ cells: [Cell], _ evidence: GlanceEvidence?) -> String {
+        if cells.contains(where: { $0.takes.contains { MatrixEndpoint.labInterfaceHosts.contains($0.destination) } }) { return "**yes**" }
+        guard let evidence, evidence.destinations.contains(where: MatrixEndpoint.labInterfaceHosts.contains) else { return "not shown in this run" }
+        guard cells.contains(where: \.shown) else { return "not shown in this run" }
+        return cells.allSatisfy(\.settled) ? "no" : "none seen; not every case settled"
+    }
+
+    /// The fix, read off what was taken: the other family where a family gap was used,
+    /// SO_REUSEPORT off where a reuseport bind took the service's own addresses, no
+    /// SO_REUSEADDR on UDP where that did; "nothing more needed" only when every case of the
+    /// row settled and none took anything.
+    static func fix(_ row: Row, _ cells: [Cell], addedLater: String?) -> String {
+        let service = row.service
+        let perAddress = service.kind != .single
+        let note = perAddress ? addedLater : nil
+        guard cells.contains(where: \.shown) else { return note ?? "—" }
+        let takes = cells.flatMap { cell in cell.every.map { (take: $0, transport: cell.transport) } }
         var fixes: [String] = []
-        let gaps = Set(takes.filter(\.gap).map(\.destination))
-        // A placeholder is words, not code: only a literal address is written as code.
-        if !gaps.isEmpty { fixes.append("bind " + gaps.sorted().map { $0 == "lab-interface" ? "the interface's address" : "`\($0)`" }.joined(separator: " and ") + " too") }
-        if row.options == .reusePort { fixes.append("leave SO_REUSEPORT off") }
-        if row.perAddress != nil { fixes.append("bind each new address as it appears; no SO_REUSEPORT or UDP SO_REUSEADDR on the sockets") }
-        if fixes.isEmpty || row.endpoint == "0.0.0.0" || row.endpoint == "[::]" { fixes.append("one socket per address, both families") }
-        return fixes.joined(separator: "; ")
+        if takes.isEmpty {
+            fixes.append(cells.allSatisfy(\.settled) ? "nothing more needed" : "not fully shown in this run")
+        } else {
+            var gaps: [String] = []
+            for (take, _) in takes where take.gap && !gaps.contains(take.destination) { gaps.append(take.destination) }
+            if !gaps.isEmpty {
+                if service.isWildcard {
+                    fixes.append(service.addresses[0].v6only ? "leave IPV6_V6ONLY off, or one socket per address, both families" : "bind `[::]` dual-stack instead, or one socket per address, both families")
+                } else {
+                    // A placeholder is words, not code: only a literal address is written as code.
+                    let words = gaps.map { gap -> String in
+                        switch gap {
+                        case AddressSymbol.labInterface.rawValue: "the interface's IPv4 address"
+                        case AddressSymbol.labInterface6.rawValue: "the interface's IPv6 address"
+                        default: "`\(gap)`"
+                        }
+                    }
+                    fixes.append("bind " + words.joined(separator: " and ") + " too")
+                }
+            }
+            let own = takes.filter { !$0.take.gap }
+            if [.reusePort, .both].contains(service.options), own.contains(where: { [.reusePort, .both].contains($0.take.by.secondOptions) }) {
+                fixes.append("leave SO_REUSEPORT off")
+            }
+            if [.reuseAddress, .both].contains(service.options), own.contains(where: { $0.transport == .udp && $0.take.by.secondOptions == .reuseAddress }) {
+                fixes.append("no UDP SO_REUSEADDR")
+            }
+            if fixes.isEmpty { fixes.append(perAddress ? "no fix derived in this run" : "one socket per address, both families") }
+        }
+        return (fixes + (note.map { [$0] } ?? [])).joined(separator: "; ")
+    }
+
+    /// The note on per-address rows: an address added after the service started is nobody's
+    /// until someone binds it. Read off the scenarios that ran and probed such an address,
+    /// and only where an attacker received there; nil otherwise, so no scenario that did not
+    /// run is named.
+    static func addedLaterNote(_ scenarios: [ScenarioOutcome]) -> String? {
+        let shown = scenarios.filter { scenario in
+            scenario.status == .ran && scenario.probes.contains { probe in
+                (probe.to ?? probe.toSpec) == LabAddresses.addedV4
+                    && scenario.sockets.contains { $0.role == .attacker && (probe.receivedBy[$0.id] ?? 0) > 0 }
+            }
+        }
+        guard let first = shown.first else { return nil }
+        return "bind addresses added later as they appear ([\(first.name)](#\(first.name)))"
     }
 
     // MARK: - Cells
 
-    static func cell(_ row: Row, _ column: Column, _ report: LabReport) -> Cell {
-        row.perAddress == nil ? matrixCell(row, column, report.glance) : scenarioCell(row, column, report.scenarios)
-    }
+    /// The evidence's outcomes by their case, so that each cell looks up the cases it stands for.
+    struct Index {
+        var outcomes: [MatrixCase: MatrixCaseOutcome] = [:]
 
-    /// The destinations a service bound this way answers for its clients: a wildcard serves
-    /// every address of the host, a loopback bind the local clients; on both families, since
-    /// a client of `localhost` tries ::1 first and a client of the host's name may get either.
-    static func scope(of endpoint: String) -> Set<String> {
-        ["127.0.0.1", "::1"].contains(endpoint) ? ["127.0.0.1", "::1"] : ["127.0.0.1", "::1", "lab-interface", "lab-interface6"]
-    }
-
-    static func matrixCell(_ row: Row, _ column: Column, _ evidence: GlanceEvidence?) -> Cell {
-        var cell = Cell()
-        guard let evidence, let endpoint = row.endpoint else { return cell }
-        let transport: Transport = column == .otherUDP ? .udp : .tcp
-        let user: SocketUser = column == .sameUser ? .same : .other
-        let baseline = evidence.baselines.first {
-            $0.status == .ran && $0.matrixCase.transport == transport && $0.matrixCase.first.label == endpoint && $0.matrixCase.firstOptions == row.options
+        init(_ evidence: GlanceEvidence) {
+            for outcome in evidence.cases + evidence.baselines where outcomes[outcome.matrixCase] == nil { outcomes[outcome.matrixCase] = outcome }
         }
+    }
+
+    static func cell(_ row: Row, _ column: Column, _ evidence: GlanceEvidence?, index: Index? = nil) -> Cell {
+        var cell = Cell(transport: column.transport)
+        guard let evidence else { return cell }
+        let index = index ?? Index(evidence)
+        cell.baseline = index.outcomes[row.service.matrixCase(column.transport)]
+        // The cell stands for the planned cases: one the evidence lacks did not run.
+        let planned = GlanceEvidence.planned(row.service, column.transport, column.user)
+        cell.cases = planned.compactMap { index.outcomes[$0] }
+        cell.missing = planned.count - cell.cases.count
         // Without the service alone there is nothing to compare with: no take can be told.
-        guard let baseline else { return cell }
-        let servedAlone = Set(baseline.deliveries.filter { $0.first > 0 }.map(\.destination))
-        let scope = scope(of: endpoint)
-        cell.probedFromOutside = evidence.destinations.contains("lab-interface")
-        let all = evidence.cases.filter { outcome in
-            let c = outcome.matrixCase
-            return c.transport == transport && c.secondUser == user && c.first.label == endpoint && c.firstOptions == row.options
-        }
-        cell.unfinished = all.filter { $0.status == .error }.count
-        let relevant = all.filter { $0.status == .ran }
-        // Same user: TCP and UDP alike, each shown where it takes something.
-        let sameUserUDP = column == .sameUser ? evidence.cases.filter { outcome in
-            let c = outcome.matrixCase
-            return outcome.status == .ran && c.transport == .udp && c.secondUser == .same && c.first.label == endpoint && c.firstOptions == row.options
-        } : []
-        let sameBaselineUDP = evidence.baselines.first {
-            $0.status == .ran && $0.matrixCase.transport == .udp && $0.matrixCase.first.label == endpoint && $0.matrixCase.firstOptions == row.options
-        }
-        var sets = [(relevant, servedAlone, false)]
-        if let sameBaselineUDP { sets.append((sameUserUDP, Set(sameBaselineUDP.deliveries.filter { $0.first > 0 }.map(\.destination)), true)) }
-        for (cases, alone, udp) in sets {
-            // Weakest binds first: no option before SO_REUSEADDR before SO_REUSEPORT, and a
-            // specific address before a wildcard.
-            let ordered = cases.sorted { rank($0.matrixCase) < rank($1.matrixCase) }
-            for outcome in ordered {
-                cell.tried += 1
-                if outcome.secondBind != .ok { cell.refusals["bind \(outcome.secondBind)", default: 0] += 1; continue }
-                if outcome.matrixCase.transport == .tcp, outcome.secondListen != .ok { cell.refusals["listen \(outcome.secondListen)", default: 0] += 1; continue }
-                for delivery in outcome.deliveries where delivery.second > 0 && scope.contains(delivery.destination) {
-                    let gap = !alone.contains(delivery.destination)
-                    let c = outcome.matrixCase
-                    let bind = "`\(c.second!.label)`" + (c.secondOptions == .none ? "" : " " + c.secondOptions.names.joined(separator: "+")) + (udp ? " (UDP)" : "")
-                    let proof = "([matrix](MATRIX.md#\(MatrixReport.anchor(MatrixReport.gridTitle(c.transport, c.secondUser, c.firstOptions, c.secondOptions)))))"
-                    cell.takes.append((delivery.destination, bind, gap, proof, MatrixEndpoint.labInterfaceHosts.contains(delivery.destination)))
-                }
-            }
-        }
-        return cell
-    }
-
-    static func rank(_ matrixCase: MatrixCase) -> (Int, Int, Int) { matrixCase.secondStrength }
-
-    /// Rows for one socket per address: scenarios whose victims or defenders bind specific
-    /// addresses only, on IPv4 only or on both families, and what their attackers got.
-    static func scenarioCell(_ row: Row, _ column: Column, _ scenarios: [ScenarioOutcome]) -> Cell {
-        var cell = Cell()
-        for scenario in scenarios where matches(scenario, row.perAddress) {
-            if column == .otherUDP && scenario.transport != .udp { continue }
-            if column == .otherTCP && scenario.transport != .tcp { continue }
-            guard scenario.status == .ran else {
-                if scenario.status == .error { cell.unfinished += 1 }
+        guard let baseline = cell.baseline, let served = TryResult.served(baseline) else { return cell }
+        var weakest: [String: Take] = [:]
+        // Weakest binds first: no option before SO_REUSEADDR before SO_REUSEPORT, and a
+        // specific address before a wildcard.
+        for outcome in cell.cases.sorted(by: { $0.matrixCase.secondStrength < $1.matrixCase.secondStrength }) where outcome.status == .ran {
+            if outcome.secondBind != .ok {
+                cell.refusals["bind \(outcome.secondBind)", default: 0] += 1
                 continue
             }
-            if scenario.probes.contains(where: { $0.from == .peer }) { cell.probedFromOutside = true }
-            for attacker in scenario.sockets where attacker.role == .attacker && (attacker.user == .same) == (column == .sameUser) {
-                cell.tried += 1
-                if let failure = ScenarioSection.failure(attacker) { cell.refusals[failure, default: 0] += 1; continue }
-                for probe in scenario.probes where (probe.receivedBy[attacker.id] ?? 0) > 0 {
-                    let destination = switch probe.to ?? probe.toSpec {
-                    case LabAddresses.hostV4: "lab-interface"
-                    case LabAddresses.addedV4: "an address added later"
-                    case let other: other
-                    }
-                    let bind = "`\(attacker.address ?? attacker.addressSpec)`" + (attacker.options.isEmpty ? "" : " " + attacker.options.joined(separator: "+"))
-                        + (scenario.transport == .udp && column == .sameUser ? " (UDP)" : "")
-                    cell.takes.append((destination, bind, false, "([\(scenario.name)](#\(scenario.name)))", probe.from == .peer))
-                }
+            if outcome.matrixCase.transport == .tcp, outcome.matrixCase.listens, outcome.secondListen != .ok {
+                cell.refusals["listen \(outcome.secondListen)", default: 0] += 1
+                continue
+            }
+            // `localhost` is left to its two loopbacks, each of which the cell names.
+            for take in TryResult.taken(outcome, served: served) where take.destination != "localhost" {
+                let found = Take(destination: take.destination, gap: take.gap, by: outcome.matrixCase)
+                cell.every.append(found)
+                if weakest[take.destination] == nil { weakest[take.destination] = found }
             }
         }
+        cell.takes = evidence.destinations.compactMap { weakest[$0] }
         return cell
-    }
-
-    /// Whether a scenario's service binds one socket per address: every victim or defender on
-    /// a specific address, on IPv4 only or on both families.
-    static func matches(_ scenario: ScenarioOutcome, _ kind: PerAddress?) -> Bool {
-        let service = scenario.sockets.filter { $0.role == .victim || $0.role == .defender }
-        // Several addresses: one specific socket alone is the "127.0.0.1 only" kind of service.
-        guard let kind, Set(service.compactMap(\.address)).count >= 2, scenario.sockets.contains(where: { $0.role == .attacker }) else { return false }
-        let addresses = service.compactMap(\.address)
-        guard addresses.count == service.count, !addresses.contains(where: { ["0.0.0.0", "::"].contains($0) }) else { return false }
-        let v6 = addresses.filter { $0.contains(":") && !$0.hasPrefix("::ffff:") }
-        switch kind {
-        case .ipv4: return v6.isEmpty
-        case .bothFamilies: return !v6.isEmpty && v6.count < addresses.count
-        }
     }
 }

@@ -259,6 +259,8 @@ def listed_cases(path):
         case = outcome["matrixCase"]
         if "port" not in outcome:
             raise SystemExit(f"matrix-reference: {path}: a case without a port (not run by the lab?): {case}")
+        if case.get("firstDevice"):
+            raise SystemExit(f"matrix-reference: {path}: a case whose first socket is bound to a device ({case['firstDevice']}); the reference binds no device")
         second = case.get("second")
         runs.append((case["first"]["label"], case["firstOptions"], second["label"] if second else None, case["secondOptions"],
                      outcome["port"], case["transport"], case.get("secondUser") == "other", [s["label"] for s in case.get("service") or []]))

@@ -18,9 +18,12 @@ struct MatrixCommand: Command {
         OptionSpec("--second", "SPEC", "the second socket alone, likewise (--addresses and --options filter both)"),
         OptionSpec("--report", "FILE", "the grids (default MATRIX.md for the full matrix; - for stdout)"),
         OptionSpec("--json", "FILE", "every case, for scripts (- for stdout)"),
+        OptionSpec("--audit", nil, "also audit the lab host in every case while its sockets are live; scores the audit against what the kernel did"),
+    ] + laneOptions
+    /// Where matrix lanes run and how long they wait: shared with `try`, which runs on them too.
+    static let laneOptions = [
         OptionSpec("--topology", "netns|loopback", "where the lab runs (default: netns as root with `ip`)"),
         OptionSpec("--timeout", "SECONDS", "how long an agent may take to answer one command (default 5)"),
-        OptionSpec("--audit", nil, "also audit the lab host in every case while its sockets are live; scores the audit against what the kernel did"),
         OptionSpec("--workers", "N", "parallel lanes, each with its own agents and namespaces (default: cores, at most 2)"),
     ]
     static let discussion = """

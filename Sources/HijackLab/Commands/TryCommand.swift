@@ -17,10 +17,7 @@ struct TryCommand: Command {
         OptionSpec("--device", "NAME", "your socket sets SO_BINDTODEVICE: lo or lab0 (the lab's interface); netns topology only"),
         OptionSpec("--transport", "tcp|udp|both", "which transports to try (default both)"),
         OptionSpec("--json", "FILE", "the answer and every case, for scripts (- for stdout, and then no text)"),
-        OptionSpec("--topology", "netns|loopback", "where the lab runs (default: netns as root with `ip`)"),
-        OptionSpec("--timeout", "SECONDS", "how long an agent may take to answer one command (default 5)"),
-        OptionSpec("--workers", "N", "parallel lanes, each with its own agents and namespaces (default: cores, at most 2)"),
-    ]
+    ] + MatrixCommand.laneOptions
     static let discussion = """
         Answers "my service binds BIND with these options: who can take its traffic, and what is
         the fix?" from real sockets. BIND is the address your service binds, with or without its

@@ -68,13 +68,13 @@ public enum AtAGlance {
         /// say that nothing was taken.
         var settled: Bool {
             guard let baseline, TryResult.served(baseline) != nil, !cases.isEmpty, missing == 0 else { return false }
-            return cases.allSatisfy { $0.status == .ran && !$0.deliveries.contains(where: \.isLost) }
+            return cases.allSatisfy(\.isSettled)
         }
 
         /// Some case ran against a service whose baseline settled: something can be said.
         var shown: Bool { baseline.flatMap(TryResult.served) != nil && cases.contains { $0.status == .ran } }
 
-        var unsettled: [MatrixCaseOutcome] { cases.filter { $0.status != .ran || $0.deliveries.contains(where: \.isLost) } }
+        var unsettled: [MatrixCaseOutcome] { cases.filter { !$0.isSettled } }
 
         /// How many cases the cell stands for: those planned.
         var planned: Int { cases.count + missing }
@@ -320,12 +320,8 @@ public enum AtAGlance {
         // Weakest binds first: no option before SO_REUSEADDR before SO_REUSEPORT, and a
         // specific address before a wildcard.
         for outcome in cell.cases.sorted(by: { $0.matrixCase.secondStrength < $1.matrixCase.secondStrength }) where outcome.status == .ran {
-            if outcome.secondBind != .ok {
-                cell.refusals["bind \(outcome.secondBind)", default: 0] += 1
-                continue
-            }
-            if outcome.matrixCase.transport == .tcp, outcome.matrixCase.listens, outcome.secondListen != .ok {
-                cell.refusals["listen \(outcome.secondListen)", default: 0] += 1
+            if let refusal = outcome.secondRefusal {
+                cell.refusals[refusal, default: 0] += 1
                 continue
             }
             // `localhost` is left to its two loopbacks, each of which the cell names.

@@ -33,7 +33,17 @@ struct AuditSpeedTests {
             socket("0.0.0.0", port: 5353, uid: 0, owners: [SocketOwner(pid: 15, command: "avahi")], inode: 6, transport: .udp),
             socket("::ffff:127.0.0.1", port: 7070, owners: [SocketOwner(pid: 16, command: "java")], inode: 7, v6only: false),
         ]
-        return AuditReport(namespace: "net:[4026531840]", sockets: sockets, findings: Audit.findings(sockets), ownersComplete: false,
+        var withOptions = sockets
+        withOptions[1].options = SocketOptions(reuseAddress: true, reusePort: false, type: "SOCK_STREAM", protocol: "IPPROTO_TCP")
+        withOptions[2].options = SocketOptions(reuseAddress: false, reusePort: true, v6only: true, device: "lo\u{1b}", type: "SOCK_STREAM", protocol: "IPPROTO_TCP")
+        withOptions[0].options = .unknown("needs root or uid 65534")
+        var findings = Audit.findings(sockets)
+        findings.append(AuditFinding(kind: .takeable, severity: .warning, transport: .tcp, port: 1, destinations: ["127.0.0.1", "localhost"], inodes: [1],
+                                     explanation: "e", fix: "drop \"SO_REUSEPORT\"", evidence: "hijack-lab try '0.0.0.0:8080'",
+                                     takes: [AuditTake(destination: "127.0.0.1", who: .sameUID, binds: [AuditBind(address: "127.0.0.1", options: ["SO_REUSEPORT"]),
+                                                                                                       AuditBind(address: "::", options: [])]),
+                                             AuditTake(destination: "::1", who: .otherUID, binds: [])]))
+        return AuditReport(namespace: "net:[4026531840]", sockets: withOptions, findings: findings, ownersComplete: false,
                            skippedRows: 3, socketDetails: false, source: .proc)
     }
 
@@ -74,6 +84,9 @@ struct AuditSpeedTests {
         #expect(properties(report.sockets[0]) == AuditJSON.socketKeys)
         #expect(properties(report.sockets[0].owners[0]) == AuditJSON.ownerKeys)
         #expect(properties(report.findings[0]) == AuditJSON.findingKeys)
+        #expect(properties(SocketOptions()) == AuditJSON.optionsKeys)
+        #expect(properties(AuditTake(destination: "", who: .sameUID, binds: [])) == AuditJSON.takeKeys)
+        #expect(properties(AuditBind(address: "", options: [])) == AuditJSON.bindKeys)
     }
 
     @Test("The JSON streams in pieces that add up to the document")

@@ -8,9 +8,12 @@ public enum AuditJSON {
     /// The keys written for each type, in order. They are the stored properties, sorted by
     /// their UTF-8 bytes as .sortedKeys sorts them; an optional one is left out when nil.
     package static let reportKeys = ["findings", "namespace", "ownersComplete", "skippedRows", "socketDetails", "sockets", "source"]
-    package static let socketKeys = ["address", "device", "inode", "owners", "port", "remote", "transport", "uid", "user", "v6only"]
+    package static let socketKeys = ["address", "device", "inode", "options", "owners", "port", "remote", "transport", "uid", "user", "v6only"]
     package static let ownerKeys = ["command", "pid"]
-    package static let findingKeys = ["destinations", "explanation", "inodes", "kind", "likelyIntruder", "port", "severity", "transport"]
+    package static let findingKeys = ["destinations", "evidence", "explanation", "fix", "inodes", "kind", "likelyIntruder", "port", "severity", "takes", "transport"]
+    package static let optionsKeys = ["device", "protocol", "reuseAddress", "reusePort", "type", "unknown", "v6only"]
+    package static let takeKeys = ["binds", "destination", "who"]
+    package static let bindKeys = ["address", "options"]
 
     /// The whole document, without a final newline (as JSONEncoder writes it).
     /// `schemaVersion`, when given, is the `--format json` document's extra key, in its sorted place.
@@ -40,6 +43,43 @@ public enum AuditJSON {
         }
     }
 
+    /// SocketOptions' keys, sorted, each left out when nil.
+    package static func write(_ options: SocketOptions, level: Int, into out: inout JSONWriter) {
+        out.object(level: level) { out in
+            var first = true
+            func key(_ name: StaticString) {
+                out.key(name, first: first, level: level + 1)
+                first = false
+            }
+            if let device = options.device { key("device"); out.string(device) }
+            if let value = options.protocol { key("protocol"); out.string(value) }
+            if let value = options.reuseAddress { key("reuseAddress"); out.bool(value) }
+            if let value = options.reusePort { key("reusePort"); out.bool(value) }
+            if let value = options.type { key("type"); out.string(value) }
+            if let value = options.unknown { key("unknown"); out.string(value) }
+            if let value = options.v6only { key("v6only"); out.bool(value) }
+        }
+    }
+
+    /// An AuditTake's keys, sorted: binds, destination, who.
+    package static func write(_ take: AuditTake, level: Int, into out: inout JSONWriter) {
+        out.object(level: level) { out in
+            out.key("binds", first: true, level: level + 1)
+            out.array(take.binds, level: level + 1) { out, bind in
+                out.object(level: level + 2) { out in
+                    out.key("address", first: true, level: level + 3)
+                    out.string(bind.address)
+                    out.key("options", level: level + 3)
+                    out.array(bind.options, level: level + 3) { out, option in out.string(option) }
+                }
+            }
+            out.key("destination", level: level + 1)
+            out.string(take.destination)
+            out.key("who", level: level + 1)
+            out.string(take.who.rawValue)
+        }
+    }
+
     /// The report as one value inside a larger document, its braces at nesting level `base`.
     package static func write(_ report: AuditReport, schemaVersion: Int? = nil, base: Int, into out: inout JSONWriter) {
         out.object(level: base) { out in
@@ -48,8 +88,16 @@ public enum AuditJSON {
                 out.object(level: base + 2) { out in
                     out.key("destinations", first: true, level: base + 3)
                     out.array(finding.destinations, level: base + 3) { out, destination in out.string(destination) }
+                    if let evidence = finding.evidence {
+                        out.key("evidence", level: base + 3)
+                        out.string(evidence)
+                    }
                     out.key("explanation", level: base + 3)
                     out.string(finding.explanation)
+                    if let fix = finding.fix {
+                        out.key("fix", level: base + 3)
+                        out.string(fix)
+                    }
                     out.key("inodes", level: base + 3)
                     out.array(finding.inodes, level: base + 3) { out, inode in out.number(inode) }
                     out.key("kind", level: base + 3)
@@ -62,6 +110,10 @@ public enum AuditJSON {
                     out.number(finding.port)
                     out.key("severity", level: base + 3)
                     out.string(finding.severity.rawValue)
+                    if let takes = finding.takes {
+                        out.key("takes", level: base + 3)
+                        out.array(takes, level: base + 3) { out, take in write(take, level: base + 4, into: &out) }
+                    }
                     out.key("transport", level: base + 3)
                     out.string(finding.transport.rawValue)
                 }
@@ -89,6 +141,10 @@ public enum AuditJSON {
                     }
                     out.key("inode", level: base + 3)
                     out.number(socket.inode)
+                    if let options = socket.options {
+                        out.key("options", level: base + 3)
+                        write(options, level: base + 3, into: &out)
+                    }
                     out.key("owners", level: base + 3)
                     out.array(socket.owners, level: base + 3) { out, owner in write(owner, level: base + 4, into: &out) }
                     out.key("port", level: base + 3)

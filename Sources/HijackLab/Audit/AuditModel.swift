@@ -18,6 +18,9 @@ public struct AuditSocket: Codable, Sendable, Equatable {
     public var device: String? = nil
     /// For a connected UDP socket: the peer it is connected to.
     public var remote: String? = nil
+    /// The options read from the socket itself (getsockopt on a copy of its owner's
+    /// descriptor), or why they could not be; nil where the audit did not try (`--no-options`).
+    public var options: SocketOptions? = nil
 
     /// A byte search: String.contains(String) is Foundation's, by canonical equivalence, and
     /// was a tenth of the audit's time at 50,000 sockets.
@@ -53,12 +56,82 @@ public struct AuditSocket: Codable, Sendable, Equatable {
     package var who: String { "uid \(uid) (\(user)), " + (owners.isEmpty ? "owner not visible" : "pid " + ownerText) }
 }
 
+/// A socket's options as getsockopt reads them from the socket itself: a copy of its owner's
+/// descriptor taken with pidfd_getfd, read and closed at once, never bound, listened on, read
+/// from or written to. Where no copy could be taken, `unknown` says why and the rest is nil.
+public struct SocketOptions: Codable, Sendable, Equatable {
+    public var reuseAddress: Bool? = nil
+    public var reusePort: Bool? = nil
+    /// IPV6_V6ONLY; nil for an AF_INET socket, which has no such option.
+    public var v6only: Bool? = nil
+    /// SO_BINDTODEVICE's device; nil when the socket is bound to none.
+    public var device: String? = nil
+    /// SO_TYPE and SO_PROTOCOL by their names: "SOCK_STREAM", "IPPROTO_TCP".
+    public var type: String? = nil
+    public var `protocol`: String? = nil
+    /// Why nothing could be read: "needs root or uid 33", "no process seen holds it", …
+    public var unknown: String? = nil
+
+    public init(reuseAddress: Bool? = nil, reusePort: Bool? = nil, v6only: Bool? = nil, device: String? = nil,
+                type: String? = nil, protocol: String? = nil, unknown: String? = nil) {
+        self.reuseAddress = reuseAddress
+        self.reusePort = reusePort
+        self.v6only = v6only
+        self.device = device
+        self.type = type
+        self.protocol = `protocol`
+        self.unknown = unknown
+    }
+
+    public static func unknown(_ reason: String) -> SocketOptions { SocketOptions(unknown: reason) }
+
+    public var isKnown: Bool { unknown == nil }
+}
+
+/// A bind that would take a destination: an address (as the audit writes addresses) and the
+/// options set before the bind ("SO_REUSEPORT", "IPV6_V6ONLY").
+public struct AuditBind: Codable, Sendable, Equatable, Hashable {
+    public var address: String
+    public var options: [String]
+
+    public init(address: String, options: [String]) {
+        self.address = address
+        self.options = options
+    }
+}
+
+/// Who could take one destination now, from the socket that receives it, and how.
+public struct AuditTake: Codable, Sendable, Equatable {
+    public enum Who: String, Codable, Sendable {
+        /// A process of the receiving socket's uid.
+        case sameUID = "same-uid"
+        /// A process of any other uid.
+        case otherUID = "other-uid"
+    }
+
+    /// 127.0.0.1, ::1, localhost, or an interface's address.
+    public var destination: String
+    public var who: Who
+    /// Every bind, of those the rules know, that would take it.
+    public var binds: [AuditBind]
+
+    public init(destination: String, who: Who, binds: [AuditBind]) {
+        self.destination = destination
+        self.who = who
+        self.binds = binds
+    }
+}
+
 public struct AuditFinding: Codable, Sendable, Equatable {
     public enum Kind: String, Codable, Sendable {
         case interception
         case shadowing
         case loadBalancing = "load-balancing"
         case exposure
+        /// Predicted from the sockets' own options: another process could take traffic now.
+        case takeable
+        /// A socket on a port whose owner `--expect` names, held by someone else.
+        case unexpectedOwner = "unexpected-owner"
     }
 
     public enum Severity: String, Codable, Sendable, Comparable, CaseIterable {
@@ -82,6 +155,12 @@ public struct AuditFinding: Codable, Sendable, Equatable {
     /// Of `inodes`, the socket that most likely came second and took over: its process
     /// started later (/proc/PID/stat). Nil where the audit cannot tell.
     public var likelyIntruder: UInt64? = nil
+    /// What to do about it, in one line.
+    public var fix: String? = nil
+    /// A command that shows the evidence: a `hijack-lab try` of the bind, or a matrix case.
+    public var evidence: String? = nil
+    /// For `takeable`: who could take which destination, with which bind.
+    public var takes: [AuditTake]? = nil
 }
 
 public struct AuditReport: Codable, Sendable, Equatable {

@@ -117,7 +117,7 @@ public enum AuditText {
         case .interception, .shadowing:
             let role = finding.inodes.first == socket.inode ? "takes" : "loses"
             return "\(finding.kind.rawValue) (\(role)\(finding.likelyIntruder == socket.inode ? ", likely intruder" : ""))"
-        case .loadBalancing, .exposure:
+        case .loadBalancing, .exposure, .takeable, .unexpectedOwner:
             return finding.kind.rawValue
         }
     }

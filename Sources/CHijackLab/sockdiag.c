@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -116,20 +117,83 @@ int hl_sock_diag_dump(int family, int protocol, uint32_t states, int timeout_ms,
     return result;
 }
 
-static int contains(const uint64_t *sorted, size_t count, uint64_t value) {
+/* The position of `value` in `sorted`, or -1. */
+static long position(const uint64_t *sorted, size_t count, uint64_t value) {
     size_t low = 0, high = count;
     while (low < high) {
         size_t middle = low + (high - low) / 2;
         if (sorted[middle] < value) low = middle + 1;
         else if (sorted[middle] > value) high = middle;
-        else return 1;
+        else return (long)middle;
     }
+    return -1;
+}
+
+#ifndef SYS_pidfd_getfd
+#define SYS_pidfd_getfd 438
+#endif
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+
+static int option(int fd, int level, int name, int32_t *value) {
+    int number = 0;
+    socklen_t length = sizeof number;
+    if (getsockopt(fd, level, name, &number, &length) != 0) return -errno;
+    *value = number;
     return 0;
+}
+
+int hl_read_socket_options(int fd, struct hl_socket_options *options) {
+    int failed;
+    if ((failed = option(fd, SOL_SOCKET, SO_REUSEADDR, &options->reuse_address)) != 0) return failed;
+    if ((failed = option(fd, SOL_SOCKET, SO_REUSEPORT, &options->reuse_port)) != 0) return failed;
+    if ((failed = option(fd, SOL_SOCKET, SO_TYPE, &options->type)) != 0) return failed;
+    if ((failed = option(fd, SOL_SOCKET, SO_PROTOCOL, &options->protocol)) != 0) return failed;
+    if ((failed = option(fd, SOL_SOCKET, SO_DOMAIN, &options->domain)) != 0) return failed;
+    options->v6only = -1;
+    if (options->domain == AF_INET6 && (failed = option(fd, IPPROTO_IPV6, IPV6_V6ONLY, &options->v6only)) != 0) return failed;
+    char device[sizeof options->device + 1];
+    socklen_t length = sizeof options->device;
+    memset(device, 0, sizeof device);
+    if (getsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, device, &length) != 0) return -errno;
+    memcpy(options->device, device, sizeof options->device);
+    options->device[sizeof options->device - 1] = 0;
+    return 1;
+}
+
+/* One process's pidfd, opened when its first asked-for socket is found, and closed when the
+   scan leaves the process: -1 not yet opened, or -errno when it could not be. */
+struct process_pidfd {
+    long pid;
+    int fd;
+};
+
+static void read_options(struct process_pidfd *process, int descriptor, struct hl_socket_options *options) {
+    if (options->state == 1) return;
+    if (process->fd == -1) {
+        int fd = (int)syscall(SYS_pidfd_open, (pid_t)process->pid, 0);
+        process->fd = fd >= 0 ? fd : -errno;
+    }
+    if (process->fd < 0) {
+        options->state = process->fd;
+        return;
+    }
+    int copy = (int)syscall(SYS_pidfd_getfd, process->fd, descriptor, 0);
+    if (copy < 0) {
+        options->state = -errno;
+        return;
+    }
+    /* O_CLOEXEC is set on the copy by the kernel; it is closed at once whatever was read. */
+    int read = hl_read_socket_options(copy, options);
+    close(copy);
+    options->state = read;
 }
 
 /* Reports each asked-for socket in the descriptor folder at `path` (under /proc) as pid's.
    Returns how many descriptors the folder listed, or -1 with errno when it cannot be opened. */
-static long owners_in(int proc, const char *path, long pid, const uint64_t *inodes, size_t count, hl_owner_each each, void *context) {
+static long owners_in(int proc, const char *path, struct process_pidfd *process, const uint64_t *inodes, size_t count, hl_owner_each each,
+                      void *context, struct hl_socket_options *options) {
     int folder = openat(proc, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (folder < 0) return -1;
     DIR *fds = fdopendir(folder);
@@ -149,13 +213,20 @@ static long owners_in(int proc, const char *path, long pid, const uint64_t *inod
         uint64_t inode = 0;
         ssize_t index = 8;
         for (; index < length - 1 && link[index] >= '0' && link[index] <= '9'; index++) inode = inode * 10 + (uint64_t)(link[index] - '0');
-        if (index == length - 1 && contains(inodes, count, inode)) each((int)pid, inode, context);
+        long found = index == length - 1 ? position(inodes, count, inode) : -1;
+        if (found < 0) continue;
+        each((int)process->pid, inode, context);
+        if (options != NULL) read_options(process, atoi(fd->d_name), &options[found]);
     }
     closedir(fds);
     return listed;
 }
 
 int hl_socket_owners(const uint64_t *inodes, size_t count, hl_owner_each each, void *context) {
+    return hl_socket_owners_options(inodes, count, each, context, NULL);
+}
+
+int hl_socket_owners_options(const uint64_t *inodes, size_t count, hl_owner_each each, void *context, struct hl_socket_options *options) {
     DIR *proc = opendir("/proc");
     if (proc == NULL) return -1;
     int complete = 1;
@@ -166,9 +237,13 @@ int hl_socket_owners(const uint64_t *inodes, size_t count, hl_owner_each each, v
         if (process->d_name[0] < '1' || process->d_name[0] > '9' || *end != 0 || pid > 0x7fffffff) continue;
         char path[64];
         snprintf(path, sizeof path, "%ld/fd", pid);
-        long listed = owners_in(dirfd(proc), path, pid, inodes, count, each, context);
+        struct process_pidfd process_fd = { .pid = pid, .fd = -1 };
+        long listed = owners_in(dirfd(proc), path, &process_fd, inodes, count, each, context, options);
         int refused = listed < 0 && errno == EACCES;
-        if (listed > 0 || (listed < 0 && !refused)) continue;
+        if (listed > 0 || (listed < 0 && !refused)) {
+            if (process_fd.fd >= 0) close(process_fd.fd);
+            continue;
+        }
         /* An empty folder is a leader whose thread exited (pthread_exit in main) or a kernel
            thread; a refused one may be the same leader, whose fd folder the kernel gives to
            root once it has no memory map to take an owner from. The descriptors, shared by
@@ -190,10 +265,11 @@ int hl_socket_owners(const uint64_t *inodes, size_t count, hl_owner_each each, v
             snprintf(path, sizeof path, "%ld/task/%ld/fd", pid, tid);
             /* One live thread is enough, and the one tried speaks for the rest: threads share
                their owner, so a refusal would repeat for every one of a thousand threads. */
-            read_one = owners_in(dirfd(proc), path, pid, inodes, count, each, context) >= 0;
+            read_one = owners_in(dirfd(proc), path, &process_fd, inodes, count, each, context, options) >= 0;
             break;
         }
         closedir(tasks);
+        if (process_fd.fd >= 0) close(process_fd.fd);
         if (refused && !read_one) complete = 0;
     }
     closedir(proc);

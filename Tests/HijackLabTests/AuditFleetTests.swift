@@ -427,9 +427,10 @@ struct AuditFleetTests {
         let victim = try Self.listener("victim", "0.0.0.0", port: port)
         defer { victim.kill() }
         let watcher = AuditWatcher { [NamespaceAudit(netns: Namespaces.current(), report: Audit.run(port: port))] }
-        // Before: the victim alone (an exposure where IPv6 exists: its wildcard is one family's).
+        // Before: the victim alone (takeable where IPv6 exists: its wildcard is one family's,
+        // and any user could bind ::1).
         let first = watcher.step()
-        #expect(first.allSatisfy { $0.contains("appears [warning] exposure tcp/\(port)") }, "\(first)")
+        #expect(first.allSatisfy { $0.contains("appears [warning] takeable tcp/\(port)") }, "\(first)")
         #expect(watcher.step().isEmpty)
 
         let intruder = try Self.listener("intruder", "127.0.0.1", port: port)

@@ -243,9 +243,10 @@ struct AuditSourceTests {
         // this one). Which sockets each source lists, and what the rules make of them, is what
         // is compared; the owner scan is the same code for both.
         let me = getpid()
-        let own = { (inodes: [UInt64]) -> (owners: [[SocketOwner]], complete: Bool) in
-            let (owners, complete) = SocketOwners.find(sorted: inodes)
-            return (owners.map { $0.filter { $0.pid == me } }, complete)
+        let own = { (inodes: [UInt64], options: Bool) -> SocketOwners.Scan in
+            var scan = SocketOwners.scan(sorted: inodes, readingOptions: options)
+            scan.owners = scan.owners.map { $0.filter { $0.pid == me } }
+            return scan
         }
         func audit(_ port: UInt16?, _ source: AuditReport.Source) -> AuditReport {
             Audit.run(port: port, userNames: .system, source: source, owners: own)
@@ -284,8 +285,10 @@ struct AuditSourceTests {
         #expect(diag.sockets.first { $0.address == "::ffff:127.0.0.1" }?.v6only == false)
         #expect(diag.sockets.filter { !$0.isIPv6 }.allSatisfy { $0.v6only == nil })
         #expect(diag.sockets.allSatisfy { $0.uid == geteuid() && $0.owners.map(\.pid) == [getpid()] })
-        // One process holds them all: shares and one-family exposures, nothing taken.
-        #expect(Set(diag.findings.map(\.kind)) == [.loadBalancing, .exposure])
+        // One process holds them all: shares, and what others could take by the sockets' own
+        // options; the port with a device-bound socket keeps the family rule (exposure).
+        #expect(Set(diag.findings.map(\.kind)) == [.loadBalancing, .takeable, .exposure])
+        #expect(diag.findings.filter { $0.kind == .exposure }.allSatisfy { $0.transport == .udp && $0.port == 5353 })
     }
 }
 
@@ -296,7 +299,8 @@ enum ReferenceAuditText {
                               portText: (UInt16) -> String = { String($0) }) -> String {
         let shown = report.findings.filter { $0.severity >= minimum }
         var lines: [String] = []
-        let header = ["PROTO", "LOCAL ADDRESS", "PORT", "UID/USER", "PID/COMMAND", "FINDING"]
+        let optionsShown = report.sockets.contains { $0.options != nil }
+        let header = ["PROTO", "LOCAL ADDRESS", "PORT"] + (optionsShown ? ["OPTIONS"] : []) + ["UID/USER", "PID/COMMAND", "FINDING"]
         var rows: [[String]] = []
         // Index once: a host can hold tens of thousands of sockets and findings.
         var byInode: [UInt64: [AuditFinding]] = [:]
@@ -318,7 +322,8 @@ enum ReferenceAuditText {
             let owners = socket.owners.isEmpty ? "?" : socket.owners.map(name).joined(separator: ",")
             let address = socket.address + (socket.device.map { "%\($0)" } ?? "") + (socket.v6only == true ? " v6only" : "")
                 + (socket.remote.map { " -> \($0)" } ?? "")
-            rows.append([socket.transport.rawValue, address, portText(socket.port), "\(socket.uid)/\(socket.user)", owners, finding]
+            rows.append(([socket.transport.rawValue, address, portText(socket.port)] + (optionsShown ? [socket.options?.compact ?? "-"] : [])
+                            + ["\(socket.uid)/\(socket.user)", owners, finding])
                 .map(UntrustedText.terminal))
         }
         // Widths in the UTF-16 units the padding counts: measured in characters, a cell with an

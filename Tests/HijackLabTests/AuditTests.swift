@@ -238,7 +238,7 @@ struct LiveAuditTests {
         let victim = try #require(shadow.sockets.first { $0.id == "victim" })
         let attacker = try #require(shadow.sockets.first { $0.id == "attacker" })
         #expect(shadowAudit.sockets.count == 2)
-        #expect(shadowAudit.findings.map(\.kind) == [.shadowing, .exposure])
+        #expect(shadowAudit.findings.map(\.kind) == [.shadowing, .takeable])
         let shadowing = shadowAudit.findings[0]
         let taker = try #require(shadowAudit.sockets.first { $0.inode == shadowing.inodes[0] })
         let loser = try #require(shadowAudit.sockets.first { $0.inode == shadowing.inodes[1] })

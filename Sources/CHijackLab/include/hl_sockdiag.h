@@ -46,4 +46,31 @@ typedef void (*hl_owner_each)(int pid, uint64_t inode, void *context);
 /// /proc itself could not be read.
 int hl_socket_owners(const uint64_t *inodes, size_t count, hl_owner_each each, void *context);
 
+/// A socket's options, read with getsockopt from a copy of its owner's descriptor.
+struct hl_socket_options {
+    /// 1 once read; 0 when no owner of the socket was seen; else -errno of the step that failed
+    /// (pidfd_open, pidfd_getfd: EPERM without ptrace access, ENOSYS before Linux 5.6).
+    int32_t state;
+    int32_t reuse_address;
+    int32_t reuse_port;
+    /// IPV6_V6ONLY, or -1 for a socket that is not AF_INET6.
+    int32_t v6only;
+    /// SO_TYPE, SO_PROTOCOL and SO_DOMAIN's values.
+    int32_t type;
+    int32_t protocol;
+    int32_t domain;
+    /// SO_BINDTODEVICE's name, empty when unbound (IFNAMSIZ bytes, NUL-terminated).
+    char device[16];
+};
+
+/// hl_socket_owners, and for each inode also its options in `options[i]` (one per inode, at
+/// its position in `inodes`), read from the first of its owners that lets a copy be taken:
+/// one pidfd per process (pidfd_open), one pidfd_getfd per descriptor of an inode asked for,
+/// the getsockopt calls, and the copy closed at once. The copy is never bound, listened on,
+/// read, written or changed. `options` NULL reads none (hl_socket_owners).
+int hl_socket_owners_options(const uint64_t *inodes, size_t count, hl_owner_each each, void *context, struct hl_socket_options *options);
+
+/// The options of one descriptor of this process (a test's own socket), as above: 1 or -errno.
+int hl_read_socket_options(int fd, struct hl_socket_options *options);
+
 #endif

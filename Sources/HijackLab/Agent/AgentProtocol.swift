@@ -20,7 +20,8 @@ public enum AgentCommand: Sendable, Equatable {
     /// Run a tool (`argv`, with `input` on its stdin) in the agent's network namespace.
     case exec(argv: [String], input: String?, timeoutMilliseconds: Int)
     /// Audit this agent's network namespace (only `port`, when given).
-    case audit(port: UInt16?)
+    /// `options`: read each socket's options from the socket itself (`audit --no-options` says no).
+    case audit(port: UInt16?, options: Bool = true)
     /// bind, then (with `listen`) listen and serve: one round trip per socket, for the matrix.
     case open(SocketRequest, listen: Bool)
     /// Write `value` to one of the sysctls an agent may change, in this agent's namespace.

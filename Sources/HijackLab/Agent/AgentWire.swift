@@ -42,9 +42,13 @@ package enum AgentWire {
                     out.string(command.operation)
                     out.key("timeout", level: 1)
                     out.number(timeout)
-                case .audit(let port):
+                case .audit(let port, let options):
                     out.key("op", first: true, level: 1)
                     out.string(command.operation)
+                    if !options {
+                        out.key("options", level: 1)
+                        out.bool(false)
+                    }
                     if let port {
                         out.key("port", level: 1)
                         out.number(port)
@@ -116,7 +120,8 @@ package enum AgentWire {
         case "exit": return .exit(waitMilliseconds: try object.optionalInt("wait"))
         case "exec":
             return .exec(argv: try object.strings("argv"), input: try object.optionalString("input"), timeoutMilliseconds: try object.int("timeout"))
-        case "audit": return .audit(port: try object.optionalInt("port").map { value throws(Unreadable) in try port(value) })
+        case "audit": return .audit(port: try object.optionalInt("port").map { value throws(Unreadable) in try port(value) },
+                                    options: try object.optionalBool("options") ?? true)
         case "sysctl":
             let path = try object.string("path")
             guard let sysctl = WritableSysctl(rawValue: path) else {

@@ -12,18 +12,23 @@ public enum Audit {
         case passwdFile
     }
 
-    /// Audits the current network namespace, optionally only one port.
-    public static func run(port: UInt16? = nil, userNames: UserNames = .system) -> AuditReport {
-        run(port: port, userNames: userNames, source: .sockDiag)
+    /// Audits the current network namespace, optionally only one port. `options`: read each
+    /// socket's options from the socket itself, where its owner may be inspected.
+    public static func run(port: UInt16? = nil, userNames: UserNames = .system, options: Bool = true) -> AuditReport {
+        run(port: port, userNames: userNames, source: .sockDiag, options: options)
     }
+
+    /// Finds owners (and with `true`, options) of sorted inodes: `SocketOwners.scan`, or a
+    /// test's narrower one.
+    package typealias OwnerScan = ([UInt64], Bool) -> SocketOwners.Scan
 
     /// `source` is where to look first: sock_diag, or /proc/net as on a kernel without it
     /// (the tests read the same sockets both ways). `owners` finds each socket's processes
     /// (sorted inodes in, owners at their positions out): a test that compares two reads
     /// narrows it to its own process, since a process that another thread is spawning holds
     /// a copy of every descriptor between its clone and its exec, and is then a real owner.
-    package static func run(port: UInt16?, userNames: UserNames, source preferred: AuditReport.Source,
-                            owners: ([UInt64]) -> (owners: [[SocketOwner]], complete: Bool) = SocketOwners.find(sorted:)) -> AuditReport {
+    package static func run(port: UInt16?, userNames: UserNames, source preferred: AuditReport.Source, options: Bool = true,
+                            owners: OwnerScan = SocketOwners.scan(sorted:readingOptions:)) -> AuditReport {
         var (raw, source, skipped, socketDetails) = read(preferring: preferred)
         if let port { raw.removeAll { $0.local_port != port } }
         // A connected UDP socket matters only where it shares a port that something receives on.
@@ -31,12 +36,12 @@ public enum Audit {
         for socket in raw where socket.isReceiving && socket.transport == .udp { receivingUDP[Int(socket.local_port)] = true }
         raw.removeAll { !$0.isReceiving && !($0.transport == .udp && $0.remote_port != 0 && receivingUDP[Int($0.local_port)]) }
         receivingUDP = []
-        let (sockets, complete) = auditSockets(raw, userNames: userNames, owners: owners)
+        let (sockets, complete) = auditSockets(raw, userNames: userNames, options: options, owners: owners)
         raw = []
         // Each process's start time and parents are read once per audit, however many ports it holds.
         let facts = ProcessFacts()
         let context = Context(unprivilegedPortStart: unprivilegedPortStart, ephemeral: ephemeralPorts, ipv6: ipv6Available,
-                              related: facts.related, startTime: facts.startTime)
+                              related: facts.related, startTime: facts.startTime, interfaces: interfaceAddresses())
         return AuditReport(namespace: namespace, sockets: sockets, findings: findings(sockets, context: context),
                            ownersComplete: complete, skippedRows: skipped, socketDetails: socketDetails, source: source)
     }
@@ -44,8 +49,8 @@ public enum Audit {
     /// The sockets as the report has them, in the audit's order, with their owners: whether
     /// every owner could be seen. A function of its own, so that its working arrays (a few MB
     /// at 50,000 sockets) are gone before the rules run.
-    package static func auditSockets(_ raw: [hl_diag_socket], userNames: UserNames,
-                                     owners find: ([UInt64]) -> (owners: [[SocketOwner]], complete: Bool) = SocketOwners.find(sorted:))
+    package static func auditSockets(_ raw: [hl_diag_socket], userNames: UserNames, options readingOptions: Bool = true,
+                                     owners find: OwnerScan = SocketOwners.scan(sorted:readingOptions:))
         -> (sockets: [AuditSocket], complete: Bool) {
         // Ordered before any AuditSocket exists, by the texts the order compares, so that the
         // sockets are made once, in place, in one array of the right size (50,000 of them
@@ -71,7 +76,10 @@ public enum Audit {
         }
 
         let inodes = raw.map(\.inode).sorted()
-        let (owners, complete) = find(inodes)
+        let scan = find(inodes, readingOptions)
+        let owners = scan.owners
+        let complete = scan.complete
+        let me = geteuid()
         let fileNames = userNames == .passwdFile ? passwdNames() : [:]
         var names: [UInt32: String] = [:]
         var sockets: [AuditSocket] = []
@@ -88,9 +96,11 @@ public enum Audit {
             if !entry.isReceiving {
                 remote = isIPv6 ? "[\(entry.remoteHost)]:\(entry.remote_port)" : "\(entry.remoteHost):\(entry.remote_port)"
             }
+            let position = SocketOwners.position(of: entry.inode, in: inodes)
             sockets.append(AuditSocket(transport: entry.transport, address: addresses[index], port: entry.local_port, uid: entry.uid, user: user,
-                                       inode: entry.inode, owners: owners[SocketOwners.position(of: entry.inode, in: inodes)],
-                                       v6only: isIPv6 && entry.v6only >= 0 ? entry.v6only != 0 : nil, device: deviceNames[index], remote: remote))
+                                       inode: entry.inode, owners: owners[position],
+                                       v6only: isIPv6 && entry.v6only >= 0 ? entry.v6only != 0 : nil, device: deviceNames[index], remote: remote,
+                                       options: scan.options.isEmpty ? nil : SocketOptions(scan.options[position], uid: entry.uid, seen: !owners[position].isEmpty, auditor: me)))
         }
         return (sockets, complete)
     }
@@ -166,9 +176,106 @@ public enum Audit {
         return bounds.count == 2 && bounds[0] <= bounds[1] ? bounds[0]...bounds[1] : 32_768...60_999
     }
 
+    /// Each interface's addresses but the loopback's: IPv4, and IPv6 other than link-local
+    /// (fe80::/10, which needs a scope), by interface in the order getifaddrs lists them.
+    package static func interfaceAddresses() -> [[String]] {
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0 else { return [] }
+        defer { freeifaddrs(list) }
+        var names: [String] = []
+        var addresses: [String: [String]] = [:]
+        var entry = list
+        while let current = entry {
+            defer { entry = current.pointee.ifa_next }
+            guard let address = current.pointee.ifa_addr, current.pointee.ifa_flags & UInt32(IFF_LOOPBACK) == 0 else { continue }
+            var socket = hl_diag_socket()
+            switch Int32(address.pointee.sa_family) {
+            case AF_INET:
+                address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { v4 in
+                    withUnsafeBytes(of: v4.pointee.sin_addr) { bytes in withUnsafeMutableBytes(of: &socket.local) { $0.copyMemory(from: bytes) } }
+                }
+                socket.family = UInt8(AF_INET)
+            case AF_INET6:
+                let linkLocal = address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { v6 in
+                    withUnsafeBytes(of: v6.pointee.sin6_addr) { bytes in
+                        withUnsafeMutableBytes(of: &socket.local) { $0.copyMemory(from: bytes) }
+                        return bytes[0] == 0xfe && bytes[1] & 0xc0 == 0x80
+                    }
+                }
+                if linkLocal { continue }
+                socket.family = UInt8(AF_INET6)
+            default:
+                continue
+            }
+            let name = String(cString: current.pointee.ifa_name)
+            if addresses[name] == nil { names.append(name) }
+            addresses[name, default: []].append(socket.localHost)
+        }
+        return names.map { addresses[$0]! }
+    }
+
     /// Whether ::1 exists here; on a host without IPv6 nobody can bind it.
     package static var ipv6Available: Bool {
         ProcNet.read(ProcNet.net + "if_inet6")?.contains("00000000000000000000000000000001") ?? false
+    }
+}
+
+extension SocketOptions {
+    /// What one read found: the options, or why there are none. `seen`: whether any process
+    /// was found holding the socket; `auditor`: the uid reading.
+    package init(_ read: hl_socket_options, uid: UInt32, seen: Bool, auditor: uid_t) {
+        let access = "needs root or uid \(uid)"
+        switch read.state {
+        case 1:
+            var device = read.device
+            let name = withUnsafeBytes(of: &device) { bytes in String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self) }
+            self.init(reuseAddress: read.reuse_address != 0, reusePort: read.reuse_port != 0, v6only: read.v6only < 0 ? nil : read.v6only != 0,
+                      device: name.isEmpty ? nil : name, type: Self.typeName(read.type), protocol: Self.protocolName(read.protocol))
+        case 0:
+            // No holder seen: another user's process (its descriptors are closed to us), or one
+            // in another PID namespace, or one that closed the socket as /proc was read.
+            self.init(unknown: !seen && auditor != 0 && uid != auditor ? access : "no process seen here holds it")
+        case -EPERM, -EACCES:
+            self.init(unknown: auditor == 0 ? "pidfd_getfd refused even as root (EPERM: a security module or a user namespace)" : access)
+        case -ENOSYS:
+            self.init(unknown: "pidfd_getfd needs Linux 5.6")
+        case -ESRCH, -EBADF:
+            self.init(unknown: "its process closed it while it was read")
+        default:
+            self.init(unknown: "could not be read (\(String(cString: hl_errno_name(-read.state))))")
+        }
+    }
+
+    package static func typeName(_ type: Int32) -> String {
+        switch type {
+        case Int32(SOCK_STREAM.rawValue): "SOCK_STREAM"
+        case Int32(SOCK_DGRAM.rawValue): "SOCK_DGRAM"
+        case Int32(SOCK_RAW.rawValue): "SOCK_RAW"
+        case Int32(SOCK_SEQPACKET.rawValue): "SOCK_SEQPACKET"
+        default: String(type)
+        }
+    }
+
+    package static func protocolName(_ number: Int32) -> String {
+        switch number {
+        case Int32(IPPROTO_TCP): "IPPROTO_TCP"
+        case Int32(IPPROTO_UDP): "IPPROTO_UDP"
+        case Int32(IPPROTO_UDPLITE): "IPPROTO_UDPLITE"
+        case 262: "IPPROTO_MPTCP"
+        default: String(number)
+        }
+    }
+
+    /// The options as the table shows them, in ss's style: "reuseaddr,reuseport,v6only,dev:lo",
+    /// "-" for none, or "unknown (…)".
+    package var compact: String {
+        if let unknown { return "unknown (\(unknown))" }
+        var words: [String] = []
+        if reuseAddress == true { words.append("reuseaddr") }
+        if reusePort == true { words.append("reuseport") }
+        if v6only == true { words.append("v6only") }
+        if let device { words.append("dev:" + device) }
+        return words.isEmpty ? "-" : words.joined(separator: ",")
     }
 }
 

@@ -12,15 +12,19 @@ extension Audit {
         /// When a process started (clock ticks since boot), nil where unknown: of two sockets
         /// that overlap, the one whose process started later most likely came second.
         public var startTime: (Int32) -> UInt64? = { _ in nil }
+        /// Each interface's addresses other than the loopbacks (IPv4, and IPv6 but link-local):
+        /// destinations `takeable` follows besides 127.0.0.1, ::1 and "localhost".
+        public var interfaces: [[String]] = []
 
         public init(unprivilegedPortStart: UInt16 = 1024, ephemeral: ClosedRange<UInt16> = 32_768...60_999, ipv6: Bool = true,
                     related: @escaping (Int32, Int32) -> Bool = { _, _ in false },
-                    startTime: @escaping (Int32) -> UInt64? = { _ in nil }) {
+                    startTime: @escaping (Int32) -> UInt64? = { _ in nil }, interfaces: [[String]] = []) {
             self.unprivilegedPortStart = unprivilegedPortStart
             self.ephemeral = ephemeral
             self.ipv6 = ipv6
             self.related = related
             self.startTime = startTime
+            self.interfaces = interfaces
         }
     }
 
@@ -35,6 +39,7 @@ extension Audit {
     /// Every finding among the sockets, port by port.
     public static func findings(_ sockets: [AuditSocket], context: Context = Context()) -> [AuditFinding] {
         var findings: [AuditFinding] = []
+        var predictions = Takeover.Cache()
         // The audit hands its sockets over in inOrder's order already: then each port is one run
         // of the array, and no copy of every socket (a few MB at 50,000) is made to group them.
         let ordered = zip(sockets, sockets.dropFirst()).allSatisfy({ !AuditSocket.inOrder($1, $0) }) ? sockets : sockets.sorted(by: AuditSocket.inOrder)
@@ -120,7 +125,13 @@ extension Audit {
                 }
             }
 
-            findings += exposure(group, transport: transport, port: port, context: context)
+            // From the sockets' own options, who could take what now; where some socket's
+            // options are unknown, the families alone, as before options were read.
+            if let predicted = takeable(all, transport: transport, port: port, context: context, cache: &predictions) {
+                findings += predicted
+            } else {
+                findings += exposure(group, transport: transport, port: port, context: context)
+            }
         }
         return findings
     }

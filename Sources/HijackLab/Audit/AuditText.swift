@@ -39,7 +39,9 @@ public enum AuditText {
 
         // Two passes over the rows, the first for the columns' widths, the second to write:
         // the cells are made twice, and the table (5 MB at 50,000 sockets) is never held.
-        let header = ["PROTO", "LOCAL ADDRESS", "PORT", "UID/USER", "PID/COMMAND", "FINDING"]
+        // The options' column only where the audit read them (not with --no-options).
+        let optionsShown = report.sockets.contains { $0.options != nil }
+        let header = ["PROTO", "LOCAL ADDRESS", "PORT"] + (optionsShown ? ["OPTIONS"] : []) + ["UID/USER", "PID/COMMAND", "FINDING"]
         let ownerNames = report.sockets.map { $0.owners.map(name).joined(separator: ",") }
         let rows = order(report.sockets, ownerNames: ownerNames)
         func cells(_ index: Int) -> [String] {
@@ -49,7 +51,7 @@ public enum AuditText {
             if let device = socket.device { address += "%" + device }
             if socket.v6only == true { address += " v6only" }
             if let remote = socket.remote { address += " -> " + remote }
-            return [socket.transport.rawValue, address, portText(socket.port), "\(socket.uid)/\(socket.user)",
+            return [socket.transport.rawValue, address, portText(socket.port)] + (optionsShown ? [socket.options?.compact ?? "-"] : []) + ["\(socket.uid)/\(socket.user)",
                     socket.owners.isEmpty ? "?" : ownerNames[index],
                     involved.isEmpty ? "-" : involved.map { role(of: socket, in: $0) }.joined(separator: ", ")]
         }

@@ -256,32 +256,57 @@ public enum SocketOwners {
     /// sockets asked for. Each owner's name is read once, and the sockets that one process
     /// alone holds share one array, not one each.
     package static func find(sorted inodes: [UInt64]) -> (owners: [[SocketOwner]], complete: Bool) {
-        guard !inodes.isEmpty else { return ([], true) }
+        let scan = scan(sorted: inodes, readingOptions: false)
+        return (scan.owners, scan.complete)
+    }
+
+    /// What one pass over /proc finds: each inode's owners and, where asked, its options.
+    package struct Scan {
+        package var owners: [[SocketOwner]]
+        package var complete: Bool
+        /// One per inode, at its position; empty when the options were not asked for.
+        package var options: [hl_socket_options] = []
+
+        package init(owners: [[SocketOwner]], complete: Bool, options: [hl_socket_options] = []) {
+            self.owners = owners
+            self.complete = complete
+            self.options = options
+        }
+    }
+
+    /// `find(sorted:)`, and with `readingOptions` each socket's options from the socket
+    /// itself, in the same pass: one pidfd per process that holds an inode asked for, one
+    /// pidfd_getfd per such descriptor, a few getsockopt calls, and the copy closed at once.
+    package static func scan(sorted inodes: [UInt64], readingOptions: Bool) -> Scan {
+        guard !inodes.isEmpty else { return Scan(owners: [], complete: true) }
         struct Found {
             package let inodes: [UInt64]
             package var owners: [[SocketOwner]]
             package var alone: [Int32: [SocketOwner]] = [:]
         }
         var found = Found(inodes: inodes, owners: Array(repeating: [], count: inodes.count))
+        var options = readingOptions ? [hl_socket_options](repeating: hl_socket_options(), count: inodes.count) : []
         let status = withUnsafeMutablePointer(to: &found) { pointer in
             inodes.withUnsafeBufferPointer { sorted in
-                hl_socket_owners(sorted.baseAddress, sorted.count, { pid, inode, context in
-                    let found = context!.assumingMemoryBound(to: Found.self)
-                    let position = SocketOwners.position(of: inode, in: found.pointee.inodes)
-                    let alone = found.pointee.alone[pid] ?? {
-                        let command = ProcNet.read("/proc/\(pid)/comm").map(SocketOwners.commandName) ?? "?"
-                        found.pointee.alone[pid] = [SocketOwner(pid: pid, command: command)]
-                        return found.pointee.alone[pid]!
-                    }()
-                    if found.pointee.owners[position].isEmpty {
-                        found.pointee.owners[position] = alone
-                    } else if !found.pointee.owners[position].contains(alone[0]) {
-                        found.pointee.owners[position].append(alone[0])
-                    }
-                }, pointer)
+                options.withUnsafeMutableBufferPointer { options in
+                    hl_socket_owners_options(sorted.baseAddress, sorted.count, { pid, inode, context in
+                        let found = context!.assumingMemoryBound(to: Found.self)
+                        let position = SocketOwners.position(of: inode, in: found.pointee.inodes)
+                        let alone = found.pointee.alone[pid] ?? {
+                            let command = ProcNet.read("/proc/\(pid)/comm").map(SocketOwners.commandName) ?? "?"
+                            found.pointee.alone[pid] = [SocketOwner(pid: pid, command: command)]
+                            return found.pointee.alone[pid]!
+                        }()
+                        if found.pointee.owners[position].isEmpty {
+                            found.pointee.owners[position] = alone
+                        } else if !found.pointee.owners[position].contains(alone[0]) {
+                            found.pointee.owners[position].append(alone[0])
+                        }
+                    }, pointer, readingOptions ? options.baseAddress : nil)
+                }
             }
         }
-        return (found.owners, status == 1)
+        return Scan(owners: found.owners, complete: status == 1, options: options)
     }
 
     /// Where `inode` is (or would go) in `sorted`: the first position not below it.

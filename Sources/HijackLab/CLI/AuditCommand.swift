@@ -20,6 +20,7 @@ package struct AuditCommand: Command {
         OptionSpec("--json", "FILE", "write the sockets and findings as JSON (- for stdout, instead of the table)"),
         OptionSpec("--min-severity", "LEVEL", "info (default), warning or alarm: what the table, jsonl and watch show"),
         OptionSpec("--port", "N", "only this port"),
+        OptionSpec("--no-options", nil, "do not read each socket's own options (pidfd_getfd); predict from families alone"),
         OptionSpec("--watch", nil, "audit again every interval and print only changes, timestamped, until Ctrl-C"),
         OptionSpec("--interval", "S", "seconds between audits with --watch (default 1, 0.05 to 3600)"),
     ]
@@ -98,7 +99,7 @@ package struct AuditCommand: Command {
         // A SIGINT or SIGTERM kills the namespace agents and exits 128 + the signal, and never
         // splits the rename of an output.
         InterruptGuard.install()
-        let source = AuditSource(port: port, allNamespaces: allNamespaces, agentExecutable: context.agentExecutable)
+        let source = AuditSource(port: port, allNamespaces: allNamespaces, agentExecutable: context.agentExecutable, options: !arguments.flag("--no-options"))
         if watch { return runWatch(source: source, minimum: minimum, interval: interval, console: console) }
 
         // --json FILE keeps its old meaning: the JSON there, and the table on stdout unless it is "-".
@@ -209,15 +210,17 @@ package struct AuditSource {
     package let port: UInt16?
     package let allNamespaces: Bool
     package let agentExecutable: String
+    /// Whether each socket's own options are read (not with `--no-options`).
+    package var options = true
     /// How long an agent may take to enter a namespace, and then to audit it.
     package var timeout: Double = 30
 
     package func audit() -> (audits: [NamespaceAudit], unreadable: Int) {
         guard allNamespaces else {
-            return ([NamespaceAudit(netns: Namespaces.current(), report: Audit.run(port: port))], 0)
+            return ([NamespaceAudit(netns: Namespaces.current(), report: Audit.run(port: port, options: options))], 0)
         }
         let (namespaces, unreadable) = Namespaces.discover()
-        return (FleetAudit.audit(namespaces, port: port, agentExecutable: agentExecutable, timeout: timeout), unreadable)
+        return (FleetAudit.audit(namespaces, port: port, options: options, agentExecutable: agentExecutable, timeout: timeout), unreadable)
     }
 }
 
@@ -233,17 +236,17 @@ package enum FleetAudit {
     /// Agents at work at once: enough to hide their start-up, few enough for a small host.
     package static let parallel = 8
 
-    package static func audit(_ namespaces: [NetworkNamespace], port: UInt16?, agentExecutable: String, timeout: Double) -> [NamespaceAudit] {
+    package static func audit(_ namespaces: [NetworkNamespace], port: UInt16?, options: Bool = true, agentExecutable: String, timeout: Double) -> [NamespaceAudit] {
         var audits: [NamespaceAudit] = []
         var others: [NetworkNamespace] = []
         for namespace in namespaces {
             if namespace.current {
-                audits.append(NamespaceAudit(netns: namespace, report: Audit.run(port: port)))
+                audits.append(NamespaceAudit(netns: namespace, report: Audit.run(port: port, options: options)))
             } else {
                 others.append(namespace)
             }
         }
-        audits += inAgents(others, port: port, agentExecutable: agentExecutable, timeout: timeout)
+        audits += inAgents(others, port: port, options: options, agentExecutable: agentExecutable, timeout: timeout)
         // A holder that exited between the listing and setns leaves ENOENT. If its namespace
         // lives on (another process, a name), that one is tried once; if not, the namespace
         // is gone and is no longer the host's to report.
@@ -252,11 +255,11 @@ package enum FleetAudit {
         let now = Dictionary(Namespaces.discover().namespaces.map { ($0.inode, $0) }, uniquingKeysWith: { first, _ in first })
         let retry = vanished.compactMap { now[$0.netns.inode] }.filter { !$0.current }
         let gone = Set(vanished.map(\.netns.inode))
-        audits = audits.filter { !gone.contains($0.netns.inode) } + inAgents(retry, port: port, agentExecutable: agentExecutable, timeout: timeout)
+        audits = audits.filter { !gone.contains($0.netns.inode) } + inAgents(retry, port: port, options: options, agentExecutable: agentExecutable, timeout: timeout)
         return audits.sorted { ($0.netns.current ? 0 : 1, $0.netns.inode) < ($1.netns.current ? 0 : 1, $1.netns.inode) }
     }
 
-    private static func inAgents(_ others: [NetworkNamespace], port: UInt16?, agentExecutable: String, timeout: Double) -> [NamespaceAudit] {
+    private static func inAgents(_ others: [NetworkNamespace], port: UInt16?, options: Bool, agentExecutable: String, timeout: Double) -> [NamespaceAudit] {
         var audits: [NamespaceAudit] = []
         var index = 0
         while index < others.count {
@@ -273,13 +276,13 @@ package enum FleetAudit {
                 }
             }
             for (namespace, agent) in started {
-                audits.append(collect(namespace, agent: agent, port: port))
+                audits.append(collect(namespace, agent: agent, port: port, options: options))
             }
         }
         return audits
     }
 
-    private static func collect(_ namespace: NetworkNamespace, agent started: Result<AgentClient, LabError>, port: UInt16?) -> NamespaceAudit {
+    private static func collect(_ namespace: NetworkNamespace, agent started: Result<AgentClient, LabError>, port: UInt16?, options: Bool) -> NamespaceAudit {
         let agent: AgentClient
         switch started {
         case .success(let client): agent = client
@@ -288,7 +291,7 @@ package enum FleetAudit {
         defer { agent.finish() }
         do throws(LabError) {
             try agent.awaitReady()
-            let report = try agent.audit(port: port)
+            let report = try agent.audit(port: port, options: options)
             // A namespace whose last process ended between discovery and setns has gone; a
             // path that came to name another namespace must not pass for it.
             guard report.namespace == "net:[\(namespace.inode)]" else {

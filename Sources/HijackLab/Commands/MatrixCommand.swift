@@ -106,6 +106,7 @@ struct MatrixCommand: Command {
         if let signal = ChildRegistry.shared.interruption { return .interrupted(signal: signal) }
         var result = MatrixResult(environment: .current(topology: topology), destinations: runner.destinationLabels, cases: outcomes, baselines: alone)
         result.audit = result.auditScore
+        result.predictions = result.predictionScore
         var files = OutputSet()
         if let report {
             let svgs = report.isRegularFile ? MatrixSVG.render(result) : []
@@ -120,6 +121,9 @@ struct MatrixCommand: Command {
         console.err("\(outcomes.count) cases in \(elapsed.formatted(.number.precision(.fractionLength(2)))) s: \(result.takeovers.count) in which the second socket takes traffic from the first")
         if let score = result.audit {
             console.err("audit: recall \(MatrixReport.percent(score.recall)) (\(score.caught) of \(score.takes) take-overs flagged), precision \(MatrixReport.percent(score.precision)) (\(score.falseAlarmCount) false alarms in \(score.alarms) flagged cases)")
+        }
+        if let score = result.predictions {
+            console.err("audit predictions: \(MatrixReport.percent(score.agreement)) agree with the kernel over \(score.cases) cases (\(score.disagreements.count) disagreements, \(score.unsettled) left out)")
         }
         for failure in (outcomes + alone).filter({ $0.status == .error }).prefix(5) {
             console.err("could not finish: \(failure.matrixCase.transport.rawValue) \(failure.matrixCase.first.label) / \(failure.matrixCase.second?.label ?? "alone"): \(failure.error ?? "")")

@@ -134,6 +134,10 @@ final class MatrixWorker {
             (outcome.firstBind, outcome.firstListen) = Self.results(try agent.calls(.open(socket, listen: matrixCase.listens)), transport: transport, fallback: fallback)
             guard outcome.firstBind == .ok, !matrixCase.listens || SyscallResult.served(bind: outcome.firstBind, listen: outcome.firstListen) else { break }
         }
+        // The audit's prediction, from the first socket alone, before the second binds.
+        if audit, outcome.firstServes, let secondEndpoint = matrixCase.second {
+            outcome.prediction = try predict(matrixCase, second: secondEndpoint, port: port, service: service)
+        }
         var bothServe = false
         if let secondEndpoint = matrixCase.second, let second {
             let options = (secondEndpoint.v6only ? ["IPV6_V6ONLY"] : []) + matrixCase.secondOptions.names
@@ -222,6 +226,28 @@ final class MatrixWorker {
                                likelyIntruder: finding.likelyIntruder.map { roles[$0] ?? "?" })
         }
         return MatrixCaseAudit(findings: findings)
+    }
+
+    /// The audit as the lab host's client runs it while the first socket is alone on the
+    /// port: the options it read from that socket, and the destinations its `takeable`
+    /// finding says the case's second bind, as the case's user, would take.
+    func predict(_ matrixCase: MatrixCase, second: MatrixEndpoint, port: UInt16, service: [AgentClient]) throws(LabError) -> MatrixPrediction {
+        let report = try network.hostClient.audit(port: port)
+        let servicePIDs = Set(service.map(\.pid))
+        let own = report.sockets.filter { $0.transport == matrixCase.transport && !Set($0.owners.map(\.pid)).isDisjoint(with: servicePIDs) }
+        guard let first = own.first else { return MatrixPrediction(options: "?", takes: [], unknown: "the audit did not see the first socket") }
+        let options = own.map { $0.options?.compact ?? "not read" }.joined(separator: " ")
+        if let unknown = own.compactMap({ $0.options }).first(where: { !$0.isKnown })?.unknown ?? (first.options == nil ? "not read" : nil) {
+            return MatrixPrediction(options: options, takes: [], unknown: unknown)
+        }
+        let bind = AuditBind(address: host(second), options: (second.v6only ? ["IPV6_V6ONLY"] : []) + matrixCase.secondOptions.names)
+        let who: AuditTake.Who = matrixCase.secondUser == .other ? .otherUID : .sameUID
+        let labels = [Topology.Lab.hostV4: AddressSymbol.labInterface.rawValue, Topology.Lab.hostV6: AddressSymbol.labInterface6.rawValue]
+        let takes = report.findings.filter { $0.kind == .takeable && $0.transport == matrixCase.transport && $0.port == port }
+            .flatMap { $0.takes ?? [] }
+            .filter { $0.who == who && $0.binds.contains(bind) }
+            .map { labels[$0.destination] ?? $0.destination }
+        return MatrixPrediction(options: options, takes: Array(Set(takes)).sorted())
     }
 
     /// bind and listen results from an `open` reply's calls.

@@ -165,6 +165,9 @@ public struct MatrixCaseOutcome: Codable, Sendable, Equatable {
     public var deliveries: [MatrixDelivery] = []
     /// What the audit said in the lab host while this case's sockets were live (`--audit`).
     public var audit: MatrixCaseAudit?
+    /// What the audit predicted this case's second socket takes, from the first alone,
+    /// before the second bound (`--audit`).
+    public var prediction: MatrixPrediction?
 
     public init(matrixCase: MatrixCase, status: RunStatus, skipReason: String? = nil) {
         self.matrixCase = matrixCase
@@ -289,6 +292,97 @@ public struct MatrixCaseAudit: Codable, Sendable, Equatable {
     public init(findings: [MatrixAuditFinding], error: String? = nil) {
         self.findings = findings
         self.error = error
+    }
+}
+
+/// The audit's prediction for one case, made while the first socket was alone on its port:
+/// its options as read from the socket itself, and which of the case's destinations its
+/// `takeable` finding says the case's second bind, as its user, would take.
+public struct MatrixPrediction: Codable, Sendable, Equatable {
+    /// The first socket's options, as the audit's table shows them ("reuseport", "-").
+    public var options: String
+    /// Destinations by the matrix's labels ("127.0.0.1", "localhost", "lab-interface").
+    public var takes: [String]
+    /// Why the audit could not predict, if so (the options could not be read).
+    public var unknown: String?
+
+    public init(options: String, takes: [String], unknown: String? = nil) {
+        self.options = options
+        self.takes = takes
+        self.unknown = unknown
+    }
+}
+
+/// How the audit's predictions agree with what the second sockets took (`matrix --audit`).
+public struct MatrixPredictionScore: Codable, Sendable, Equatable {
+    public struct Destination: Codable, Sendable, Equatable {
+        public var destination: String
+        /// Cases in which this destination was predicted and probed.
+        public var cases: Int
+        public var agree: Int
+        /// Cases in which the second socket took it, and in which the audit said it would.
+        public var taken: Int
+        public var predicted: Int
+    }
+
+    /// Cases with a prediction whose every probe was answered.
+    public var cases: Int
+    /// Cases left out: a prediction that could not be made, or a probe unanswered.
+    public var unsettled: Int
+    public var destinations: [Destination]
+    /// One line per case and destination where the prediction and the kernel disagree.
+    public var disagreements: [String]
+
+    /// Agreeing (case, destination) pairs over all of them; 1 when there are none.
+    public var agreement: Double {
+        let total = destinations.reduce(0) { $0 + $1.cases }
+        return total == 0 ? 1 : Double(destinations.reduce(0) { $0 + $1.agree }) / Double(total)
+    }
+}
+
+extension MatrixResult {
+    /// The audit's predictions held to the kernel: for every case with a prediction, every
+    /// destination the case probed (and "localhost"), whether the second socket took it
+    /// (`TryResult.taken`: it received there, and the first alone received there or at the
+    /// twin) and whether the audit, from the first socket alone, said it would.
+    public var predictionScore: MatrixPredictionScore? {
+        let predicted = cases.filter { $0.prediction != nil }
+        guard !predicted.isEmpty else { return nil }
+        let alone = aloneDestinations
+        var score = MatrixPredictionScore(cases: 0, unsettled: 0, destinations: [], disagreements: [])
+        var byDestination: [String: MatrixPredictionScore.Destination] = [:]
+        var order: [String] = []
+        for outcome in predicted {
+            let c = outcome.matrixCase
+            guard let prediction = outcome.prediction, prediction.unknown == nil, outcome.isSettled,
+                  let served = alone[Self.aloneKey(c.transport, c.first, c.firstOptions)] else {
+                score.unsettled += 1
+                continue
+            }
+            score.cases += 1
+            let taken = Set(TryResult.taken(outcome, served: served).map(\.destination))
+            for delivery in outcome.allDeliveries {
+                let destination = delivery.destination
+                if byDestination[destination] == nil {
+                    byDestination[destination] = .init(destination: destination, cases: 0, agree: 0, taken: 0, predicted: 0)
+                    order.append(destination)
+                }
+                let says = prediction.takes.contains(destination)
+                let did = taken.contains(destination)
+                byDestination[destination]!.cases += 1
+                if says { byDestination[destination]!.predicted += 1 }
+                if did { byDestination[destination]!.taken += 1 }
+                if says == did {
+                    byDestination[destination]!.agree += 1
+                } else {
+                    score.disagreements.append("\(c.transport.rawValue) first \(c.first.label) \(c.firstOptions.rawValue) (read: \(prediction.options)), second \(c.second!.label) "
+                        + "\(c.secondOptions.rawValue) as \(c.secondUser.rawValue) user, \(destination): audit \(says ? "predicted a take" : "predicted none"), "
+                        + "kernel \(did ? "took it" : "did not") (cell \(outcome.cell))")
+                }
+            }
+        }
+        score.destinations = order.map { byDestination[$0]! }
+        return score
     }
 }
 

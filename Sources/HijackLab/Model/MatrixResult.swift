@@ -14,6 +14,8 @@ public struct MatrixResult: Codable, Sendable {
     public var baselines: [MatrixCaseOutcome]
     /// The audit's recall and precision over the cases, with `matrix --audit`.
     public var audit: MatrixAuditScore? = nil
+    /// How the audit's predictions, from each first socket alone, agree with the kernel.
+    public var predictions: MatrixPredictionScore? = nil
 
     /// 0 when every case ran or was skipped with a reason, 1 when any could not finish.
     public var exitStatus: Int32 { cases.contains { $0.status == .error } || baselines.contains { $0.status == .error } ? 1 : 0 }

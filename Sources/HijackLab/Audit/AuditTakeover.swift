@@ -1,0 +1,313 @@
+import HijackSystem
+import Glibc
+
+/// Who could take a port's traffic now, before anyone does: the lab's knowledge of the
+/// kernel's bind and lookup rules, in one table, applied to the sockets a port has.
+///
+/// `matrix --audit` holds these rules to the kernel on every case: before the second socket
+/// binds, the audit predicts from the first socket alone (its options read from the socket
+/// itself), and the case shows what the second socket actually took (MATRIX.md).
+extension Audit {
+    public enum Takeover {
+        /// The rules, each one sentence about Linux (net/ipv4/inet_connection_sock.c,
+        /// inet_hashtables.c, udp.c), in the order the kernel applies them.
+        public static let rules: [(name: String, rule: String)] = [
+            ("answers", "A socket answers the IPv4 destinations of its address (0.0.0.0 all of them, a v4-mapped ::ffff:a.b.c.d one) and, as an IPv6 socket, the IPv6 ones ([::] all of them, and all IPv4 too unless IPV6_V6ONLY)."),
+            ("conflict", "A bind fails (EADDRINUSE) beside a socket whose destinations overlap its own, unless both set SO_REUSEPORT and have one uid, or, for UDP, both set SO_REUSEADDR; a TCP listener's SO_REUSEADDR lets nobody in."),
+            ("exact", "A destination goes to the sockets bound to exactly its address, and only when there are none to the wildcards that answer it."),
+            ("family", "Among those, an IPv4 socket comes before an IPv6 one (dual-stack or v4-mapped) for IPv4 traffic."),
+            ("order", "Between equals, the most recently bound comes first, except an IPv6 socket with SO_REUSEPORT, which the kernel adds at the end of the list."),
+            ("group", "If the one that comes first has SO_REUSEPORT, its group shares the traffic by hash: sockets of one family, address, IPV6_V6ONLY and uid, all with SO_REUSEPORT."),
+            ("localhost", "A client of \"localhost\" tries ::1 first, and 127.0.0.1 only when nothing answers ::1."),
+            ("taken", "A new socket takes a destination when it receives some of its traffic, and before it the port answered that destination, or the same name's other family (127.0.0.1 and ::1, an interface's IPv4 and IPv6 addresses)."),
+            ("privileged", "Below ip_unprivileged_port_start, only a process with CAP_NET_BIND_SERVICE binds: another user cannot."),
+        ]
+
+        /// What one bound socket answers: for each family, every destination, one, or none.
+        package enum Cover: Hashable {
+            case none, all
+            case one(String)
+
+            func meets(_ other: Cover) -> Bool {
+                switch (self, other) {
+                case (.none, _), (_, .none): false
+                case (.all, _), (_, .all): true
+                case (.one(let a), .one(let b)): a == b
+                }
+            }
+
+            func answers(_ address: String) -> Bool {
+                switch self {
+                case .none: false
+                case .all: true
+                case .one(let own): own == address
+                }
+            }
+        }
+
+        /// A socket as the rules see it.
+        package struct Bound {
+            package var address: String
+            package var isIPv6: Bool
+            package var v6only: Bool
+            package var reuseAddress: Bool
+            package var reusePort: Bool
+            package var uid: UInt32
+            /// When it was bound, relative to the others: larger is later.
+            package var order: Int
+            /// False for a connected UDP socket: it holds the port but hears only its peer.
+            package var receives = true
+            package var v4: Cover
+            package var v6: Cover
+
+            package init(address: String, v6only: Bool, reuseAddress: Bool, reusePort: Bool, uid: UInt32, order: Int, receives: Bool = true) {
+                self.address = address
+                self.isIPv6 = address.utf8.contains(UInt8(ascii: ":"))
+                // Binding a specific IPv6 address (not ::, not v4-mapped) sets IPV6_V6ONLY in the
+                // kernel (__inet6_bind), so a candidate on ::1 is written without it.
+                let specific6 = isIPv6 && address != "::" && !(address.hasPrefix("::ffff:") && address.utf8.contains(UInt8(ascii: ".")))
+                self.v6only = isIPv6 && (v6only || specific6)
+                self.reuseAddress = reuseAddress
+                self.reusePort = reusePort
+                self.uid = uid
+                self.order = order
+                self.receives = receives
+                // Rule "answers".
+                if !isIPv6 {
+                    (v4, v6) = (address == "0.0.0.0" ? .all : .one(address), .none)
+                } else if address == "::" {
+                    (v4, v6) = (self.v6only ? .none : .all, .all)
+                } else if address.hasPrefix("::ffff:"), address.utf8.contains(UInt8(ascii: ".")) {
+                    (v4, v6) = (.one(String(address.dropFirst(7))), .none)
+                } else {
+                    (v4, v6) = (.none, .one(address))
+                }
+            }
+
+            func overlaps(_ other: Bound) -> Bool { v4.meets(other.v4) || v6.meets(other.v6) }
+
+            /// Rule "group": whether the two share a SO_REUSEPORT group.
+            func groups(with other: Bound) -> Bool {
+                reusePort && other.reusePort && isIPv6 == other.isIPv6 && v6only == other.v6only && address == other.address && uid == other.uid
+            }
+        }
+
+        /// Rule "conflict": whether `candidate` can bind beside `existing`.
+        package static func canBind(_ candidate: Bound, beside existing: [Bound], transport: Transport) -> Bool {
+            existing.allSatisfy { socket in
+                !socket.overlaps(candidate) || (socket.reusePort && candidate.reusePort && socket.uid == candidate.uid)
+                    || (transport == .udp && socket.reuseAddress && candidate.reuseAddress)
+            }
+        }
+
+        /// Rules "exact", "family", "order" and "group": the sockets (indices) that receive
+        /// traffic to `destination`, several when a SO_REUSEPORT group shares it.
+        package static func receivers(of destination: String, among sockets: [Bound]) -> [Int] {
+            let isIPv6 = destination.utf8.contains(UInt8(ascii: ":"))
+            let cover = { (socket: Bound) in isIPv6 ? socket.v6 : socket.v4 }
+            let answering = sockets.indices.filter { sockets[$0].receives && cover(sockets[$0]).answers(destination) }
+            let exact = answering.filter { cover(sockets[$0]) == .one(destination) }
+            let pool = exact.isEmpty ? answering : exact
+            guard !pool.isEmpty else { return [] }
+            let score = { (index: Int) in !isIPv6 && !sockets[index].isIPv6 ? 1 : 0 }
+            let best = pool.map(score).max()!
+            let tied = pool.filter { score($0) == best }
+            let atEnd = { (index: Int) in sockets[index].isIPv6 && sockets[index].reusePort }
+            let head = tied.filter { !atEnd($0) }.sorted { sockets[$0].order > sockets[$1].order }
+            let tail = tied.filter(atEnd).sorted { sockets[$0].order < sockets[$1].order }
+            let first = (head + tail)[0]
+            guard sockets[first].reusePort else { return [first] }
+            return tied.filter { $0 == first || sockets[$0].groups(with: sockets[first]) }
+        }
+
+        /// The destinations the rules follow: both loopbacks, "localhost", and each interface's
+        /// addresses, with each one's twins (the same name's other family).
+        package struct Destinations {
+            package var addresses: [String]
+            package var twins: [String: [String]]
+
+            /// `interfaces`: each interface's addresses (IPv4, and IPv6 other than link-local).
+            package init(interfaces: [[String]], ipv6: Bool) {
+                addresses = ["127.0.0.1"] + (ipv6 ? ["::1"] : [])
+                twins = ["127.0.0.1": ["::1"], "::1": ["127.0.0.1"]]
+                for addresses in interfaces {
+                    let usable = addresses.filter { ipv6 || !$0.utf8.contains(UInt8(ascii: ":")) }
+                    for address in usable where !self.addresses.contains(address) {
+                        self.addresses.append(address)
+                        let family = address.utf8.contains(UInt8(ascii: ":"))
+                        twins[address] = usable.filter { $0.utf8.contains(UInt8(ascii: ":")) != family }
+                    }
+                }
+            }
+        }
+
+        /// What the port's sockets receive: destination → receiver indices, "localhost" included.
+        package static func received(_ sockets: [Bound], destinations: Destinations) -> [String: [Int]] {
+            var map: [String: [Int]] = [:]
+            for destination in destinations.addresses { map[destination] = receivers(of: destination, among: sockets) }
+            // Rule "localhost".
+            map["localhost"] = map["::1"].flatMap { $0.isEmpty ? nil : $0 } ?? map["127.0.0.1"] ?? []
+            return map
+        }
+
+        /// The binds the rules try: every address a destination can be reached through, with
+        /// each set of options.
+        package static func candidates(_ destinations: Destinations) -> [AuditBind] {
+            var addresses: [(String, Bool)] = [("0.0.0.0", false), ("127.0.0.1", false)]
+            if destinations.addresses.contains("::1") {
+                addresses += [("::", false), ("::", true), ("::1", false), ("::ffff:127.0.0.1", false)]
+            }
+            for address in destinations.addresses.dropFirst(destinations.addresses.contains("::1") ? 2 : 1) {
+                addresses.append((address, false))
+                if !address.utf8.contains(UInt8(ascii: ":")) && destinations.addresses.contains("::1") { addresses.append(("::ffff:" + address, false)) }
+            }
+            let optionSets: [[String]] = [[], ["SO_REUSEADDR"], ["SO_REUSEPORT"], ["SO_REUSEADDR", "SO_REUSEPORT"]]
+            return addresses.flatMap { address, v6only in
+                optionSets.map { AuditBind(address: address, options: (v6only ? ["IPV6_V6ONLY"] : []) + $0) }
+            }
+        }
+
+        /// A uid no socket of the port has: "another user".
+        static let anotherUID = UInt32.max - 1
+
+        /// Rule "taken": for every destination, who could take it and with which binds. `uids`
+        /// are the port's own; each candidate runs as the uid of a socket it would take from
+        /// (`sameUID`) and as another user (`otherUID`, not below `unprivilegedPortStart`).
+        package static func takes(_ sockets: [Bound], transport: Transport, port: UInt16, destinations: Destinations,
+                                  unprivilegedPortStart: UInt16) -> (takes: [AuditTake], losers: Set<Int>) {
+            let before = received(sockets, destinations: destinations)
+            let later = (sockets.map(\.order).max() ?? 0) + 1
+            let uids = Array(Set(sockets.map(\.uid))).sorted() + (port >= unprivilegedPortStart ? [anotherUID] : [])
+            var found: [String: (same: [AuditBind], other: [AuditBind])] = [:]
+            var losers: Set<Int> = []
+            for bind in candidates(destinations) {
+                for uid in uids {
+                    let candidate = Bound(address: bind.address, v6only: bind.options.contains("IPV6_V6ONLY"), reuseAddress: bind.options.contains("SO_REUSEADDR"),
+                                          reusePort: bind.options.contains("SO_REUSEPORT"), uid: uid, order: later)
+                    guard canBind(candidate, beside: sockets, transport: transport) else { continue }
+                    let after = received(sockets + [candidate], destinations: destinations)
+                    for destination in destinations.addresses + ["localhost"] where after[destination]?.contains(sockets.count) == true {
+                        let from = before[destination]!.isEmpty ? (destinations.twins[destination] ?? []).flatMap { before[$0] ?? [] } : before[destination]!
+                        guard !from.isEmpty else { continue }
+                        if uid == anotherUID {
+                            found[destination, default: ([], [])].other.append(bind)
+                        } else if from.contains(where: { sockets[$0].uid == uid }) {
+                            found[destination, default: ([], [])].same.append(bind)
+                        } else {
+                            continue
+                        }
+                        losers.formUnion(from)
+                    }
+                }
+            }
+            var takes: [AuditTake] = []
+            for destination in destinations.addresses + ["localhost"] {
+                guard let binds = found[destination] else { continue }
+                if !binds.same.isEmpty { takes.append(AuditTake(destination: destination, who: .sameUID, binds: binds.same)) }
+                if !binds.other.isEmpty { takes.append(AuditTake(destination: destination, who: .otherUID, binds: binds.other)) }
+            }
+            return (takes, losers)
+        }
+    }
+}
+
+extension Audit.Takeover {
+    /// Ports alike get one prediction: at 50,000 sockets most ports are one shape (a
+    /// listener on 127.0.0.1 with the same options), and the rules try 64 binds on each.
+    package struct Cache {
+        struct Shape: Hashable {
+            var transport: Transport
+            var privileged: Bool
+            var sockets: [[String]]
+        }
+        var known: [Shape: (takes: [AuditTake], losers: Set<Int>)] = [:]
+    }
+
+    /// `evidence`: the `try` command that shows a socket's exposure, where try can bind its
+    /// address; otherwise the audit of its port.
+    package static func evidence(for socket: AuditSocket) -> String {
+        let options = [socket.options?.reuseAddress == true ? "SO_REUSEADDR" : nil, socket.options?.reusePort == true ? "SO_REUSEPORT" : nil].compactMap { $0 }
+        let tryable = ["0.0.0.0", "127.0.0.1", "::", "::1", "::ffff:127.0.0.1"]
+        guard tryable.contains(socket.address), socket.device == nil else {
+            return "hijack-lab audit --port \(socket.port) --json -"
+        }
+        return "hijack-lab try '\(socket.endpoint)'" + (options.isEmpty ? "" : " --options " + options.joined(separator: ","))
+            + (socket.v6only == true || socket.options?.v6only == true ? " --v6only" : "") + " --transport \(socket.transport.rawValue)"
+    }
+}
+
+extension Audit {
+    /// The `takeable` finding of one port, from its sockets' own options: nil where the rules
+    /// cannot tell (some socket's options unknown, or one bound to a device), [] where nothing
+    /// can be taken.
+    package static func takeable(_ all: [AuditSocket], transport: Transport, port: UInt16, context: Context,
+                                 cache: inout Takeover.Cache) -> [AuditFinding]? {
+        // A bound UDP socket on an ephemeral port is most likely a client waiting for replies.
+        if transport == .udp && context.ephemeral.contains(port) { return [] }
+        guard all.allSatisfy({ $0.options?.isKnown == true && $0.device == nil }) else { return nil }
+        // Inodes grow as sockets are made: the nearest to the order they were bound in.
+        let ordered = all.sorted { $0.inode < $1.inode }
+        let sockets = ordered.enumerated().map { index, socket in
+            Takeover.Bound(address: socket.address, v6only: socket.options?.v6only ?? socket.v6only ?? false,
+                           reuseAddress: socket.options?.reuseAddress ?? false, reusePort: socket.options?.reusePort ?? false,
+                           uid: socket.uid, order: index, receives: socket.remote == nil)
+        }
+        let privileged = port < context.unprivilegedPortStart
+        // uids by rank, so that two ports alike but for their uids share one prediction.
+        let rank = Dictionary(Set(sockets.map(\.uid)).sorted().enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
+        let shape = Takeover.Cache.Shape(transport: transport, privileged: privileged, sockets: sockets.map {
+            [$0.address, $0.v6only ? "6" : "", $0.reuseAddress ? "a" : "", $0.reusePort ? "p" : "", String(rank[$0.uid]!), $0.receives ? "" : "c"]
+        })
+        let destinations = Takeover.Destinations(interfaces: context.interfaces, ipv6: context.ipv6)
+        let prediction = cache.known[shape] ?? {
+            let made = Takeover.takes(sockets, transport: transport, port: port, destinations: destinations,
+                                      unprivilegedPortStart: context.unprivilegedPortStart)
+            cache.known[shape] = made
+            return made
+        }()
+        guard !prediction.takes.isEmpty else { return [] }
+        let losers = prediction.losers.sorted().map { ordered[$0] }
+        let others = prediction.takes.contains { $0.who == .otherUID }
+        let named = { (destination: String) in destination == "localhost" ? "\"localhost\"" : destination }
+        // One clause per destination: who, and the plainest bind that does it (its own address,
+        // fewest options), with how many binds the rules found in all.
+        let owner = losers.map { "uid \($0.uid) (\($0.user))" }.first!
+        let example = { (binds: [AuditBind], destination: String) -> String in
+            let own = destination == "localhost" ? ["::1", "127.0.0.1"] : [destination]
+            let bind = binds.min { (own.contains($0.address) ? 0 : 1, $0.options.count) < (own.contains($1.address) ? 0 : 1, $1.options.count) }!
+            return "binding " + (bind.address.contains(":") ? "[\(bind.address)]" : bind.address) + (bind.options.isEmpty ? "" : " with " + bind.options.joined(separator: "+"))
+                + (binds.count > 1 ? " (one of \(binds.count) binds)" : "")
+        }
+        var lines: [String] = []
+        for destination in prediction.takes.map(\.destination).reduce(into: [String](), { if !$0.contains($1) { $0.append($1) } }) {
+            let same = prediction.takes.first { $0.destination == destination && $0.who == .sameUID }?.binds ?? []
+            let other = prediction.takes.first { $0.destination == destination && $0.who == .otherUID }?.binds ?? []
+            if !other.isEmpty {
+                lines.append("any user could take \(named(destination)) by " + example(other, destination)
+                    + (same.count > other.count ? ", and \(owner) with \(same.count - other.count) binds more" : ""))
+            } else {
+                lines.append("\(owner)" + (privileged && losers[0].uid != 0 ? " with CAP_NET_BIND_SERVICE" : "") + " could take \(named(destination)) by " + example(same, destination))
+            }
+        }
+        // What each take needs, for the one-line fix.
+        var fixes: [String] = []
+        if prediction.takes.contains(where: { $0.binds.allSatisfy { $0.options.contains("SO_REUSEPORT") } }), losers.contains(where: { $0.options?.reusePort == true }) {
+            fixes.append("clear SO_REUSEPORT unless the port is meant to be shared with every process of its uid")
+        }
+        if transport == .udp, losers.contains(where: { $0.options?.reuseAddress == true }),
+           prediction.takes.contains(where: { $0.who == .otherUID && $0.binds.allSatisfy { $0.options.contains("SO_REUSEADDR") } }) {
+            fixes.append("clear SO_REUSEADDR, which lets any user's UDP socket share the address")
+        }
+        let received = Takeover.received(sockets, destinations: destinations)
+        if prediction.takes.contains(where: { received[$0.destination]?.isEmpty ?? true }) {
+            fixes.append("bind the other family too: one socket per address (127.0.0.1 and ::1, each interface's IPv4 and IPv6), or a dual-stack [::]")
+        }
+        let severity: AuditFinding.Severity = others ? .warning : .info
+        let destinationsTaken = prediction.takes.reduce(into: [String]()) { list, take in if !list.contains(take.destination) { list.append(take.destination) } }
+        return [AuditFinding(kind: .takeable, severity: severity, transport: transport, port: port, destinations: destinationsTaken, inodes: losers.map(\.inode),
+                             explanation: "No intruder yet, but by these sockets' own options (" + losers.map { "\($0.label) \($0.options?.compact ?? "?")" }.joined(separator: ", ")
+                                 + "): " + lines.joined(separator: "; ") + ".",
+                             fix: fixes.isEmpty ? "one socket per address the service answers, without SO_REUSEPORT" : fixes.joined(separator: "; "),
+                             evidence: Takeover.evidence(for: losers[0]), takes: prediction.takes)]
+    }
+}

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,12 +170,15 @@ struct process_pidfd {
     int fd;
 };
 
-static void read_options(struct process_pidfd *process, int descriptor, struct hl_socket_options *options) {
-    if (options->state == 1) return;
-    if (process->fd == -1) {
-        int fd = (int)syscall(SYS_pidfd_open, (pid_t)process->pid, 0);
-        process->fd = fd >= 0 ? fd : -errno;
-    }
+static void open_pidfd(struct process_pidfd *process) {
+    if (process->fd != -1) return;
+    int fd = (int)syscall(SYS_pidfd_open, (pid_t)process->pid, 0);
+    process->fd = fd >= 0 ? fd : -errno;
+}
+
+/* Reads one descriptor's options through a copy; the process's pidfd is already open (or
+   failed, its -errno then the answer). */
+static void read_copy(const struct process_pidfd *process, int descriptor, struct hl_socket_options *options) {
     if (process->fd < 0) {
         options->state = process->fd;
         return;
@@ -190,6 +194,55 @@ static void read_options(struct process_pidfd *process, int descriptor, struct h
     options->state = read;
 }
 
+/* One descriptor of a process: its number, the position of its inode among those asked for
+   (-1 if none), and the options read from it. */
+struct entry {
+    int fd;
+    long found;
+    uint64_t inode;
+    struct hl_socket_options read;
+};
+
+struct share {
+    int folder;
+    const struct process_pidfd *process;
+    const uint64_t *inodes;
+    size_t count;
+    const struct hl_socket_options *options;
+    struct entry *entries;
+    size_t from, to;
+};
+
+/* readlink each descriptor of entries[from..<to], and read the options of those asked for
+   whose options no earlier process gave. Touches only its own entries. */
+static void resolve(struct share *share) {
+    char name[16], link[64];
+    for (size_t i = share->from; i < share->to; i++) {
+        struct entry *entry = &share->entries[i];
+        entry->found = -1;
+        snprintf(name, sizeof name, "%d", entry->fd);
+        ssize_t length = readlinkat(share->folder, name, link, sizeof link);
+        /* "socket:[12345]": anything else (files, pipes, anon inodes) is not a socket. */
+        if (length < 10 || length >= (ssize_t)sizeof link || memcmp(link, "socket:[", 8) != 0 || link[length - 1] != ']') continue;
+        uint64_t inode = 0;
+        ssize_t index = 8;
+        for (; index < length - 1 && link[index] >= '0' && link[index] <= '9'; index++) inode = inode * 10 + (uint64_t)(link[index] - '0');
+        entry->found = index == length - 1 ? position(share->inodes, share->count, inode) : -1;
+        entry->inode = inode;
+        if (entry->found >= 0 && share->options != NULL && share->options[entry->found].state != 1) read_copy(share->process, entry->fd, &entry->read);
+    }
+}
+
+static void *resolve_thread(void *share) {
+    resolve(share);
+    return NULL;
+}
+
+/* A process with this many descriptors has them read by two threads, each half of them:
+   the readlinks and the copies are independent, and a server holding thousands of
+   listeners is where the audit's time goes. */
+enum { shared_from = 1024 };
+
 /* Reports each asked-for socket in the descriptor folder at `path` (under /proc) as pid's.
    Returns how many descriptors the folder listed, or -1 with errno when it cannot be opened. */
 static long owners_in(int proc, const char *path, struct process_pidfd *process, const uint64_t *inodes, size_t count, hl_owner_each each,
@@ -201,25 +254,57 @@ static long owners_in(int proc, const char *path, struct process_pidfd *process,
         close(folder);
         return -1;
     }
-    long listed = 0;
+    size_t listed = 0, capacity = 0;
+    struct entry *entries = NULL;
     struct dirent *fd;
-    char link[64];
     while ((fd = readdir(fds)) != NULL) {
         if (fd->d_name[0] < '0' || fd->d_name[0] > '9') continue;
-        listed++;
-        ssize_t length = readlinkat(folder, fd->d_name, link, sizeof link);
-        /* "socket:[12345]": anything else (files, pipes, anon inodes) is not a socket. */
-        if (length < 10 || length >= (ssize_t)sizeof link || memcmp(link, "socket:[", 8) != 0 || link[length - 1] != ']') continue;
-        uint64_t inode = 0;
-        ssize_t index = 8;
-        for (; index < length - 1 && link[index] >= '0' && link[index] <= '9'; index++) inode = inode * 10 + (uint64_t)(link[index] - '0');
-        long found = index == length - 1 ? position(inodes, count, inode) : -1;
-        if (found < 0) continue;
-        each((int)process->pid, inode, context);
-        if (options != NULL) read_options(process, atoi(fd->d_name), &options[found]);
+        if (listed == capacity) {
+            capacity = capacity == 0 ? 64 : capacity * 2;
+            struct entry *grown = realloc(entries, capacity * sizeof *entries);
+            if (grown == NULL) break;
+            entries = grown;
+        }
+        memset(&entries[listed], 0, sizeof *entries);
+        entries[listed++].fd = atoi(fd->d_name);
     }
+    struct share whole = { dirfd(fds), process, inodes, count, options, entries, 0, listed };
+    pthread_t helper;
+    int helped = 0;
+    if (options != NULL && listed >= shared_from) {
+        open_pidfd(process);
+        struct share second = whole;
+        second.from = listed / 2;
+        whole.to = listed / 2;
+        helped = pthread_create(&helper, NULL, resolve_thread, &second) == 0;
+        if (!helped) whole.to = listed;
+        resolve(&whole);
+        if (helped) pthread_join(helper, NULL);
+    } else {
+        /* Few descriptors: one thread, and a pidfd only once a socket asked for is found. */
+        for (size_t i = 0; i < listed; i++) {
+            struct share one = whole;
+            one.from = i;
+            one.to = i + 1;
+            one.options = NULL;
+            resolve(&one);
+            if (entries[i].found >= 0 && options != NULL && options[entries[i].found].state != 1) {
+                open_pidfd(process);
+                read_copy(process, entries[i].fd, &entries[i].read);
+            }
+        }
+    }
+    /* In /proc's order, one thread: the callback and the first owner's options that could be read. */
+    for (size_t i = 0; i < listed; i++) {
+        if (entries[i].found < 0) continue;
+        each((int)process->pid, entries[i].inode, context);
+        if (options == NULL) continue;
+        struct hl_socket_options *kept = &options[entries[i].found];
+        if (kept->state != 1 && entries[i].read.state != 0) *kept = entries[i].read;
+    }
+    free(entries);
     closedir(fds);
-    return listed;
+    return (long)listed;
 }
 
 int hl_socket_owners(const uint64_t *inodes, size_t count, hl_owner_each each, void *context) {

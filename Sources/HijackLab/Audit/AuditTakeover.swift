@@ -215,12 +215,21 @@ extension Audit.Takeover {
     /// Ports alike get one prediction: at 50,000 sockets most ports are one shape (a
     /// listener on 127.0.0.1 with the same options), and the rules try 64 binds on each.
     package struct Cache {
+        struct Member: Hashable {
+            var address: String
+            /// v6only, SO_REUSEADDR, SO_REUSEPORT, receives: one bit each.
+            var flags: UInt8
+            /// The uid's rank among the port's uids.
+            var rank: UInt8
+        }
         struct Shape: Hashable {
             var transport: Transport
             var privileged: Bool
-            var sockets: [[String]]
+            var sockets: [Member]
         }
         var known: [Shape: (takes: [AuditTake], losers: Set<Int>)] = [:]
+        /// The destinations, made once per audit from the context's interfaces.
+        var destinations: Destinations?
     }
 
     /// `evidence`: the `try` command that shows a socket's exposure, where try can bind its
@@ -254,11 +263,13 @@ extension Audit {
         }
         let privileged = port < context.unprivilegedPortStart
         // uids by rank, so that two ports alike but for their uids share one prediction.
-        let rank = Dictionary(Set(sockets.map(\.uid)).sorted().enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
-        let shape = Takeover.Cache.Shape(transport: transport, privileged: privileged, sockets: sockets.map {
-            [$0.address, $0.v6only ? "6" : "", $0.reuseAddress ? "a" : "", $0.reusePort ? "p" : "", String(rank[$0.uid]!), $0.receives ? "" : "c"]
+        let uids = sockets.count == 1 ? [sockets[0].uid] : Array(Set(sockets.map(\.uid))).sorted()
+        let shape = Takeover.Cache.Shape(transport: transport, privileged: privileged, sockets: sockets.map { socket in
+            let flags = (socket.v6only ? 1 : 0) | (socket.reuseAddress ? 2 : 0) | (socket.reusePort ? 4 : 0) | (socket.receives ? 8 : 0)
+            return .init(address: socket.address, flags: UInt8(flags), rank: UInt8(truncatingIfNeeded: uids.firstIndex(of: socket.uid)!))
         })
-        let destinations = Takeover.Destinations(interfaces: context.interfaces, ipv6: context.ipv6)
+        let destinations = cache.destinations ?? Takeover.Destinations(interfaces: context.interfaces, ipv6: context.ipv6)
+        cache.destinations = destinations
         let prediction = cache.known[shape] ?? {
             let made = Takeover.takes(sockets, transport: transport, port: port, destinations: destinations,
                                       unprivilegedPortStart: context.unprivilegedPortStart)

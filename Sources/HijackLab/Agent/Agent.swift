@@ -110,7 +110,7 @@ public final class Agent {
         case .exec(let argv, let input, let timeout): emit(.reply(execute(argv, input: input, timeoutMilliseconds: timeout)))
         case .open(let request, let listen): emit(.reply(open(request, listen: listen)))
         case .sysctl(let sysctl, let value): emit(.reply(write(sysctl, value)))
-        case .audit(let port): emit(.reply(.audited(Audit.run(port: port, userNames: .passwdFile))))
+        case .audit(let port, let ephemeral): emit(.reply(.audited(Audit.applying(ephemeral, to: Audit.run(port: port, userNames: .passwdFile)))))
         }
         return .carryOn
     }

@@ -42,12 +42,21 @@ package enum AgentWire {
                     out.string(command.operation)
                     out.key("timeout", level: 1)
                     out.number(timeout)
-                case .audit(let port):
-                    out.key("op", first: true, level: 1)
+                case .audit(let port, let ephemeral):
+                    // "ephemeral": "all", or the inodes under "seen"; neither for .bound.
+                    if ephemeral == .all {
+                        out.key("ephemeral", first: true, level: 1)
+                        out.string("all")
+                    }
+                    out.key("op", first: ephemeral != .all, level: 1)
                     out.string(command.operation)
                     if let port {
                         out.key("port", level: 1)
                         out.number(port)
+                    }
+                    if case .seen(let inodes) = ephemeral {
+                        out.key("seen", level: 1)
+                        out.array(inodes.sorted(), level: 1) { out, inode in out.number(inode) }
                     }
                 case .sysctl(let sysctl, let value):
                     out.key("op", first: true, level: 1)
@@ -116,7 +125,13 @@ package enum AgentWire {
         case "exit": return .exit(waitMilliseconds: try object.optionalInt("wait"))
         case "exec":
             return .exec(argv: try object.strings("argv"), input: try object.optionalString("input"), timeoutMilliseconds: try object.int("timeout"))
-        case "audit": return .audit(port: try object.optionalInt("port").map { value throws(Unreadable) in try port(value) })
+        case "audit":
+            let only = try object.optionalInt("port").map { value throws(Unreadable) in try port(value) }
+            switch try object.optionalString("ephemeral") {
+            case "all"?: return .audit(port: only, ephemeral: .all)
+            case nil: return .audit(port: only, ephemeral: try object.optionalUInt64s("seen").map { .seen(Set($0)) } ?? .bound)
+            case let other?: throw Unreadable(reason: "ephemeral must be \"all\" or absent, not \"\(other)\"")
+            }
         case "sysctl":
             let path = try object.string("path")
             guard let sysctl = WritableSysctl(rawValue: path) else {
@@ -368,6 +383,18 @@ private struct WireObject {
                 return text
             }
         default: throw missing(key, "an array of strings")
+        }
+    }
+
+    func optionalUInt64s(_ key: String) throws(AgentWire.Unreadable) -> [UInt64]? {
+        switch object[key] {
+        case nil, .null?: return nil
+        case .array(let items)?:
+            return try items.map { item throws(AgentWire.Unreadable) in
+                guard case .number(let number) = item, let value = UInt64(number.text) else { throw missing(key, "an array of whole numbers") }
+                return value
+            }
+        default: throw missing(key, "an array of whole numbers")
         }
     }
 

@@ -64,7 +64,7 @@ struct AuditEphemeralTests {
         including.ephemeralUDP = .all
         let again = Audit.findings(sockets, context: including)
         #expect(all.findings.map(\.inodes) == again.map(\.inodes))
-        #expect(all.findings.contains { $0.port == inRange })
+        #expect(all.findings.contains { $0.port == inRange && $0.evidence != nil })
     }
 
     final class Outcome: @unchecked Sendable {
@@ -158,6 +158,8 @@ struct AuditEphemeralTests {
         #expect(udpPorts(watched.oneShot) == [53, 60_002])
         // --include-ephemeral counts every one, the query's too: that is what it is for.
         #expect(udpPorts(watched.included) == [53, 60_001, 60_002, watched.queryPort])
+        let mosh = try #require(watched.included.findings.first { $0.port == 60_001 })
+        #expect(mosh.evidence?.hasPrefix("hijack-lab try '0.0.0.0:60001'") == true && mosh.fix?.contains("[::]:60001") == true, "\(mosh)")
     }
 }
 
@@ -197,7 +199,7 @@ struct AuditEphemeralAgentTests {
         let plain = AuditFleetTests.run(["audit", "--all-netns", "--port", "60001", "--format", "jsonl"])
         #expect(!plain.out.split(separator: "\n").contains { $0.contains("\"\(name)\"") }, "\(plain.out)")
         let included = AuditFleetTests.run(["audit", "--all-netns", "--include-ephemeral", "--port", "60001", "--format", "jsonl"])
-        #expect(included.out.split(separator: "\n").contains { $0.contains("\"\(name)\"") && $0.contains("\"exposure\"") },
+        #expect(included.out.split(separator: "\n").contains { $0.contains("\"\(name)\"") && $0.contains("\"exposure\"") && $0.contains("\"evidence\"") },
                 "\(included.out)\(included.err)")
     }
 }

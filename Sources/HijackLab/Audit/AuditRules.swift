@@ -126,7 +126,7 @@ extension Audit {
 
             findings += exposure(group, transport: transport, port: port, context: context)
         }
-        return findings
+        return nextSteps(findings, among: ordered, context: context)
     }
 
     /// Sockets sharing one address: a reuseport group (same uid, spread by hash) or, for UDP,

@@ -39,6 +39,9 @@ package struct AuditCommand: Command {
           warning  shadowing       the same, between different processes of one uid
           warning  exposure        loopback or wildcard on one family only: the other is free to bind
           info     load-balancing  several sockets on one address and port (SO_REUSEPORT, UDP SO_REUSEADDR)
+        Under each finding, a fix: line says what to do next and an evidence: line gives a command
+        that shows it: `hijack-lab try` of the socket at risk, with its address, port, transport and
+        the options read from it (a # comment says what try cannot bind as it is); JSON and jsonl too.
         A UDP socket on a port in ip_local_port_range, where clients' sockets land for a moment (a
         resolver's queries), counts only when it is bound to an address other than 0.0.0.0 or [::],
         when --watch has seen it in two audits in a row, or with --include-ephemeral.

@@ -279,6 +279,9 @@ struct AuditFleetTests {
         var destinations: [String]
         var explanation: String
         var owners: [Owner]
+        /// Written only when the finding has them, as JSONEncoder leaves out a nil optional.
+        var fix: String?
+        var evidence: String?
     }
 
     @Test("The hand-written fleet JSON and jsonl are JSONEncoder's bytes, error and container included")
@@ -301,7 +304,7 @@ struct AuditFleetTests {
                 }
                 let line = EncodedFindingLine(timestamp: "2023-11-14T22:13:21.000Z", netns: audit.netns, kind: finding.kind, severity: finding.severity,
                                               transport: finding.transport, port: finding.port, destinations: finding.destinations,
-                                              explanation: finding.explanation, owners: owners)
+                                              explanation: finding.explanation, owners: owners, fix: finding.fix, evidence: finding.evidence)
                 expected += String(decoding: try encoder.encode(line), as: UTF8.self) + "\n"
             }
         }

@@ -339,16 +339,21 @@ enum ReferenceAuditText {
             lines.append(report.findings.isEmpty ? "No findings." : "No findings at \(minimum.rawValue) or above (\(report.findings.count) below).")
         }
         for finding in shown {
-            var text = finding.explanation
-            // Only the finding's own sockets can be named in its explanation.
-            if portText(finding.port) != String(finding.port) {
-                text = text.replacingOccurrences(of: ":\(finding.port)", with: ":\(portText(finding.port))")
-                    .replacingOccurrences(of: "port \(finding.port)", with: "port \(portText(finding.port))")
+            // Only the finding's own sockets can be named in its explanation, fix and evidence.
+            func substituted(_ original: String) -> String {
+                var text = original
+                if portText(finding.port) != String(finding.port) {
+                    text = text.replacingOccurrences(of: ":\(finding.port)", with: ":\(portText(finding.port))")
+                        .replacingOccurrences(of: "port \(finding.port)", with: "port \(portText(finding.port))")
+                }
+                for owner in finding.inodes.compactMap({ socketByInode[$0] }).flatMap(\.owners) {
+                    text = text.replacingOccurrences(of: "pid \(owner.pid)/\(owner.command)", with: name(owner))
+                }
+                return text
             }
-            for owner in finding.inodes.compactMap({ socketByInode[$0] }).flatMap(\.owners) {
-                text = text.replacingOccurrences(of: "pid \(owner.pid)/\(owner.command)", with: name(owner))
-            }
-            lines.append("[\(finding.severity.rawValue)] \(finding.kind.rawValue) \(finding.transport.rawValue)/\(portText(finding.port)): \(UntrustedText.terminal(text))")
+            lines.append("[\(finding.severity.rawValue)] \(finding.kind.rawValue) \(finding.transport.rawValue)/\(portText(finding.port)): \(UntrustedText.terminal(substituted(finding.explanation)))")
+            if let fix = finding.fix { lines.append("  fix: " + UntrustedText.terminal(substituted(fix))) }
+            if let evidence = finding.evidence { lines.append("  evidence: " + UntrustedText.terminal(substituted(evidence))) }
         }
         if !report.ownersComplete {
             lines.append("Some owners are shown as ?: their processes belong to other users. Root sees more.")

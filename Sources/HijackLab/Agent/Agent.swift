@@ -110,7 +110,8 @@ public final class Agent {
         case .exec(let argv, let input, let timeout): emit(.reply(execute(argv, input: input, timeoutMilliseconds: timeout)))
         case .open(let request, let listen): emit(.reply(open(request, listen: listen)))
         case .sysctl(let sysctl, let value): emit(.reply(write(sysctl, value)))
-        case .audit(let port, let options): emit(.reply(.audited(Audit.run(port: port, userNames: .passwdFile, options: options))))
+        case .audit(let port, let options, let ephemeral):
+            emit(.reply(.audited(Audit.applying(ephemeral, to: Audit.run(port: port, userNames: .passwdFile, options: options)))))
         }
         return .carryOn
     }

@@ -117,8 +117,8 @@ package final class AgentClient {
     }
 
     /// The audit of this agent's namespace, of `port` only when given.
-    package func audit(port: UInt16?, options: Bool = true, timeout override: Double? = nil) throws(LabError) -> AuditReport {
-        guard let report = try request(.audit(port: port, options: options), timeout: override).audit else {
+    package func audit(port: UInt16?, options: Bool = true, ephemeral: EphemeralUDP = .bound, timeout override: Double? = nil) throws(LabError) -> AuditReport {
+        guard let report = try request(.audit(port: port, options: options, ephemeral: ephemeral), timeout: override).audit else {
             throw .agentRefused(agent: id, command: "\"audit\"", reason: "it answered without an audit")
         }
         return report

@@ -19,9 +19,10 @@ public enum AgentCommand: Sendable, Equatable {
     case sync
     /// Run a tool (`argv`, with `input` on its stdin) in the agent's network namespace.
     case exec(argv: [String], input: String?, timeoutMilliseconds: Int)
-    /// Audit this agent's network namespace (only `port`, when given).
+    /// Audit this agent's network namespace (only `port`, when given), with `ephemeral` for
+    /// the UDP sockets in its ephemeral range (`audit --watch`, `--include-ephemeral`).
     /// `options`: read each socket's options from the socket itself (`audit --no-options` says no).
-    case audit(port: UInt16?, options: Bool = true)
+    case audit(port: UInt16?, options: Bool = true, ephemeral: EphemeralUDP = .bound)
     /// bind, then (with `listen`) listen and serve: one round trip per socket, for the matrix.
     case open(SocketRequest, listen: Bool)
     /// Write `value` to one of the sysctls an agent may change, in this agent's namespace.

@@ -42,8 +42,13 @@ package enum AgentWire {
                     out.string(command.operation)
                     out.key("timeout", level: 1)
                     out.number(timeout)
-                case .audit(let port, let options):
-                    out.key("op", first: true, level: 1)
+                case .audit(let port, let options, let ephemeral):
+                    // "ephemeral": "all", or the inodes under "seen"; neither for .bound.
+                    if ephemeral == .all {
+                        out.key("ephemeral", first: true, level: 1)
+                        out.string("all")
+                    }
+                    out.key("op", first: ephemeral != .all, level: 1)
                     out.string(command.operation)
                     if !options {
                         out.key("options", level: 1)
@@ -52,6 +57,10 @@ package enum AgentWire {
                     if let port {
                         out.key("port", level: 1)
                         out.number(port)
+                    }
+                    if case .seen(let inodes) = ephemeral {
+                        out.key("seen", level: 1)
+                        out.array(inodes.sorted(), level: 1) { out, inode in out.number(inode) }
                     }
                 case .sysctl(let sysctl, let value):
                     out.key("op", first: true, level: 1)
@@ -120,8 +129,14 @@ package enum AgentWire {
         case "exit": return .exit(waitMilliseconds: try object.optionalInt("wait"))
         case "exec":
             return .exec(argv: try object.strings("argv"), input: try object.optionalString("input"), timeoutMilliseconds: try object.int("timeout"))
-        case "audit": return .audit(port: try object.optionalInt("port").map { value throws(Unreadable) in try port(value) },
-                                    options: try object.optionalBool("options") ?? true)
+        case "audit":
+            let only = try object.optionalInt("port").map { value throws(Unreadable) in try port(value) }
+            let options = try object.optionalBool("options") ?? true
+            switch try object.optionalString("ephemeral") {
+            case "all"?: return .audit(port: only, options: options, ephemeral: .all)
+            case nil: return .audit(port: only, options: options, ephemeral: try object.optionalUInt64s("seen").map { .seen(Set($0)) } ?? .bound)
+            case let other?: throw Unreadable(reason: "ephemeral must be \"all\" or absent, not \"\(other)\"")
+            }
         case "sysctl":
             let path = try object.string("path")
             guard let sysctl = WritableSysctl(rawValue: path) else {
@@ -373,6 +388,18 @@ private struct WireObject {
                 return text
             }
         default: throw missing(key, "an array of strings")
+        }
+    }
+
+    func optionalUInt64s(_ key: String) throws(AgentWire.Unreadable) -> [UInt64]? {
+        switch object[key] {
+        case nil, .null?: return nil
+        case .array(let items)?:
+            return try items.map { item throws(AgentWire.Unreadable) in
+                guard case .number(let number) = item, let value = UInt64(number.text) else { throw missing(key, "an array of whole numbers") }
+                return value
+            }
+        default: throw missing(key, "an array of whole numbers")
         }
     }
 

@@ -162,8 +162,9 @@ public enum AuditFormats {
     // MARK: JSON lines
 
     /// One complete JSON object per finding, per line; nothing for a namespace without findings.
-    /// The keys, sorted: destinations, explanation, kind, netns, owners (each: inode, processes,
-    /// socket, uid, user), port, severity, timestamp, transport.
+    /// The keys, sorted: destinations, evidence, explanation, fix, kind, netns, owners (each:
+    /// inode, processes, socket, uid, user), port, severity, timestamp, transport; evidence and
+    /// fix only where the finding has them.
     package static func jsonLines(_ audits: [NamespaceAudit], minimum: AuditFinding.Severity = .info, timestamp: WallTime) -> String {
         let time = timestamp.rfc3339
         var text: [UInt8] = []
@@ -176,8 +177,16 @@ public enum AuditFormats {
                     out.object(level: 0) { out in
                         out.key("destinations", first: true, level: 1)
                         out.array(finding.destinations, level: 1) { out, destination in out.string(destination) }
+                        if let evidence = finding.evidence {
+                            out.key("evidence", level: 1)
+                            out.string(evidence)
+                        }
                         out.key("explanation", level: 1)
                         out.string(finding.explanation)
+                        if let fix = finding.fix {
+                            out.key("fix", level: 1)
+                            out.string(fix)
+                        }
                         out.key("kind", level: 1)
                         out.string(finding.kind.rawValue)
                         out.key("netns", level: 1)

@@ -15,16 +15,20 @@ extension Audit {
         /// Each interface's addresses other than the loopbacks (IPv4, and IPv6 but link-local):
         /// destinations `takeable` follows besides 127.0.0.1, ::1 and "localhost".
         public var interfaces: [[String]] = []
+        /// Which unconnected UDP sockets on a port in `ephemeral` count as a service's, not a
+        /// client's (AuditEphemeral.swift): by default those bound to an address of their own.
+        public var ephemeralUDP: EphemeralUDP = .bound
 
         public init(unprivilegedPortStart: UInt16 = 1024, ephemeral: ClosedRange<UInt16> = 32_768...60_999, ipv6: Bool = true,
                     related: @escaping (Int32, Int32) -> Bool = { _, _ in false },
-                    startTime: @escaping (Int32) -> UInt64? = { _ in nil }, interfaces: [[String]] = []) {
+                    startTime: @escaping (Int32) -> UInt64? = { _ in nil }, interfaces: [[String]] = [], ephemeralUDP: EphemeralUDP = .bound) {
             self.unprivilegedPortStart = unprivilegedPortStart
             self.ephemeral = ephemeral
             self.ipv6 = ipv6
             self.related = related
             self.startTime = startTime
             self.interfaces = interfaces
+            self.ephemeralUDP = ephemeralUDP
         }
     }
 
@@ -133,7 +137,7 @@ extension Audit {
                 findings += exposure(group, transport: transport, port: port, context: context)
             }
         }
-        return findings
+        return nextSteps(findings, among: ordered, context: context)
     }
 
     /// Sockets sharing one address: a reuseport group (same uid, spread by hash) or, for UDP,
@@ -261,8 +265,10 @@ extension Audit {
 
     /// One family's localhost or wildcard held while the other family's is free to bind.
     package static func exposure(_ group: [AuditSocket], transport: Transport, port: UInt16, context: Context) -> [AuditFinding] {
-        // A bound UDP socket on an ephemeral port is most likely a client waiting for replies.
-        if transport == .udp && context.ephemeral.contains(port) { return [] }
+        // A UDP socket on an ephemeral port is most likely a client waiting for replies: there
+        // only those the context keeps can be exposed, while any socket holds its address.
+        let candidates = transport == .udp && context.ephemeral.contains(port) ? group.filter(context.ephemeralUDP.keeps) : group
+        if candidates.isEmpty { return [] }
         let v6Held = group.contains { $0.isLocalhost6 || $0.isWildcard6 }
         let v4Held = group.contains { $0.isLocalhost4 || $0.takesIPv4 }
         let privileged = context.unprivilegedPortStart > port
@@ -270,11 +276,11 @@ extension Audit {
         let severity: AuditFinding.Severity = privileged ? .info : .warning
         var findings: [AuditFinding] = []
         // The service's own socket is the unbound one; a device-bound one answers one device only.
-        if context.ipv6, !v6Held, let v4 = group.first(where: { ($0.isLocalhost4 || $0.isWildcard4) && !$0.isIPv6 && $0.device == nil }) {
+        if context.ipv6, !v6Held, let v4 = candidates.first(where: { ($0.isLocalhost4 || $0.isWildcard4) && !$0.isIPv6 && $0.device == nil }) {
             findings.append(AuditFinding(kind: .exposure, severity: severity, transport: transport, port: port, destinations: ["::1"], inodes: [v4.inode],
                                          explanation: "\(v4.label) (\(v4.who)) has no IPv6 counterpart: ::1 on port \(port) is free, so \(who) could bind it and take the clients of \"localhost\", which try ::1 before 127.0.0.1."))
         }
-        if !v4Held, let v6 = group.first(where: { $0.isLocalhost6 || ($0.isWildcard6 && $0.v6only == true) }) {
+        if !v4Held, let v6 = candidates.first(where: { $0.isLocalhost6 || ($0.isWildcard6 && $0.v6only == true) }) {
             let free = v6.isWildcard6 ? "0.0.0.0 and 127.0.0.1" : "127.0.0.1"
             findings.append(AuditFinding(kind: .exposure, severity: severity, transport: transport, port: port, destinations: ["127.0.0.1"], inodes: [v6.inode],
                                          explanation: "\(v6.label) (\(v6.who)) has no IPv4 counterpart: \(free) on port \(port) \(v6.isWildcard6 ? "are" : "is") free, so \(who) could bind it and take every client that reaches this port over IPv4."))

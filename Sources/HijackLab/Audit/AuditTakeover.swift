@@ -231,18 +231,6 @@ extension Audit.Takeover {
         /// The destinations, made once per audit from the context's interfaces.
         var destinations: Destinations?
     }
-
-    /// `evidence`: the `try` command that shows a socket's exposure, where try can bind its
-    /// address; otherwise the audit of its port.
-    package static func evidence(for socket: AuditSocket) -> String {
-        let options = [socket.options?.reuseAddress == true ? "SO_REUSEADDR" : nil, socket.options?.reusePort == true ? "SO_REUSEPORT" : nil].compactMap { $0 }
-        let tryable = ["0.0.0.0", "127.0.0.1", "::", "::1", "::ffff:127.0.0.1"]
-        guard tryable.contains(socket.address), socket.device == nil else {
-            return "hijack-lab audit --port \(socket.port) --json -"
-        }
-        return "hijack-lab try '\(socket.endpoint)'" + (options.isEmpty ? "" : " --options " + options.joined(separator: ","))
-            + (socket.v6only == true || socket.options?.v6only == true ? " --v6only" : "") + " --transport \(socket.transport.rawValue)"
-    }
 }
 
 extension Audit {
@@ -251,8 +239,9 @@ extension Audit {
     /// can be taken.
     package static func takeable(_ all: [AuditSocket], transport: Transport, port: UInt16, context: Context,
                                  cache: inout Takeover.Cache) -> [AuditFinding]? {
-        // A bound UDP socket on an ephemeral port is most likely a client waiting for replies.
-        if transport == .udp && context.ephemeral.contains(port) { return [] }
+        // A UDP socket on an ephemeral port is most likely a client waiting for replies: the
+        // port is predicted only where the context keeps one of its sockets (as exposure does).
+        if transport == .udp && context.ephemeral.contains(port) && !all.contains(where: context.ephemeralUDP.keeps) { return [] }
         guard all.allSatisfy({ $0.options?.isKnown == true && $0.device == nil }) else { return nil }
         // Inodes grow as sockets are made: the nearest to the order they were bound in.
         let ordered = all.sorted { $0.inode < $1.inode }
@@ -311,7 +300,7 @@ extension Audit {
         }
         let received = Takeover.received(sockets, destinations: destinations)
         if prediction.takes.contains(where: { received[$0.destination]?.isEmpty ?? true }) {
-            fixes.append("bind the other family too: one socket per address (127.0.0.1 and ::1, each interface's IPv4 and IPv6), or a dual-stack [::]")
+            fixes.append(AuditNextSteps.otherFamily(losers[0], transport: transport))
         }
         let severity: AuditFinding.Severity = others ? .warning : .info
         let destinationsTaken = prediction.takes.reduce(into: [String]()) { list, take in if !list.contains(take.destination) { list.append(take.destination) } }
@@ -319,6 +308,6 @@ extension Audit {
                              explanation: "No intruder yet, but by these sockets' own options (" + losers.map { "\($0.label) \($0.options?.compact ?? "?")" }.joined(separator: ", ")
                                  + "): " + lines.joined(separator: "; ") + ".",
                              fix: fixes.isEmpty ? "one socket per address the service answers, without SO_REUSEPORT" : fixes.joined(separator: "; "),
-                             evidence: Takeover.evidence(for: losers[0]), takes: prediction.takes)]
+                             evidence: AuditNextSteps.evidence(for: losers[0]), takes: prediction.takes)]
     }
 }

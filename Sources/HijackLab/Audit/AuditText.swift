@@ -1,6 +1,7 @@
 import HijackSystem
 
-/// The audit for people: an ss-like table of receiving sockets, then one line per finding.
+/// The audit for people: an ss-like table of receiving sockets, then one line per finding,
+/// each with its fix and evidence lines under it.
 public enum AuditText {
     /// `name(for:)` may replace a pid by a name (the report uses scenario socket ids);
     /// `portText` replaces port numbers (the report writes PORT).
@@ -70,18 +71,24 @@ public enum AuditText {
             socketByInode[socket.inode] = index
         }
         for finding in shown {
-            var text = finding.explanation
-            // Only the finding's own sockets can be named in its explanation.
+            // Only the finding's own sockets can be named in its explanation, fix and evidence.
             let port = portText(finding.port)
-            if port != String(finding.port) {
-                text = replacing("port \(finding.port)", with: "port \(port)", in: replacing(":\(finding.port)", with: ":\(port)", in: text))
-            }
-            for inode in finding.inodes {
-                for owner in socketByInode[inode].map({ report.sockets[$0].owners }) ?? [] {
-                    text = replacing("pid \(owner.pid)/\(owner.command)", with: name(owner), in: text)
+            func substituted(_ original: String) -> String {
+                var text = original
+                if port != String(finding.port) {
+                    text = replacing("port \(finding.port)", with: "port \(port)", in: replacing(":\(finding.port)", with: ":\(port)", in: text))
                 }
+                for inode in finding.inodes {
+                    for owner in socketByInode[inode].map({ report.sockets[$0].owners }) ?? [] {
+                        text = replacing("pid \(owner.pid)/\(owner.command)", with: name(owner), in: text)
+                    }
+                }
+                return text
             }
-            output.line("[\(finding.severity.rawValue)] \(finding.kind.rawValue) \(finding.transport.rawValue)/\(port): \(terminal(text))")
+            output.line("[\(finding.severity.rawValue)] \(finding.kind.rawValue) \(finding.transport.rawValue)/\(port): \(terminal(substituted(finding.explanation)))")
+            // What to do next, and the command that shows it, under the finding.
+            if let fix = finding.fix { output.line("  fix: " + terminal(substituted(fix))) }
+            if let evidence = finding.evidence { output.line("  evidence: " + terminal(substituted(evidence))) }
         }
         if !report.ownersComplete {
             output.line("Some owners are shown as ?: their processes belong to other users. Root sees more.")

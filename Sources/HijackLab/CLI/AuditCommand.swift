@@ -22,6 +22,7 @@ package struct AuditCommand: Command {
         OptionSpec("--port", "N", "only this port"),
         OptionSpec("--no-options", nil, "do not read each socket's own options (pidfd_getfd); predict from families alone"),
         OptionSpec("--watch", nil, "audit again every interval and print only changes, timestamped, until Ctrl-C"),
+        OptionSpec("--include-ephemeral", nil, "count every UDP socket in ip_local_port_range as a server's, not only kept or bound ones"),
         OptionSpec("--interval", "S", "seconds between audits with --watch (default 1, 0.05 to 3600)"),
     ]
     package static let discussion = """
@@ -39,6 +40,12 @@ package struct AuditCommand: Command {
           warning  shadowing       the same, between different processes of one uid
           warning  exposure        loopback or wildcard on one family only: the other is free to bind
           info     load-balancing  several sockets on one address and port (SO_REUSEPORT, UDP SO_REUSEADDR)
+        Under each finding, a fix: line says what to do next and an evidence: line gives a command
+        that shows it: `hijack-lab try` of the socket at risk, with its address, port, transport and
+        the options read from it (a # comment says what try cannot bind as it is); JSON and jsonl too.
+        A UDP socket on a port in ip_local_port_range, where clients' sockets land for a moment (a
+        resolver's queries), counts only when it is bound to an address other than 0.0.0.0 or [::],
+        when --watch has seen it in two audits in a row, or with --include-ephemeral.
         --all-netns finds every network namespace: those processes and threads hold
         (/proc/*/task/*/ns/net, one per inode) and the named ones under /run/netns. Each is labelled
         with its inode, its names, its lowest-pid holder and the container that holder's cgroup names
@@ -87,6 +94,7 @@ package struct AuditCommand: Command {
         }
         let watch = arguments.flag("--watch")
         let allNamespaces = arguments.flag("--all-netns")
+        let includeEphemeral = arguments.flag("--include-ephemeral")
         if arguments.value("--json") != nil && (format != nil || arguments.value("--output") != nil) {
             return usageFailure(name, "--json FILE is --format json --output FILE: give one or the other", console: console)
         }
@@ -99,7 +107,8 @@ package struct AuditCommand: Command {
         // A SIGINT or SIGTERM kills the namespace agents and exits 128 + the signal, and never
         // splits the rename of an output.
         InterruptGuard.install()
-        let source = AuditSource(port: port, allNamespaces: allNamespaces, agentExecutable: context.agentExecutable, options: !arguments.flag("--no-options"))
+        var source = AuditSource(port: port, allNamespaces: allNamespaces, agentExecutable: context.agentExecutable, options: !arguments.flag("--no-options"))
+        source.includeEphemeral = includeEphemeral
         if watch { return runWatch(source: source, minimum: minimum, interval: interval, console: console) }
 
         // --json FILE keeps its old meaning: the JSON there, and the table on stdout unless it is "-".
@@ -196,7 +205,7 @@ package struct AuditCommand: Command {
     }
 
     package static func runWatch(source: AuditSource, minimum: AuditFinding.Severity, interval: Double, console: Console) -> ExitStatus {
-        let watcher = AuditWatcher(minimum: minimum, labelled: source.allNamespaces) { source.audit().audits }
+        let watcher = AuditWatcher(minimum: minimum, labelled: source.allNamespaces) { seen in source.audit(seen: seen).audits }
         let every = interval == interval.rounded() ? String(Int(interval)) : String(interval)
         console.err("hijack-lab audit: watching every \(every) s; Ctrl-C ends")
         // Runs until SIGINT or SIGTERM (whose handler exits 130 or 143), or until stdout's reader is gone.
@@ -214,13 +223,19 @@ package struct AuditSource {
     package var options = true
     /// How long an agent may take to enter a namespace, and then to audit it.
     package var timeout: Double = 30
+    /// `--include-ephemeral`: every UDP socket in the ephemeral range counts (EphemeralUDP.all).
+    package var includeEphemeral = false
 
-    package func audit() -> (audits: [NamespaceAudit], unreadable: Int) {
+    /// `seen`: by namespace inode, the wildcard UDP sockets the previous audit saw (`--watch`),
+    /// which then count on a port in the ephemeral range (EphemeralUDP.seen).
+    package func audit(seen: [UInt64: Set<UInt64>] = [:]) -> (audits: [NamespaceAudit], unreadable: Int) {
+        let ephemeral = { (inode: UInt64) -> EphemeralUDP in includeEphemeral ? .all : seen[inode].map { .seen($0) } ?? .bound }
         guard allNamespaces else {
-            return ([NamespaceAudit(netns: Namespaces.current(), report: Audit.run(port: port, options: options))], 0)
+            let netns = Namespaces.current()
+            return ([NamespaceAudit(netns: netns, report: Audit.applying(ephemeral(netns.inode), to: Audit.run(port: port, options: options)))], 0)
         }
         let (namespaces, unreadable) = Namespaces.discover()
-        return (FleetAudit.audit(namespaces, port: port, options: options, agentExecutable: agentExecutable, timeout: timeout), unreadable)
+        return (FleetAudit.audit(namespaces, port: port, options: options, agentExecutable: agentExecutable, timeout: timeout, ephemeral: ephemeral), unreadable)
     }
 }
 
@@ -236,17 +251,18 @@ package enum FleetAudit {
     /// Agents at work at once: enough to hide their start-up, few enough for a small host.
     package static let parallel = 8
 
-    package static func audit(_ namespaces: [NetworkNamespace], port: UInt16?, options: Bool = true, agentExecutable: String, timeout: Double) -> [NamespaceAudit] {
+    package static func audit(_ namespaces: [NetworkNamespace], port: UInt16?, options: Bool = true, agentExecutable: String, timeout: Double,
+                              ephemeral: (UInt64) -> EphemeralUDP = { _ in .bound }) -> [NamespaceAudit] {
         var audits: [NamespaceAudit] = []
         var others: [NetworkNamespace] = []
         for namespace in namespaces {
             if namespace.current {
-                audits.append(NamespaceAudit(netns: namespace, report: Audit.run(port: port, options: options)))
+                audits.append(NamespaceAudit(netns: namespace, report: Audit.applying(ephemeral(namespace.inode), to: Audit.run(port: port, options: options))))
             } else {
                 others.append(namespace)
             }
         }
-        audits += inAgents(others, port: port, options: options, agentExecutable: agentExecutable, timeout: timeout)
+        audits += inAgents(others, port: port, options: options, agentExecutable: agentExecutable, timeout: timeout, ephemeral: ephemeral)
         // A holder that exited between the listing and setns leaves ENOENT. If its namespace
         // lives on (another process, a name), that one is tried once; if not, the namespace
         // is gone and is no longer the host's to report.
@@ -255,11 +271,12 @@ package enum FleetAudit {
         let now = Dictionary(Namespaces.discover().namespaces.map { ($0.inode, $0) }, uniquingKeysWith: { first, _ in first })
         let retry = vanished.compactMap { now[$0.netns.inode] }.filter { !$0.current }
         let gone = Set(vanished.map(\.netns.inode))
-        audits = audits.filter { !gone.contains($0.netns.inode) } + inAgents(retry, port: port, options: options, agentExecutable: agentExecutable, timeout: timeout)
+        audits = audits.filter { !gone.contains($0.netns.inode) } + inAgents(retry, port: port, options: options, agentExecutable: agentExecutable, timeout: timeout, ephemeral: ephemeral)
         return audits.sorted { ($0.netns.current ? 0 : 1, $0.netns.inode) < ($1.netns.current ? 0 : 1, $1.netns.inode) }
     }
 
-    private static func inAgents(_ others: [NetworkNamespace], port: UInt16?, options: Bool, agentExecutable: String, timeout: Double) -> [NamespaceAudit] {
+    private static func inAgents(_ others: [NetworkNamespace], port: UInt16?, options: Bool, agentExecutable: String, timeout: Double,
+                                 ephemeral: (UInt64) -> EphemeralUDP) -> [NamespaceAudit] {
         var audits: [NamespaceAudit] = []
         var index = 0
         while index < others.count {
@@ -276,13 +293,14 @@ package enum FleetAudit {
                 }
             }
             for (namespace, agent) in started {
-                audits.append(collect(namespace, agent: agent, port: port, options: options))
+                audits.append(collect(namespace, agent: agent, port: port, options: options, ephemeral: ephemeral(namespace.inode)))
             }
         }
         return audits
     }
 
-    private static func collect(_ namespace: NetworkNamespace, agent started: Result<AgentClient, LabError>, port: UInt16?, options: Bool) -> NamespaceAudit {
+    private static func collect(_ namespace: NetworkNamespace, agent started: Result<AgentClient, LabError>, port: UInt16?, options: Bool,
+                                ephemeral: EphemeralUDP) -> NamespaceAudit {
         let agent: AgentClient
         switch started {
         case .success(let client): agent = client
@@ -291,7 +309,7 @@ package enum FleetAudit {
         defer { agent.finish() }
         do throws(LabError) {
             try agent.awaitReady()
-            let report = try agent.audit(port: port, options: options)
+            let report = try agent.audit(port: port, options: options, ephemeral: ephemeral)
             // A namespace whose last process ended between discovery and setns has gone; a
             // path that came to name another namespace must not pass for it.
             guard report.namespace == "net:[\(namespace.inode)]" else {
@@ -312,30 +330,39 @@ package final class AuditWatcher {
     private let minimum: AuditFinding.Severity
     /// Whether lines name the namespace (with --all-netns).
     private let labelled: Bool
-    private let audit: () -> [NamespaceAudit]
+    private let audit: (_ seen: [UInt64: Set<UInt64>]) -> [NamespaceAudit]
     private var findings: [String: String]?
     private var listeners: [String: (port: String, text: String)] = [:]
     private var failures: [UInt64: String] = [:]
     /// Sockets (namespace inode, socket inode) seen without an owner last step, where every
     /// process could be read: a process caught between the sock_diag dump and the /proc scan.
     private var ownerless: Set<String> = []
+    /// By namespace inode, the wildcard UDP sockets of the last step, handed to the next audit:
+    /// on a port in the ephemeral range, one seen twice in a row counts (EphemeralUDP.seen).
+    private var seen: [UInt64: Set<UInt64>] = [:]
 
-    package init(minimum: AuditFinding.Severity = .info, labelled: Bool = false, audit: @escaping () -> [NamespaceAudit]) {
+    /// `audit` is given the sockets seen by the last step (`seen`), for the ephemeral range's rule.
+    package init(minimum: AuditFinding.Severity = .info, labelled: Bool = false, audit: @escaping (_ seen: [UInt64: Set<UInt64>]) -> [NamespaceAudit]) {
         self.minimum = minimum
         self.labelled = labelled
         self.audit = audit
     }
 
+    package convenience init(minimum: AuditFinding.Severity = .info, labelled: Bool = false, audit: @escaping () -> [NamespaceAudit]) {
+        self.init(minimum: minimum, labelled: labelled) { _ in audit() }
+    }
+
     /// Audits once and returns the changes since the last step, each line timestamped and
     /// escaped for the terminal. The first step returns the findings present now.
     package func step(at now: WallTime = .now()) -> [String] {
-        let audits = audit()
+        let audits = audit(seen)
         let time = now.rfc3339
         var currentFindings: [String: String] = [:]
         var findingPorts: Set<String> = []
         var currentListeners: [String: (port: String, text: String)] = [:]
         var currentFailures: [UInt64: String] = [:]
         var currentOwnerless: Set<String> = []
+        var currentSeen: [UInt64: Set<UInt64>] = [:]
         var unknownOwners: [String] = []
         let previous = findings ?? [:]
         for audit in audits {
@@ -345,6 +372,7 @@ package final class AuditWatcher {
                 currentFailures[inode] = prefix + "not audited: " + (audit.error ?? "no reason given")
                 continue
             }
+            currentSeen[inode] = Set(report.sockets.lazy.filter { $0.transport == .udp && $0.remote == nil && $0.isWildcard }.map(\.inode))
             // An owner missing where every process was readable is most likely a race: the
             // process started, or passed the socket on, between the dump and the /proc scan.
             // It is told once as "unknown owner"; its findings wait a step, and a finding
@@ -396,6 +424,7 @@ package final class AuditWatcher {
         emit("unknown", unknownOwners)
         emit("appears", currentFindings.filter { previous[$0.key] == nil }.map(\.value))
         ownerless = currentOwnerless
+        seen = currentSeen
         findings = currentFindings
         listeners = currentListeners
         failures = currentFailures

@@ -133,6 +133,31 @@ struct TryCommand: Command {
         return address && port ? .both : address ? .reuseAddress : .reusePort
     }
 
+    /// BIND and the options as `run` reads them, before anything runs: the audit's evidence
+    /// commands are held to this (AuditNextStepsTests).
+    static func parse(_ bindText: String, _ arguments: Arguments) throws(UsageError)
+        -> (request: TryRequest, topology: Topology.Kind?, timeout: Double, workers: Int?) {
+        let (endpoint, port) = try parseBind(bindText, v6only: arguments.flag("--v6only"))
+        let options = try parseOptions(arguments.value("--options"))
+        let transports: [Transport]
+        switch try arguments.choice("--transport", [("tcp", [Transport.tcp]), ("udp", [.udp]), ("both", Transport.allCases)]) {
+        case let chosen?: transports = chosen
+        case nil: transports = Transport.allCases
+        }
+        var device = arguments.value("--device")
+        if let name = device {
+            guard ["lo", LabAddresses.hostInterface].contains(name) else {
+                throw UsageError(message: "--device: \"\(UntrustedText.terminal(name))\" is not one of the lab host's devices: lo, \(LabAddresses.hostInterface) (the interface the external peer reaches)")
+            }
+            device = name
+        }
+        let request = TryRequest(bind: endpoint, options: options, device: device, port: port, transports: transports)
+        let forced = try arguments.choice("--topology", Topology.Kind.allCases.map { ($0.rawValue, $0) })
+        let timeout = try arguments.seconds("--timeout", default: 5, range: 0.001...600)
+        let workers = try arguments.integer("--workers", range: 1...16)
+        return (request, forced, timeout, workers)
+    }
+
     static func run(_ arguments: Arguments, in context: CommandContext) -> ExitStatus {
         let console = context.console
         guard let bindText = arguments.operands.first else {
@@ -146,24 +171,7 @@ struct TryCommand: Command {
         let timeout: Double
         let workers: Int?
         do throws(UsageError) {
-            let (endpoint, port) = try parseBind(bindText, v6only: arguments.flag("--v6only"))
-            let options = try parseOptions(arguments.value("--options"))
-            let transports: [Transport]
-            switch try arguments.choice("--transport", [("tcp", [Transport.tcp]), ("udp", [.udp]), ("both", Transport.allCases)]) {
-            case let chosen?: transports = chosen
-            case nil: transports = Transport.allCases
-            }
-            var device = arguments.value("--device")
-            if let name = device {
-                guard ["lo", LabAddresses.hostInterface].contains(name) else {
-                    throw UsageError(message: "--device: \"\(UntrustedText.terminal(name))\" is not one of the lab host's devices: lo, \(LabAddresses.hostInterface) (the interface the external peer reaches)")
-                }
-                device = name
-            }
-            request = TryRequest(bind: endpoint, options: options, device: device, port: port, transports: transports)
-            forced = try arguments.choice("--topology", Topology.Kind.allCases.map { ($0.rawValue, $0) })
-            timeout = try arguments.seconds("--timeout", default: 5, range: 0.001...600)
-            workers = try arguments.integer("--workers", range: 1...16)
+            (request, forced, timeout, workers) = try parse(bindText, arguments)
         } catch {
             return usageFailure(name, error.message, console: console)
         }

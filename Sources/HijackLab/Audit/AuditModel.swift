@@ -184,8 +184,9 @@ public struct AuditReport: Codable, Sendable, Equatable {
         case proc
     }
 
-    /// 1 when any interception or shadowing is found, for monitoring; 0 otherwise.
+    /// 1 when any interception or shadowing is found, or an unexpected owner (an alarm: a
+    /// socket whose owner `--expect` does not name), for monitoring; 0 otherwise.
     public var exitStatus: Int32 {
-        findings.contains { $0.kind == .interception || $0.kind == .shadowing } ? 1 : 0
+        findings.contains { $0.kind == .interception || $0.kind == .shadowing || ($0.kind == .unexpectedOwner && $0.severity == .alarm) } ? 1 : 0
     }
 }

@@ -24,6 +24,7 @@ package struct AuditCommand: Command {
         OptionSpec("--watch", nil, "audit again every interval and print only changes, timestamped, until Ctrl-C"),
         OptionSpec("--include-ephemeral", nil, "count every UDP socket in ip_local_port_range as a server's, not only kept or bound ones"),
         OptionSpec("--interval", "S", "seconds between audits with --watch (default 1, 0.05 to 3600)"),
+        OptionSpec("--expect", "FILE|LIST", "who should own which ports: a file, or entries like tcp/8080=www-data,udp/53=dnsmasq", repeatable: true),
     ]
     package static let discussion = """
         Reads the current network namespace's TCP listeners and bound UDP sockets through
@@ -40,6 +41,17 @@ package struct AuditCommand: Command {
           warning  shadowing       the same, between different processes of one uid
           warning  exposure        loopback or wildcard on one family only: the other is free to bind
           info     load-balancing  several sockets on one address and port (SO_REUSEPORT, UDP SO_REUSEADDR)
+          alarm    unexpected-owner  a socket on a port --expect names, held by none of the owners it names
+        --expect says who should own ports. Its value is a file when a file of that name exists or the
+        value holds no "=", otherwise entries separated by commas. An entry is PORT=OWNER|OWNER...:
+        PORT is tcp/N, udp/N or N (both); OWNER is uid:N, user:NAME, command:NAME (/proc/PID/comm, at
+        most 15 bytes) or unit:NAME.service (the systemd unit /proc/PID/cgroup names; also .scope,
+        .socket, .mount, .swap); a bare number is a uid, a bare word a user name. The owners of a port,
+        in one entry or several, are alternatives. A file holds entries one or more to a line, with #
+        comments and blank lines; --expect may be given several times. Every socket on such a port (a
+        listener, a bound or connected UDP socket) owned by anyone else is an alarm. Where its process
+        cannot be seen (another user's, when not root), a uid or user still decides, and a command or
+        unit that nothing else matched is a warning that it could not be checked, never a pass.
         Under each finding, a fix: line says what to do next and an evidence: line gives a command
         that shows it: `hijack-lab try` of the socket at risk, with its address, port, transport and
         the options read from it (a # comment says what try cannot bind as it is); JSON and jsonl too.
@@ -63,8 +75,9 @@ package struct AuditCommand: Command {
         a port that has a finding; the findings present at start are printed first. A socket
         that no process held when /proc was read (one caught starting) gets one "unknown owner"
         line, and its findings wait one audit, so a race never shows as appears-then-clears.
-        The exit status is 1 when an interception or shadowing finding exists (in any namespace),
-        whatever is shown; 3 when --all-netns found none but could not read part of the host.
+        The exit status is 1 when an interception, shadowing or unexpected-owner alarm exists (in any
+        namespace), whatever is shown; 3 when there is none but --all-netns could not read part of the
+        host, or an --expect owner could not be checked.
         """
     package static let examples = [
         "hijack-lab audit",
@@ -73,6 +86,8 @@ package struct AuditCommand: Command {
         "hijack-lab audit --all-netns --format prometheus --output /var/lib/node_exporter/textfile_collector/hijack_lab.prom",
         "hijack-lab audit --all-netns --format jsonl --min-severity warning",
         "hijack-lab audit --watch --interval 2",
+        "hijack-lab audit --expect 'tcp/443=unit:nginx.service|user:www-data,tcp/22=command:sshd'",
+        "hijack-lab audit --all-netns --expect /etc/hijack-lab/expect --format jsonl --min-severity warning",
     ]
 
     package static func run(_ arguments: Arguments, in context: CommandContext) -> ExitStatus {
@@ -104,11 +119,20 @@ package struct AuditCommand: Command {
         if !watch, arguments.value("--interval") != nil {
             return usageFailure(name, "--interval is the pause of --watch; add --watch", console: console)
         }
+        var expectations: AuditExpectations?
+        if !arguments.allValues("--expect").isEmpty {
+            do throws(ExpectationError) {
+                expectations = try AuditExpectations.load(arguments.allValues("--expect"))
+            } catch {
+                return usageFailure(name, error.description, console: console)
+            }
+        }
         // A SIGINT or SIGTERM kills the namespace agents and exits 128 + the signal, and never
         // splits the rename of an output.
         InterruptGuard.install()
         var source = AuditSource(port: port, allNamespaces: allNamespaces, agentExecutable: context.agentExecutable, options: !arguments.flag("--no-options"))
         source.includeEphemeral = includeEphemeral
+        source.expectations = expectations
         if watch { return runWatch(source: source, minimum: minimum, interval: interval, console: console) }
 
         // --json FILE keeps its old meaning: the JSON there, and the table on stdout unless it is "-".
@@ -169,11 +193,12 @@ package struct AuditCommand: Command {
     }
 
     /// 1 for a finding; else 3 when `--all-netns` left part of the host unread (a namespace
-    /// not entered, or processes whose namespace could not be read), since "nothing found" is
-    /// then not the whole answer; else 0.
+    /// not entered, or processes whose namespace could not be read), or an `--expect` owner
+    /// could not be checked, since "nothing found" is then not the whole answer; else 0.
     package static func exitStatus(_ audits: [NamespaceAudit], unreadable: Int, allNamespaces: Bool) -> ExitStatus {
         let status = audits.compactMap(\.report).contains { $0.exitStatus != 0 } ? ExitStatus.differs : .success
-        guard allNamespaces, unreadable > 0 || audits.contains(where: { $0.error != nil }) else { return status }
+        let unchecked = audits.contains { $0.report?.findings.contains(where: AuditExpectations.isUnchecked) == true }
+        guard unchecked || (allNamespaces && (unreadable > 0 || audits.contains(where: { $0.error != nil }))) else { return status }
         return status.worst(.incomplete)
     }
 
@@ -225,10 +250,20 @@ package struct AuditSource {
     package var timeout: Double = 30
     /// `--include-ephemeral`: every UDP socket in the ephemeral range counts (EphemeralUDP.all).
     package var includeEphemeral = false
+    /// `--expect`: applied here, to every namespace's report, once the agents have sent theirs
+    /// (the owners' pids are this host's, whose /proc tells their units), so that every format
+    /// and --watch see the findings.
+    package var expectations: AuditExpectations?
 
     /// `seen`: by namespace inode, the wildcard UDP sockets the previous audit saw (`--watch`),
     /// which then count on a port in the ephemeral range (EphemeralUDP.seen).
     package func audit(seen: [UInt64: Set<UInt64>] = [:]) -> (audits: [NamespaceAudit], unreadable: Int) {
+        let (audits, unreadable) = collect(seen: seen)
+        guard let expectations else { return (audits, unreadable) }
+        return (expectations.apply(to: audits), unreadable)
+    }
+
+    private func collect(seen: [UInt64: Set<UInt64>]) -> (audits: [NamespaceAudit], unreadable: Int) {
         let ephemeral = { (inode: UInt64) -> EphemeralUDP in includeEphemeral ? .all : seen[inode].map { .seen($0) } ?? .bound }
         guard allNamespaces else {
             let netns = Namespaces.current()

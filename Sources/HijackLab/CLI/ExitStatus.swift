@@ -8,7 +8,7 @@ public enum ExitStatus: Equatable, Sendable {
     /// Everything that ran matched its expectation (or, for audit, no interception or shadowing).
     case success
     /// The kernel did something else than a scenario expected, a run could not finish,
-    /// or (audit) an interception or shadowing finding exists.
+    /// or (audit) an interception, shadowing or unexpected-owner alarm exists.
     case differs
     /// A usage error, an unreadable scenario file, an output that could not be written, or a
     /// lab that could not be set up at all.
@@ -57,13 +57,15 @@ public enum ExitStatus: Equatable, Sendable {
 
     package static let helpText = """
         EXIT STATUS
-          0    every scenario that ran matched its expectation (audit: no interception or shadowing)
-          1    some scenario differed from its expectation or could not finish (audit: an interception
-               or shadowing finding exists; matrix: some case could not finish)
+          0    every scenario that ran matched its expectation (audit: no interception, shadowing or
+               unexpected owner)
+          1    some scenario differed from its expectation or could not finish (audit: an interception,
+               shadowing or unexpected-owner alarm exists; matrix: some case could not finish)
           2    usage error, a scenario file that could not be read, an output that could not be written,
                or a lab that could not be set up (forced --topology, no processes left)
-          3    audit: no interception or shadowing found, but some namespaces or processes could not
-               be read (--all-netns as an ordinary user): run it as root for the whole host
+          3    audit: none of those found, but some namespaces or processes could not be read
+               (--all-netns as an ordinary user), or an --expect owner could not be checked: run it as
+               root for the whole host
           126  hijack-lab-full, which runs every command but help, audit and the agents, cannot be run
           127  hijack-lab-full is not beside hijack-lab (`swift build` builds both)
           130  interrupted by SIGINT, 143 by SIGTERM (128 + the signal); every agent was killed first.

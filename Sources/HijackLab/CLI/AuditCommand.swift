@@ -32,15 +32,25 @@ package struct AuditCommand: Command {
         sock_diag: the JSON's "source" says which), and maps each socket to its process through
         /proc/PID/fd; as another user you see their sockets but not their processes (shown as ?):
         root sees more. Where owners' start times differ, a finding names the later socket as the
-        likely intruder. IPV6_V6ONLY and
-        bound devices come from NETLINK_SOCK_DIAG; without it a lone [::] is read as dual-stack.
-        Process and user names are printed escaped (\\x1b, \\n): they are not this tool's text.
+        likely intruder. IPV6_V6ONLY and bound devices come from NETLINK_SOCK_DIAG; without it a
+        lone [::] is read as dual-stack. Process and user names are printed escaped (\\x1b, \\n):
+        they are not this tool's text.
+        Options: each socket's own SO_REUSEADDR, SO_REUSEPORT, IPV6_V6ONLY, SO_BINDTODEVICE, SO_TYPE
+        and SO_PROTOCOL, read with getsockopt from a copy of its owner's descriptor (pidfd_open +
+        pidfd_getfd, Linux 5.6; root, or the owner's uid), closed at once and never used otherwise:
+        the OPTIONS column and the JSON's "options". Where the owner cannot be inspected they read
+        "unknown (needs root or uid N)" and the port keeps the family rule (exposure); --no-options
+        skips them. From them, the audit predicts who could take each destination now (127.0.0.1,
+        ::1, "localhost", each interface's addresses) with one rule table, which matrix --audit
+        holds to the kernel case by case (MATRIX.md).
         Findings:
-          alarm    interception    a more specific socket of another uid takes a wildcard's traffic
-                                   (127.0.0.1 before 0.0.0.0, or ::1 before 127.0.0.1 for "localhost")
-          warning  shadowing       the same, between different processes of one uid
-          warning  exposure        loopback or wildcard on one family only: the other is free to bind
-          info     load-balancing  several sockets on one address and port (SO_REUSEPORT, UDP SO_REUSEADDR)
+          alarm    interception      a more specific socket of another uid takes a wildcard's traffic
+                                     (127.0.0.1 before 0.0.0.0, or ::1 before 127.0.0.1 for "localhost")
+          warning  shadowing         the same, between different processes of one uid
+          warning  takeable          by the sockets' own options, another user could take traffic now
+          info     takeable          only the sockets' own uid could (SO_REUSEPORT, the family gap)
+          warning  exposure          options unknown: loopback or wildcard on one family only
+          info     load-balancing    several sockets on one address and port (SO_REUSEPORT, UDP SO_REUSEADDR)
           alarm    unexpected-owner  a socket on a port --expect names, held by none of the owners it names
         --expect says who should own ports. Its value is a file when a file of that name exists or the
         value holds no "=", otherwise entries separated by commas. An entry is PORT=OWNER|OWNER...:

@@ -146,7 +146,7 @@ struct AuditEphemeralTests {
         #expect(first.contains("appears [info] takeable udp/53:"), "\(first)")
         #expect(!first.contains("udp/60001"), "\(first)")
         // Second: kept for two audits in a row, it is a server's.
-        #expect(watched.steps[1].count == 1 && watched.steps[1][0].contains("appears [warning] takeable udp/60001: No intruder yet, but by these sockets' own options (0.0.0.0:60001"), "\(watched.steps[1])")
+        #expect(watched.steps[1].count == 1 && watched.steps[1][0].contains("appears [warning] takeable udp/60001: A new socket could bind beside these now, by their own options (0.0.0.0:60001"), "\(watched.steps[1])")
         // The query socket was there for the third audit only: nothing appears, nothing clears.
         #expect(watched.steps[2].isEmpty, "\(watched.steps[2])")
         #expect(watched.steps[3].isEmpty, "\(watched.steps[3])")

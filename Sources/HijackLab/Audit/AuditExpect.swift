@@ -143,23 +143,10 @@ public struct AuditExpectations: Sendable, Equatable {
     static func read(_ path: String) throws(ExpectationError) -> [UInt8] {
         let place = ExpectationError.Place(source: path)
         let expected = "a readable file of PORT=OWNER entries (a value with '=' that names no file is read as entries)"
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw ExpectationError(place, field: "", expected: expected, found: SystemError.last("open").description) }
-        defer { Glibc.close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 16_384)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if count > 0 {
-                bytes += chunk[..<count]
-                if bytes.count > maximumFileBytes {
-                    throw ExpectationError(place, field: "", expected: "a file of at most 1 MiB", found: "more")
-                }
-            } else if count == 0 {
-                return bytes
-            } else if errno != EINTR {
-                throw ExpectationError(place, field: "", expected: expected, found: SystemError.last("read").description)
-            }
+        switch ProcNet.readBytes(path, limit: maximumFileBytes) {
+        case .success(let bytes): return bytes
+        case .failure(.tooLarge): throw ExpectationError(place, field: "", expected: "a file of at most 1 MiB", found: "more")
+        case .failure(.failed(let error)): throw ExpectationError(place, field: "", expected: expected, found: error.description)
         }
     }
 

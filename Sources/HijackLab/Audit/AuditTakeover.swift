@@ -305,7 +305,7 @@ extension Audit {
         let severity: AuditFinding.Severity = others ? .warning : .info
         let destinationsTaken = prediction.takes.reduce(into: [String]()) { list, take in if !list.contains(take.destination) { list.append(take.destination) } }
         return [AuditFinding(kind: .takeable, severity: severity, transport: transport, port: port, destinations: destinationsTaken, inodes: losers.map(\.inode),
-                             explanation: "No intruder yet, but by these sockets' own options (" + losers.map { "\($0.label) \($0.options?.compact ?? "?")" }.joined(separator: ", ")
+                             explanation: "A new socket could bind beside these now, by their own options (" + losers.map { "\($0.label) \($0.options?.compact ?? "?")" }.joined(separator: ", ")
                                  + "): " + lines.joined(separator: "; ") + ".",
                              fix: fixes.isEmpty ? "one socket per address the service answers, without SO_REUSEPORT" : fixes.joined(separator: "; "),
                              evidence: AuditNextSteps.evidence(for: losers[0]), takes: prediction.takes)]

@@ -182,8 +182,20 @@ public enum ProcNet {
     /// The whole text of a /proc file. /proc files report size 0 and are generated a page
     /// at a time, so they are read in a loop until end of file, never by their size.
     public static func read(_ path: String) -> String? {
+        guard case .success(let bytes) = readBytes(path) else { return nil }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Why a file's bytes could not be read: the call that failed, or more than `limit` bytes.
+    package enum ReadFailure: Error {
+        case failed(SystemError)
+        case tooLarge
+    }
+
+    /// A file's bytes, read 16 KB at a time until end of file (never by its size), at most `limit` of them.
+    package static func readBytes(_ path: String, limit: Int = .max) -> Result<[UInt8], ReadFailure> {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
+        guard fd >= 0 else { return .failure(.failed(SystemError.last("open"))) }
         defer { Glibc.close(fd) }
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 16_384)
@@ -191,10 +203,11 @@ public enum ProcNet {
             let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
             if count > 0 {
                 bytes += chunk[..<count]
+                if bytes.count > limit { return .failure(.tooLarge) }
             } else if count == 0 {
-                return String(decoding: bytes, as: UTF8.self)
+                return .success(bytes)
             } else if errno != EINTR {
-                return nil
+                return .failure(.failed(SystemError.last("read")))
             }
         }
     }

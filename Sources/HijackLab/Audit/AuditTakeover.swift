@@ -278,8 +278,9 @@ extension Audit {
             return "binding " + (bind.address.contains(":") ? "[\(bind.address)]" : bind.address) + (bind.options.isEmpty ? "" : " with " + bind.options.joined(separator: "+"))
                 + (binds.count > 1 ? " (one of \(binds.count) binds)" : "")
         }
+        let destinationsTaken = prediction.takes.reduce(into: [String]()) { list, take in if !list.contains(take.destination) { list.append(take.destination) } }
         var lines: [String] = []
-        for destination in prediction.takes.map(\.destination).reduce(into: [String](), { if !$0.contains($1) { $0.append($1) } }) {
+        for destination in destinationsTaken {
             let same = prediction.takes.first { $0.destination == destination && $0.who == .sameUID }?.binds ?? []
             let other = prediction.takes.first { $0.destination == destination && $0.who == .otherUID }?.binds ?? []
             if !other.isEmpty {
@@ -303,7 +304,6 @@ extension Audit {
             fixes.append(AuditNextSteps.otherFamily(losers[0], transport: transport))
         }
         let severity: AuditFinding.Severity = others ? .warning : .info
-        let destinationsTaken = prediction.takes.reduce(into: [String]()) { list, take in if !list.contains(take.destination) { list.append(take.destination) } }
         return [AuditFinding(kind: .takeable, severity: severity, transport: transport, port: port, destinations: destinationsTaken, inodes: losers.map(\.inode),
                              explanation: "A new socket could bind beside these now, by their own options (" + losers.map { "\($0.label) \($0.options?.compact ?? "?")" }.joined(separator: ", ")
                                  + "): " + lines.joined(separator: "; ") + ".",

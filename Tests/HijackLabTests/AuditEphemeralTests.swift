@@ -121,7 +121,21 @@ struct AuditEphemeralTests {
         including.includeEphemeral = true
         let included = including.audit().audits[0].report!
         steps.append(watcher.step())
+        var status = stat()
+        guard fstat(query.fd, &status) == 0 else { throw SystemError.last("fstat") }
         try query.close()
+        // Closed here is not yet gone: a child that another test is spawning (posix_spawn's
+        // clone, before its exec) holds a copy of every descriptor of this process for a
+        // moment, and the socket lives until that copy closes. An audit then really sees it,
+        // for a second time or without an owner, so the next step waits until the kernel
+        // lists it no more.
+        let gone = Deadline.after(seconds: 10)
+        var nothing: [pollfd] = []
+        while SockDiag.sockets(.udp, states: SockDiag.everyState)?.contains(where: { $0.inode == UInt64(status.st_ino) }) != false {
+            guard !gone.hasPassed else { throw SystemError(call: "the query socket, closed, still listed after 10 s", code: ETIMEDOUT) }
+            // Nothing to be told of: the kernel is asked again a millisecond later.
+            _ = try? Syscall.poll(&nothing, timeoutMilliseconds: 1)
+        }
         steps.append(watcher.step())
         return Watched(range: range, steps: steps, queryPort: queryPort, answer: answer, oneShot: oneShot, included: included)
     }

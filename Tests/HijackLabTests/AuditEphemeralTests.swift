@@ -131,7 +131,8 @@ struct AuditEphemeralTests {
         // lists it no more.
         let gone = Deadline.after(seconds: 10)
         var nothing: [pollfd] = []
-        while SockDiag.sockets(.udp, states: SockDiag.everyState)?.contains(where: { $0.inode == UInt64(status.st_ino) }) != false {
+        // Without udp_diag (no sock_diag for UDP) there is nothing to ask, and the step goes on.
+        while SockDiag.sockets(.udp, states: SockDiag.everyState)?.contains(where: { $0.inode == UInt64(status.st_ino) }) == true {
             guard !gone.hasPassed else { throw SystemError(call: "the query socket, closed, still listed after 10 s", code: ETIMEDOUT) }
             // Nothing to be told of: the kernel is asked again a millisecond later.
             _ = try? Syscall.poll(&nothing, timeoutMilliseconds: 1)

@@ -429,7 +429,10 @@ struct KernelsTests {
         #expect(lines.count <= 20)
         #expect(lines.allSatisfy { $0.count <= 250 })
         #expect(!FileManager.default.fileExists(atPath: folder + "/console.log"), "the console goes to no file")
-        if let peakGrowth { #expect(peakGrowth < 64 * 1024, "peak RSS grew by \(peakGrowth) KiB") }
+        // VmHWM is the whole test process's, and the tests that run beside this one raise it
+        // too (by 81 MB once, with both cores busy). A console that kept the endless line
+        // would hold all 300 MB of it; the ring holds 256 KB.
+        if let peakGrowth { #expect(peakGrowth < 192 * 1024, "peak RSS grew by \(peakGrowth) KiB") }
     }
 
     /// VmHWM after resetting it to the current RSS (clear_refs 5), in KiB.

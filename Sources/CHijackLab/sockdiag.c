@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -151,7 +152,8 @@ int hl_read_socket_options(int fd, struct hl_socket_options *options) {
     if ((failed = option(fd, SOL_SOCKET, SO_REUSEPORT, &options->reuse_port)) != 0) return failed;
     if ((failed = option(fd, SOL_SOCKET, SO_TYPE, &options->type)) != 0) return failed;
     if ((failed = option(fd, SOL_SOCKET, SO_PROTOCOL, &options->protocol)) != 0) return failed;
-    if ((failed = option(fd, SOL_SOCKET, SO_DOMAIN, &options->domain)) != 0) return failed;
+    /* The family, where sock_diag gave it, is the socket's own: one call fewer per socket. */
+    if (options->domain == 0 && (failed = option(fd, SOL_SOCKET, SO_DOMAIN, &options->domain)) != 0) return failed;
     options->v6only = -1;
     if (options->domain == AF_INET6 && (failed = option(fd, IPPROTO_IPV6, IPV6_V6ONLY, &options->v6only)) != 0) return failed;
     char device[sizeof options->device + 1];
@@ -229,7 +231,10 @@ static void resolve(struct share *share) {
         for (; index < length - 1 && link[index] >= '0' && link[index] <= '9'; index++) inode = inode * 10 + (uint64_t)(link[index] - '0');
         entry->found = index == length - 1 ? position(share->inodes, share->count, inode) : -1;
         entry->inode = inode;
-        if (entry->found >= 0 && share->options != NULL && share->options[entry->found].state != 1) read_copy(share->process, entry->fd, &entry->read);
+        if (entry->found >= 0 && share->options != NULL && share->options[entry->found].state != 1) {
+            entry->read.domain = share->options[entry->found].domain;
+            read_copy(share->process, entry->fd, &entry->read);
+        }
     }
 }
 
@@ -289,6 +294,7 @@ static long owners_in(int proc, const char *path, struct process_pidfd *process,
             one.options = NULL;
             resolve(&one);
             if (entries[i].found >= 0 && options != NULL && options[entries[i].found].state != 1) {
+                entries[i].read.domain = options[entries[i].found].domain;
                 open_pidfd(process);
                 read_copy(process, entries[i].fd, &entries[i].read);
             }
@@ -359,4 +365,8 @@ int hl_socket_owners_options(const uint64_t *inodes, size_t count, hl_owner_each
     }
     closedir(proc);
     return complete;
+}
+
+int hl_malloc_fix_mmap_threshold(void) {
+    return mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 }

@@ -32,8 +32,8 @@ struct AuditOptionsTests {
         for (transport, host, options) in plants {
             let port = try Topology.freeHostPort(for: transport)
             sockets.append(try plant(transport, host, port: port, options))
-            reports.append(Audit.run(port: port, userNames: .system, source: .sockDiag) { inodes, options in
-                var scan = SocketOwners.scan(sorted: inodes, readingOptions: options)
+            reports.append(Audit.run(port: port, userNames: .system, source: .sockDiag) { inodes, options, families in
+                var scan = SocketOwners.scan(sorted: inodes, readingOptions: options, families: families)
                 for index in scan.owners.indices where !scan.owners[index].contains(where: { $0.pid == me }) {
                     scan.owners[index] = []
                     if !scan.options.isEmpty { scan.options[index] = hl_socket_options() }

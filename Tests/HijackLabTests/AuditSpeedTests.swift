@@ -243,8 +243,8 @@ struct AuditSourceTests {
         // this one). Which sockets each source lists, and what the rules make of them, is what
         // is compared; the owner scan is the same code for both.
         let me = getpid()
-        let own = { (inodes: [UInt64], options: Bool) -> SocketOwners.Scan in
-            var scan = SocketOwners.scan(sorted: inodes, readingOptions: options)
+        let own = { (inodes: [UInt64], options: Bool, families: [UInt8]) -> SocketOwners.Scan in
+            var scan = SocketOwners.scan(sorted: inodes, readingOptions: options, families: families)
             scan.owners = scan.owners.map { $0.filter { $0.pid == me } }
             return scan
         }

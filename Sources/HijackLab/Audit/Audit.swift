@@ -18,9 +18,9 @@ public enum Audit {
         run(port: port, userNames: userNames, source: .sockDiag, options: options)
     }
 
-    /// Finds owners (and with `true`, options) of sorted inodes: `SocketOwners.scan`, or a
-    /// test's narrower one.
-    package typealias OwnerScan = ([UInt64], Bool) -> SocketOwners.Scan
+    /// Finds owners (and with `true`, options) of sorted inodes, given each one's address
+    /// family: `SocketOwners.scan`, or a test's narrower one.
+    package typealias OwnerScan = (_ inodes: [UInt64], _ options: Bool, _ families: [UInt8]) -> SocketOwners.Scan
 
     /// `source` is where to look first: sock_diag, or /proc/net as on a kernel without it
     /// (the tests read the same sockets both ways). `owners` finds each socket's processes
@@ -28,7 +28,7 @@ public enum Audit {
     /// narrows it to its own process, since a process that another thread is spawning holds
     /// a copy of every descriptor between its clone and its exec, and is then a real owner.
     package static func run(port: UInt16?, userNames: UserNames, source preferred: AuditReport.Source, options: Bool = true,
-                            owners: OwnerScan = SocketOwners.scan(sorted:readingOptions:)) -> AuditReport {
+                            owners: OwnerScan = SocketOwners.scan(sorted:readingOptions:families:)) -> AuditReport {
         var (raw, source, skipped, socketDetails) = read(preferring: preferred)
         if let port { raw.removeAll { $0.local_port != port } }
         // A connected UDP socket matters only where it shares a port that something receives on.
@@ -50,7 +50,7 @@ public enum Audit {
     /// every owner could be seen. A function of its own, so that its working arrays (a few MB
     /// at 50,000 sockets) are gone before the rules run.
     package static func auditSockets(_ raw: [hl_diag_socket], userNames: UserNames, options readingOptions: Bool = true,
-                                     owners find: OwnerScan = SocketOwners.scan(sorted:readingOptions:))
+                                     owners find: OwnerScan = SocketOwners.scan(sorted:readingOptions:families:))
         -> (sockets: [AuditSocket], complete: Bool) {
         // Ordered before any AuditSocket exists, by the texts the order compares, so that the
         // sockets are made once, in place, in one array of the right size (50,000 of them
@@ -75,8 +75,9 @@ public enum Audit {
             return lhs.inode < rhs.inode
         }
 
-        let inodes = raw.map(\.inode).sorted()
-        let scan = find(inodes, readingOptions)
+        let byInode = raw.indices.sorted { raw[$0].inode < raw[$1].inode }
+        let inodes = byInode.map { raw[$0].inode }
+        let scan = find(inodes, readingOptions, byInode.map { raw[$0].family })
         let owners = scan.owners
         let complete = scan.complete
         let me = geteuid()

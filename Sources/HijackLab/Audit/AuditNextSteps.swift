@@ -1,22 +1,16 @@
 import HijackSystem
 
 extension Audit {
-    /// The findings with what to do next and a command that shows it (AuditNextSteps), where
-    /// no rule has said already: the last step of `findings`.
-    package static func nextSteps(_ findings: [AuditFinding], among sockets: [AuditSocket], context: Context) -> [AuditFinding] {
-        guard !findings.isEmpty else { return findings }
-        var wanted: Set<UInt64> = []
-        for finding in findings { wanted.formUnion(finding.inodes) }
-        // Only the sockets a finding names: at 50,000 sockets, a map of all is 2 MB.
-        var byInode: [UInt64: AuditSocket] = [:]
-        for socket in sockets where wanted.contains(socket.inode) && byInode[socket.inode] == nil { byInode[socket.inode] = socket }
-        return findings.map { finding in
-            let members = finding.inodes.compactMap { byInode[$0] }
-            guard members.count == finding.inodes.count, let steps = AuditNextSteps.steps(for: finding, members: members, ipv6: context.ipv6) else { return finding }
-            var finding = finding
-            if finding.fix == nil { finding.fix = steps.fix }
-            if finding.evidence == nil { finding.evidence = steps.evidence }
-            return finding
+    /// What to do next and a command that shows it (AuditNextSteps), for one port's findings,
+    /// those from `first` on, where their rule has not said already: the last step of
+    /// `findings`, in place. `sockets` are the port's own, the only ones its findings name.
+    package static func addNextSteps(to findings: inout [AuditFinding], from first: Int, among sockets: [AuditSocket], context: Context) {
+        for index in first..<findings.count where findings[index].fix == nil || findings[index].evidence == nil {
+            let members = findings[index].inodes.compactMap { inode in sockets.first { $0.inode == inode } }
+            guard members.count == findings[index].inodes.count,
+                  let steps = AuditNextSteps.steps(for: findings[index], members: members, ipv6: context.ipv6) else { continue }
+            if findings[index].fix == nil { findings[index].fix = steps.fix }
+            if findings[index].evidence == nil { findings[index].evidence = steps.evidence }
         }
     }
 }

@@ -46,7 +46,7 @@ extension Audit {
         var predictions = Takeover.Cache()
         // The audit hands its sockets over in inOrder's order already: then each port is one run
         // of the array, and no copy of every socket (a few MB at 50,000) is made to group them.
-        let ordered = zip(sockets, sockets.dropFirst()).allSatisfy({ !AuditSocket.inOrder($1, $0) }) ? sockets : sockets.sorted(by: AuditSocket.inOrder)
+        let ordered = sockets.indices.dropFirst().allSatisfy({ !AuditSocket.precedes(sockets[$0], sockets[$0 - 1]) }) ? sockets : sockets.sorted(by: AuditSocket.precedes)
         var runs: [(key: String, range: Range<Int>)] = []
         var runStart = 0
         while runStart < ordered.count {
@@ -60,20 +60,27 @@ extension Audit {
         for run in runs {
             let portStart = findings.count
             let all = Array(ordered[run.range])
-            let group = all.filter { $0.remote == nil }
+            // The receiving sockets: all of them but where a connected UDP socket shares the port.
+            let group = all.contains { $0.remote != nil } ? all.filter { $0.remote == nil } : all
             let transport = all[0].transport
             let port = all[0].port
             let unit = transport == .tcp ? "connection" : "datagram"
 
+            // Most ports hold no wildcard, no device-bound socket and no v4-mapped one: their
+            // rules below are skipped at once.
+            let anyWildcard = group.contains { $0.isWildcard && $0.device == nil }
+            let anyDevice = group.contains { $0.device != nil }
+            let anyMapped = group.contains { $0.isIPv6 && $0.ipv4 != nil }
+
             // A specific address in front of a wildcard that would otherwise get its traffic.
-            for specific in group where !specific.isWildcard && !specific.isGroupAddress {
+            for specific in group where anyWildcard && !specific.isWildcard && !specific.isGroupAddress {
                 guard let wildcard = shadowedWildcard(by: specific, in: group) else { continue }
                 findings += overlap(specific, over: wildcard, port: port, context: context,
                                     takes: "every \(unit) to \(specific.endpoint) that \(wildcard.label) would otherwise receive")
             }
 
             // A device-bound socket in front of an unbound one on the same address.
-            for bound in group where bound.device != nil {
+            for bound in group where anyDevice && bound.device != nil {
                 for unbound in group where unbound.device == nil && unbound.address == bound.address {
                     findings += overlap(bound, over: unbound, port: port, context: context,
                                         takes: "every \(unit) to \(unbound.endpoint) that arrives on \(bound.device!) (SO_BINDTODEVICE scores higher)")
@@ -94,7 +101,7 @@ extension Audit {
 
             // An IPv4 socket and a v4-mapped one on the same address: the kernel prefers the
             // IPv4 socket for that address's traffic.
-            for plain in group where !plain.isIPv6 && plain.device == nil && !plain.isGroupAddress {
+            for plain in group where anyMapped && !plain.isIPv6 && plain.device == nil && !plain.isGroupAddress {
                 for mapped in group where mapped.mappedIPv4 == plain.address && mapped.device == nil {
                     findings += overlap(plain, over: mapped, port: port, context: context,
                                         takes: "every \(unit) to \(plain.endpoint) that \(mapped.label) would otherwise receive (the kernel prefers an IPv4 socket to a v4-mapped IPv6 one)")
@@ -113,9 +120,13 @@ extension Audit {
                 }
             }
 
-            // Several unbound sockets on one exact address.
-            for (address, members) in Dictionary(grouping: group.filter { $0.device == nil }, by: \.address) where members.count > 1 {
-                findings.append(sharing(members, address: address, transport: transport, port: port, context: context))
+            // Several unbound sockets on one exact address (grouped only where an address repeats:
+            // most ports have one socket per address).
+            let unbound = group.filter { $0.device == nil }
+            if unbound.indices.contains(where: { index in unbound[..<index].contains { $0.address == unbound[index].address } }) {
+                for (address, members) in Dictionary(grouping: unbound, by: \.address) where members.count > 1 {
+                    findings.append(sharing(members, address: address, transport: transport, port: port, context: context))
+                }
             }
 
             // A connected UDP socket takes its peer's datagrams from whoever else receives on the port.
@@ -136,8 +147,9 @@ extension Audit {
             } else {
                 findings += exposure(group, transport: transport, port: port, context: context)
             }
+            addNextSteps(to: &findings, from: portStart, among: all, context: context)
         }
-        return nextSteps(findings, among: ordered, context: context)
+        return findings
     }
 
     /// Sockets sharing one address: a reuseport group (same uid, spread by hash) or, for UDP,
@@ -170,16 +182,15 @@ extension Audit {
 
     /// The socket that receives ::1: ::1 itself, else a [::] (dual-stack or V6ONLY).
     package static func receiver(ofIPv6Loopback group: [AuditSocket]) -> AuditSocket? {
-        let unbound = group.filter { $0.device == nil }
-        return unbound.first(where: \.isLocalhost6) ?? unbound.first(where: \.isWildcard6)
+        group.first { $0.device == nil && $0.isLocalhost6 } ?? group.first { $0.device == nil && $0.isWildcard6 }
     }
 
     /// The socket that receives 127.0.0.1, in the kernel's order: the exact address over a
     /// wildcard, and an IPv4 socket over an IPv6 one (v4-mapped, or a dual-stack [::]).
     package static func receiver(ofIPv4Loopback group: [AuditSocket]) -> AuditSocket? {
-        let unbound = group.filter { $0.device == nil }
-        return unbound.first { $0.isLocalhost4 && !$0.isIPv6 } ?? unbound.first { $0.isLocalhost4 }
-            ?? unbound.first { $0.isWildcard4 && !$0.isIPv6 } ?? unbound.first { $0.isWildcard4 || ($0.isWildcard6 && $0.takesIPv4) }
+        let unbound = { (socket: AuditSocket) in socket.device == nil }
+        return group.first { unbound($0) && $0.isLocalhost4 && !$0.isIPv6 } ?? group.first { unbound($0) && $0.isLocalhost4 }
+            ?? group.first { unbound($0) && $0.isWildcard4 && !$0.isIPv6 } ?? group.first { unbound($0) && ($0.isWildcard4 || ($0.isWildcard6 && $0.takesIPv4)) }
     }
 
     /// Of two sockets, the one whose process started later, where the start times tell: on
@@ -226,12 +237,12 @@ extension Audit {
 
     /// The wildcard socket whose traffic `specific` takes, if any.
     package static func shadowedWildcard(by specific: AuditSocket, in group: [AuditSocket]) -> AuditSocket? {
-        let wildcards = group.filter { $0.isWildcard && $0.device == nil }
+        let wildcard = { (socket: AuditSocket) in socket.device == nil && socket.isWildcard }
         if specific.ipv4 != nil {
             // An IPv4 wildcard first; a [::] only where it also takes IPv4 (dual-stack).
-            return wildcards.first(where: \.isWildcard4) ?? wildcards.first(where: \.takesIPv4)
+            return group.first { wildcard($0) && $0.isWildcard4 } ?? group.first { wildcard($0) && $0.takesIPv4 }
         }
-        return wildcards.first(where: \.isWildcard6)
+        return group.first { wildcard($0) && $0.isWildcard6 }
     }
 
     /// interception when the taker has another uid; shadowing when the same uid but unrelated processes.

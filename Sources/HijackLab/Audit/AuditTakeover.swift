@@ -227,7 +227,25 @@ extension Audit.Takeover {
             var privileged: Bool
             var sockets: [Member]
         }
-        var known: [Shape: (takes: [AuditTake], losers: Set<Int>)] = [:]
+        /// What a shape's ports share: the prediction, and what its finding's text needs of it.
+        struct Prediction {
+            var takes: [AuditTake]
+            /// The sockets (positions by inode) that would lose traffic.
+            var losers: [Int]
+            /// The destinations taken, in the order of `takes`.
+            var destinations: [String]
+            /// The fixes that follow from the options alone; the other family's bind, which
+            /// names the port, is added per port where `needsOtherFamily`.
+            var fixes: [String]
+            var needsOtherFamily: Bool
+        }
+        var known: [Shape: Prediction] = [:]
+        /// The clauses of the explanation, by shape and the owner they name.
+        var clauses: [ShapeOwner: String] = [:]
+        struct ShapeOwner: Hashable {
+            var shape: Shape
+            var owner: String
+        }
         /// The destinations, made once per audit from the context's interfaces.
         var destinations: Destinations?
     }
@@ -244,7 +262,7 @@ extension Audit {
         if transport == .udp && context.ephemeral.contains(port) && !all.contains(where: context.ephemeralUDP.keeps) { return [] }
         guard all.allSatisfy({ $0.options?.isKnown == true && $0.device == nil }) else { return nil }
         // Inodes grow as sockets are made: the nearest to the order they were bound in.
-        let ordered = all.sorted { $0.inode < $1.inode }
+        let ordered = all.indices.dropFirst().allSatisfy({ all[$0 - 1].inode < all[$0].inode }) ? all : all.sorted { $0.inode < $1.inode }
         let sockets = ordered.enumerated().map { index, socket in
             Takeover.Bound(address: socket.address, v6only: socket.options?.v6only ?? socket.v6only ?? false,
                            reuseAddress: socket.options?.reuseAddress ?? false, reusePort: socket.options?.reusePort ?? false,
@@ -252,7 +270,7 @@ extension Audit {
         }
         let privileged = port < context.unprivilegedPortStart
         // uids by rank, so that two ports alike but for their uids share one prediction.
-        let uids = sockets.count == 1 ? [sockets[0].uid] : Array(Set(sockets.map(\.uid))).sorted()
+        let uids = sockets.allSatisfy({ $0.uid == sockets[0].uid }) ? [sockets[0].uid] : Array(Set(sockets.map(\.uid))).sorted()
         let shape = Takeover.Cache.Shape(transport: transport, privileged: privileged, sockets: sockets.map { socket in
             let flags = (socket.v6only ? 1 : 0) | (socket.reuseAddress ? 2 : 0) | (socket.reusePort ? 4 : 0) | (socket.receives ? 8 : 0)
             return .init(address: socket.address, flags: UInt8(flags), rank: UInt8(truncatingIfNeeded: uids.firstIndex(of: socket.uid)!))
@@ -260,54 +278,75 @@ extension Audit {
         let destinations = cache.destinations ?? Takeover.Destinations(interfaces: context.interfaces, ipv6: context.ipv6)
         cache.destinations = destinations
         let prediction = cache.known[shape] ?? {
-            let made = Takeover.takes(sockets, transport: transport, port: port, destinations: destinations,
-                                      unprivilegedPortStart: context.unprivilegedPortStart)
+            let made = predict(sockets, transport: transport, port: port, destinations: destinations, unprivilegedPortStart: context.unprivilegedPortStart)
             cache.known[shape] = made
             return made
         }()
         guard !prediction.takes.isEmpty else { return [] }
-        let losers = prediction.losers.sorted().map { ordered[$0] }
+        let losers = prediction.losers.map { ordered[$0] }
         let others = prediction.takes.contains { $0.who == .otherUID }
+        // The explanation's clauses name the losers' owner: the same text for every port of one
+        // shape and owner.
+        let owner = "uid \(losers[0].uid) (\(losers[0].user))"
+        let key = Takeover.Cache.ShapeOwner(shape: shape, owner: owner)
+        let clauses = cache.clauses[key] ?? {
+            let made = takeClauses(prediction, owner: owner, privileged: privileged && losers[0].uid != 0)
+            cache.clauses[key] = made
+            return made
+        }()
+        var fixes = prediction.fixes
+        if prediction.needsOtherFamily { fixes.append(AuditNextSteps.otherFamily(losers[0], transport: transport)) }
+        let severity: AuditFinding.Severity = others ? .warning : .info
+        return [AuditFinding(kind: .takeable, severity: severity, transport: transport, port: port, destinations: prediction.destinations, inodes: losers.map(\.inode),
+                             explanation: "A new socket could bind beside these now, by their own options (" + losers.map { "\($0.label) \($0.options?.compact ?? "?")" }.joined(separator: ", ")
+                                 + "): " + clauses + ".",
+                             fix: fixes.isEmpty ? "one socket per address the service answers, without SO_REUSEPORT" : fixes.joined(separator: "; "),
+                             evidence: AuditNextSteps.evidence(for: losers[0]), takes: prediction.takes)]
+    }
+
+    /// A shape's prediction, from the sockets of its first port: the rules' takes, and what
+    /// the finding's fix needs to know of them.
+    static func predict(_ sockets: [Takeover.Bound], transport: Transport, port: UInt16, destinations: Takeover.Destinations,
+                        unprivilegedPortStart: UInt16) -> Takeover.Cache.Prediction {
+        let (takes, losers) = Takeover.takes(sockets, transport: transport, port: port, destinations: destinations, unprivilegedPortStart: unprivilegedPortStart)
+        let taken = takes.reduce(into: [String]()) { list, take in if !list.contains(take.destination) { list.append(take.destination) } }
+        let losing = losers.sorted()
+        // What each take needs, for the one-line fix.
+        var fixes: [String] = []
+        if takes.contains(where: { $0.binds.allSatisfy { $0.options.contains("SO_REUSEPORT") } }), losing.contains(where: { sockets[$0].reusePort }) {
+            fixes.append("clear SO_REUSEPORT unless the port is meant to be shared with every process of its uid")
+        }
+        if transport == .udp, losing.contains(where: { sockets[$0].reuseAddress }),
+           takes.contains(where: { $0.who == .otherUID && $0.binds.allSatisfy { $0.options.contains("SO_REUSEADDR") } }) {
+            fixes.append("clear SO_REUSEADDR, which lets any user's UDP socket share the address")
+        }
+        let received = Takeover.received(sockets, destinations: destinations)
+        return Takeover.Cache.Prediction(takes: takes, losers: losing, destinations: taken, fixes: fixes,
+                                         needsOtherFamily: takes.contains { received[$0.destination]?.isEmpty ?? true })
+    }
+
+    /// One clause per destination taken: who, and the plainest bind that does it (its own
+    /// address, fewest options), with how many binds the rules found in all. `privileged`:
+    /// the port is below ip_unprivileged_port_start and its owner is not root.
+    static func takeClauses(_ prediction: Takeover.Cache.Prediction, owner: String, privileged: Bool) -> String {
         let named = { (destination: String) in destination == "localhost" ? "\"localhost\"" : destination }
-        // One clause per destination: who, and the plainest bind that does it (its own address,
-        // fewest options), with how many binds the rules found in all.
-        let owner = losers.map { "uid \($0.uid) (\($0.user))" }.first!
         let example = { (binds: [AuditBind], destination: String) -> String in
             let own = destination == "localhost" ? ["::1", "127.0.0.1"] : [destination]
             let bind = binds.min { (own.contains($0.address) ? 0 : 1, $0.options.count) < (own.contains($1.address) ? 0 : 1, $1.options.count) }!
             return "binding " + (bind.address.contains(":") ? "[\(bind.address)]" : bind.address) + (bind.options.isEmpty ? "" : " with " + bind.options.joined(separator: "+"))
                 + (binds.count > 1 ? " (one of \(binds.count) binds)" : "")
         }
-        let destinationsTaken = prediction.takes.reduce(into: [String]()) { list, take in if !list.contains(take.destination) { list.append(take.destination) } }
         var lines: [String] = []
-        for destination in destinationsTaken {
+        for destination in prediction.destinations {
             let same = prediction.takes.first { $0.destination == destination && $0.who == .sameUID }?.binds ?? []
             let other = prediction.takes.first { $0.destination == destination && $0.who == .otherUID }?.binds ?? []
             if !other.isEmpty {
                 lines.append("any user could take \(named(destination)) by " + example(other, destination)
                     + (same.count > other.count ? ", and \(owner) with \(same.count - other.count) binds more" : ""))
             } else {
-                lines.append("\(owner)" + (privileged && losers[0].uid != 0 ? " with CAP_NET_BIND_SERVICE" : "") + " could take \(named(destination)) by " + example(same, destination))
+                lines.append(owner + (privileged ? " with CAP_NET_BIND_SERVICE" : "") + " could take \(named(destination)) by " + example(same, destination))
             }
         }
-        // What each take needs, for the one-line fix.
-        var fixes: [String] = []
-        if prediction.takes.contains(where: { $0.binds.allSatisfy { $0.options.contains("SO_REUSEPORT") } }), losers.contains(where: { $0.options?.reusePort == true }) {
-            fixes.append("clear SO_REUSEPORT unless the port is meant to be shared with every process of its uid")
-        }
-        if transport == .udp, losers.contains(where: { $0.options?.reuseAddress == true }),
-           prediction.takes.contains(where: { $0.who == .otherUID && $0.binds.allSatisfy { $0.options.contains("SO_REUSEADDR") } }) {
-            fixes.append("clear SO_REUSEADDR, which lets any user's UDP socket share the address")
-        }
-        let received = Takeover.received(sockets, destinations: destinations)
-        if prediction.takes.contains(where: { received[$0.destination]?.isEmpty ?? true }) {
-            fixes.append(AuditNextSteps.otherFamily(losers[0], transport: transport))
-        }
-        let severity: AuditFinding.Severity = others ? .warning : .info
-        return [AuditFinding(kind: .takeable, severity: severity, transport: transport, port: port, destinations: destinationsTaken, inodes: losers.map(\.inode),
-                             explanation: "A new socket could bind beside these now, by their own options (" + losers.map { "\($0.label) \($0.options?.compact ?? "?")" }.joined(separator: ", ")
-                                 + "): " + lines.joined(separator: "; ") + ".",
-                             fix: fixes.isEmpty ? "one socket per address the service answers, without SO_REUSEPORT" : fixes.joined(separator: "; "),
-                             evidence: AuditNextSteps.evidence(for: losers[0]), takes: prediction.takes)]
+        return lines.joined(separator: "; ")
     }
 }

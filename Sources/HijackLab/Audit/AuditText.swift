@@ -24,10 +24,9 @@ public enum AuditText {
     public static func write(_ report: AuditReport, minimum: AuditFinding.Severity = .info,
                              name: (SocketOwner) -> String = { "\($0.pid)/\($0.command)" },
                              portText: (UInt16) -> String = { String($0) }, to emit: (String) -> Void) {
-        let shown = report.findings.filter { $0.severity >= minimum }
-        // Index once: a host can hold tens of thousands of sockets and findings.
-        var byInode: [UInt64: [AuditFinding]] = [:]
-        for finding in shown { for inode in finding.inodes { byInode[inode, default: []].append(finding) } }
+        // Every finding is at least info: then the report's own array, not a copy.
+        let shown = minimum == .info ? report.findings : report.findings.filter { $0.severity >= minimum }
+        let byInode = FindingIndex(shown)
         withoutActuallyEscaping(emit) { emit in
             var output = Lines(emit: emit)
             write(report, shown: shown, byInode: byInode, minimum: minimum, name: name, portText: portText, to: &output)
@@ -35,7 +34,7 @@ public enum AuditText {
         }
     }
 
-    private static func write(_ report: AuditReport, shown: [AuditFinding], byInode: [UInt64: [AuditFinding]], minimum: AuditFinding.Severity,
+    private static func write(_ report: AuditReport, shown: [AuditFinding], byInode: FindingIndex, minimum: AuditFinding.Severity,
                               name: (SocketOwner) -> String, portText: (UInt16) -> String, to output: inout Lines) {
 
         // Two passes over the rows, the first for the columns' widths, the second to write:
@@ -45,19 +44,29 @@ public enum AuditText {
         let header = ["PROTO", "LOCAL ADDRESS", "PORT"] + (optionsShown ? ["OPTIONS"] : []) + ["UID/USER", "PID/COMMAND", "FINDING"]
         let ownerNames = report.sockets.map { $0.owners.map(name).joined(separator: ",") }
         let rows = order(report.sockets, ownerNames: ownerNames)
-        func cells(_ index: Int) -> [String] {
+        // The cells but the last (FINDING), which is never padded: the first pass measures only these.
+        func leading(_ index: Int) -> [String] {
             let socket = report.sockets[index]
-            let involved = byInode[socket.inode] ?? []
             var address = socket.address
             if let device = socket.device { address += "%" + device }
             if socket.v6only == true { address += " v6only" }
             if let remote = socket.remote { address += " -> " + remote }
-            return [socket.transport.rawValue, address, portText(socket.port)] + (optionsShown ? [socket.options?.compact ?? "-"] : []) + ["\(socket.uid)/\(socket.user)",
-                    socket.owners.isEmpty ? "?" : ownerNames[index],
-                    involved.isEmpty ? "-" : involved.map { role(of: socket, in: $0) }.joined(separator: ", ")]
+            var cells = [socket.transport.rawValue, address, portText(socket.port)]
+            cells.reserveCapacity(header.count)
+            if optionsShown { cells.append(socket.options?.compact ?? "-") }
+            cells.append("\(socket.uid)/\(socket.user)")
+            cells.append(socket.owners.isEmpty ? "?" : ownerNames[index])
+            return cells
+        }
+        func cells(_ index: Int) -> [String] {
+            let socket = report.sockets[index]
+            let involved = byInode.positions(of: socket.inode)
+            var row = leading(index)
+            row.append(involved.isEmpty ? "-" : involved.map { role(of: socket, in: shown[$0]) }.joined(separator: ", "))
+            return row
         }
         var table = Table(header: header)
-        for index in rows { table.measure(cells(index)) }
+        for index in rows { table.measure(leading(index)) }
         table.write(header, to: &output)
         for index in rows { table.write(cells(index), to: &output) }
 
@@ -67,7 +76,7 @@ public enum AuditText {
         }
         // Only the sockets a shown finding names: at 50,000 sockets, a map of all is 2 MB.
         var socketByInode: [UInt64: Int] = [:]
-        for (index, socket) in report.sockets.enumerated() where byInode[socket.inode] != nil && socketByInode[socket.inode] == nil {
+        for (index, socket) in report.sockets.enumerated() where byInode.contains(socket.inode) && socketByInode[socket.inode] == nil {
             socketByInode[socket.inode] = index
         }
         for finding in shown {
@@ -99,6 +108,39 @@ public enum AuditText {
             output.line("This kernel gave no sock_diag answer: IPV6_V6ONLY and bound devices are unknown, and a lone [::] is read as dual-stack.")
         }
         if report.skippedRows > 0 { output.line("\(report.skippedRows) rows of /proc/net could not be read and were skipped.") }
+    }
+
+    /// Which findings name each inode: (inode, position) pairs sorted by inode, one array for
+    /// all of them (a dictionary of arrays was one allocation per socket named).
+    package struct FindingIndex {
+        private var pairs: [(inode: UInt64, position: Int32)] = []
+
+        package init(_ findings: [AuditFinding]) {
+            pairs.reserveCapacity(findings.reduce(0) { $0 + $1.inodes.count })
+            for (position, finding) in findings.enumerated() {
+                for inode in finding.inodes { pairs.append((inode, Int32(position))) }
+            }
+            // By inode, then position: each inode's findings in the report's order.
+            pairs.sort { ($0.inode, $0.position) < ($1.inode, $1.position) }
+        }
+
+        /// The positions of the findings that name `inode`, in the report's order.
+        package func positions(of inode: UInt64) -> [Int] {
+            var low = 0
+            var high = pairs.count
+            while low < high {
+                let middle = (low + high) / 2
+                if pairs[middle].inode < inode { low = middle + 1 } else { high = middle }
+            }
+            var found: [Int] = []
+            while low < pairs.count && pairs[low].inode == inode {
+                found.append(Int(pairs[low].position))
+                low += 1
+            }
+            return found
+        }
+
+        package func contains(_ inode: UInt64) -> Bool { !positions(of: inode).isEmpty }
     }
 
     /// The table's order: the audit's, with ties (one address, device and uid) broken by the
@@ -143,16 +185,39 @@ public enum AuditText {
     /// there each character is one byte and one grapheme, and the standard library's search
     /// by whole characters (canonical equivalence) finds exactly what a byte search finds.
     package static func replacing(_ target: String, with replacement: String, in text: String) -> String {
-        let isPrintable = { (text: String) in text.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7f } }
-        guard isPrintable(target) && isPrintable(text), !target.isEmpty else { return text.replacing(target, with: replacement) }
+        var target = target
+        var text = text
+        // Both printable ASCII and no match, the common case: the text itself, found by one
+        // pass over its bytes and no copy of them.
+        let plain = target.withUTF8 { needle in
+            text.withUTF8 { bytes -> Bool? in
+                guard !needle.isEmpty, needle.allSatisfy({ $0 >= 0x20 && $0 < 0x7f }) else { return nil }
+                var printable = true
+                var found = false
+                var index = 0
+                while index < bytes.count {
+                    let byte = bytes[index]
+                    if byte < 0x20 || byte >= 0x7f { printable = false; break }
+                    if !found, byte == needle[0], index + needle.count <= bytes.count,
+                       UnsafeBufferPointer(rebasing: bytes[index..<index + needle.count]).elementsEqual(needle) { found = true }
+                    index += 1
+                }
+                return printable ? found : nil
+            }
+        }
+        switch plain {
+        case false?: return text
+        case nil: return text.replacing(target, with: replacement)
+        case true?: break
+        }
         let bytes = Array(text.utf8)
         let needle = Array(target.utf8)
         var result: [UInt8] = []
+        result.reserveCapacity(bytes.count + replacement.utf8.count)
         var start = 0
         var index = 0
         while index + needle.count <= bytes.count {
             if bytes[index] == needle[0] && bytes[index..<index + needle.count].elementsEqual(needle) {
-                if result.isEmpty { result.reserveCapacity(bytes.count + replacement.utf8.count) }
                 result += bytes[start..<index]
                 result += replacement.utf8
                 index += needle.count
@@ -161,7 +226,6 @@ public enum AuditText {
                 index += 1
             }
         }
-        guard start > 0 else { return text }
         result += bytes[start...]
         return String(decoding: result, as: UTF8.self)
     }
@@ -191,8 +255,9 @@ public enum AuditText {
                 let last = column == row.count - 1
                 if column > 0 { line += [0x20, 0x20] }
                 if AuditText.isPlain(cell) {
-                    line += cell.utf8
-                    if !last { line += repeatElement(0x20, count: widths[column] - cell.utf8.count) }
+                    var cell = cell
+                    cell.withUTF8 { line.append(contentsOf: $0) }
+                    if !last { line.append(contentsOf: repeatElement(0x20, count: widths[column] - cell.utf8.count)) }
                 } else {
                     // Padded in UTF-16 units, as Foundation's padding counted, to a width measured the same way.
                     let escaped = UntrustedText.terminal(cell)

@@ -290,7 +290,10 @@ public enum SocketOwners {
     /// `find(sorted:)`, and with `readingOptions` each socket's options from the socket
     /// itself, in the same pass: one pidfd per process that holds an inode asked for, one
     /// pidfd_getfd per such descriptor, a few getsockopt calls, and the copy closed at once.
-    package static func scan(sorted inodes: [UInt64], readingOptions: Bool) -> Scan {
+    /// `families`: each inode's address family (AF_INET, AF_INET6) at its position, as
+    /// sock_diag or /proc/net told it, which spares one getsockopt (SO_DOMAIN) per socket;
+    /// empty, or 0 at a position, asks the socket.
+    package static func scan(sorted inodes: [UInt64], readingOptions: Bool, families: [UInt8] = []) -> Scan {
         guard !inodes.isEmpty else { return Scan(owners: [], complete: true) }
         struct Found {
             package let inodes: [UInt64]
@@ -299,6 +302,9 @@ public enum SocketOwners {
         }
         var found = Found(inodes: inodes, owners: Array(repeating: [], count: inodes.count))
         var options = readingOptions ? [hl_socket_options](repeating: hl_socket_options(), count: inodes.count) : []
+        if readingOptions && families.count == inodes.count {
+            for index in options.indices { options[index].domain = Int32(families[index]) }
+        }
         let status = withUnsafeMutablePointer(to: &found) { pointer in
             inodes.withUnsafeBufferPointer { sorted in
                 options.withUnsafeMutableBufferPointer { options in

@@ -140,6 +140,8 @@ package struct AuditCommand: Command {
         // A SIGINT or SIGTERM kills the namespace agents and exits 128 + the signal, and never
         // splits the rename of an output.
         InterruptGuard.install()
+        // The audit's arrays (tens of MB at 50,000 sockets) give their pages back as each phase ends.
+        _ = hl_malloc_fix_mmap_threshold()
         var source = AuditSource(port: port, allNamespaces: allNamespaces, agentExecutable: context.agentExecutable, options: !arguments.flag("--no-options"))
         source.includeEphemeral = includeEphemeral
         source.expectations = expectations

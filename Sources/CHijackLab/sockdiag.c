@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -197,28 +198,44 @@ static void read_copy(const struct process_pidfd *process, int descriptor, struc
 }
 
 /* One descriptor of a process: its number, the position of its inode among those asked for
-   (-1 if none), and the options read from it. */
+   (-1 if none), and the options read from it. `skipped`: not read because another descriptor
+   of the same socket was being read or had been (its claim). */
 struct entry {
     int fd;
+    int skipped;
     long found;
     uint64_t inode;
     struct hl_socket_options read;
 };
 
-struct share {
-    int folder;
-    const struct process_pidfd *process;
+/* What the scan shares between its threads. `claims` holds one flag per inode asked for: the
+   first descriptor to claim an inode reads its options, and gives the claim back when the read
+   failed, so that a later owner may try; the rest skip it. Nothing else is written by two
+   threads. */
+struct scan {
     const uint64_t *inodes;
     size_t count;
+    /* Read only while collecting: each inode's family, as the caller set it. */
     const struct hl_socket_options *options;
+    atomic_uchar *claims;
+};
+
+struct share {
+    int folder;
+    /* Opened before two threads share it; opened here at the first socket asked for when one
+       thread reads the process (`lazy`), so that a process holding none costs no pidfd. */
+    struct process_pidfd *process;
+    int lazy;
+    const struct scan *scan;
     struct entry *entries;
     size_t from, to;
 };
 
 /* readlink each descriptor of entries[from..<to], and read the options of those asked for
-   whose options no earlier process gave. Touches only its own entries. */
+   that no other descriptor has claimed. Touches only its own entries. */
 static void resolve(struct share *share) {
     char name[16], link[64];
+    const struct scan *scan = share->scan;
     for (size_t i = share->from; i < share->to; i++) {
         struct entry *entry = &share->entries[i];
         entry->found = -1;
@@ -229,12 +246,17 @@ static void resolve(struct share *share) {
         uint64_t inode = 0;
         ssize_t index = 8;
         for (; index < length - 1 && link[index] >= '0' && link[index] <= '9'; index++) inode = inode * 10 + (uint64_t)(link[index] - '0');
-        entry->found = index == length - 1 ? position(share->inodes, share->count, inode) : -1;
+        entry->found = index == length - 1 ? position(scan->inodes, scan->count, inode) : -1;
         entry->inode = inode;
-        if (entry->found >= 0 && share->options != NULL && share->options[entry->found].state != 1) {
-            entry->read.domain = share->options[entry->found].domain;
-            read_copy(share->process, entry->fd, &entry->read);
+        if (entry->found < 0 || scan->options == NULL) continue;
+        if (atomic_exchange(&scan->claims[entry->found], 1) != 0) {
+            entry->skipped = 1;
+            continue;
         }
+        entry->read.domain = scan->options[entry->found].domain;
+        if (share->lazy) open_pidfd(share->process);
+        read_copy(share->process, entry->fd, &entry->read);
+        if (entry->read.state != 1) atomic_store(&scan->claims[entry->found], 0);
     }
 }
 
@@ -248,10 +270,19 @@ static void *resolve_thread(void *share) {
    listeners is where the audit's time goes. */
 enum { shared_from = 1024 };
 
-/* Reports each asked-for socket in the descriptor folder at `path` (under /proc) as pid's.
-   Returns how many descriptors the folder listed, or -1 with errno when it cannot be opened. */
-static long owners_in(int proc, const char *path, struct process_pidfd *process, const uint64_t *inodes, size_t count, hl_owner_each each,
-                      void *context, struct hl_socket_options *options) {
+/* What one process held of the sockets asked for, in /proc's order of its descriptors. */
+struct process_result {
+    long pid;
+    struct entry *found;
+    size_t count;
+    /* Its descriptors could not be read (EACCES, and no thread's either): the scan is incomplete. */
+    int unreadable;
+};
+
+/* Collects the asked-for sockets in the descriptor folder at `path` (under /proc) into
+   `result`, the pidfd opened only when a socket asked for is found. Returns how many
+   descriptors the folder listed, or -1 with errno when it cannot be opened. */
+static long collect_in(int proc, const char *path, struct process_pidfd *process, const struct scan *scan, struct process_result *result) {
     int folder = openat(proc, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (folder < 0) return -1;
     DIR *fds = fdopendir(folder);
@@ -273,11 +304,12 @@ static long owners_in(int proc, const char *path, struct process_pidfd *process,
         memset(&entries[listed], 0, sizeof *entries);
         entries[listed++].fd = atoi(fd->d_name);
     }
-    struct share whole = { dirfd(fds), process, inodes, count, options, entries, 0, listed };
+    struct share whole = { dirfd(fds), process, 1, scan, entries, 0, listed };
     pthread_t helper;
     int helped = 0;
-    if (options != NULL && listed >= shared_from) {
-        open_pidfd(process);
+    if (listed >= shared_from) {
+        if (scan->options != NULL) open_pidfd(process);
+        whole.lazy = 0;
         struct share second = whole;
         second.from = listed / 2;
         whole.to = listed / 2;
@@ -286,31 +318,86 @@ static long owners_in(int proc, const char *path, struct process_pidfd *process,
         resolve(&whole);
         if (helped) pthread_join(helper, NULL);
     } else {
-        /* Few descriptors: one thread, and a pidfd only once a socket asked for is found. */
-        for (size_t i = 0; i < listed; i++) {
-            struct share one = whole;
-            one.from = i;
-            one.to = i + 1;
-            one.options = NULL;
-            resolve(&one);
-            if (entries[i].found >= 0 && options != NULL && options[entries[i].found].state != 1) {
-                entries[i].read.domain = options[entries[i].found].domain;
-                open_pidfd(process);
-                read_copy(process, entries[i].fd, &entries[i].read);
-            }
-        }
+        resolve(&whole);
     }
-    /* In /proc's order, one thread: the callback and the first owner's options that could be read. */
+    /* Only the sockets asked for are kept, in place. */
+    size_t kept = 0;
     for (size_t i = 0; i < listed; i++) {
-        if (entries[i].found < 0) continue;
-        each((int)process->pid, entries[i].inode, context);
-        if (options == NULL) continue;
-        struct hl_socket_options *kept = &options[entries[i].found];
-        if (kept->state != 1 && entries[i].read.state != 0) *kept = entries[i].read;
+        if (entries[i].found >= 0) entries[kept++] = entries[i];
     }
-    free(entries);
+    if (kept == 0) {
+        free(entries);
+        entries = NULL;
+    }
+    result->found = entries;
+    result->count = kept;
     closedir(fds);
     return (long)listed;
+}
+
+/* One process: its descriptors, or where its folder is empty or refused, those of one of
+   its threads. */
+static void collect_process(int proc, const struct scan *scan, struct process_result *result) {
+    char path[64];
+    snprintf(path, sizeof path, "%ld/fd", result->pid);
+    struct process_pidfd process_fd = { .pid = result->pid, .fd = -1 };
+    long listed = collect_in(proc, path, &process_fd, scan, result);
+    int refused = listed < 0 && errno == EACCES;
+    if (listed > 0 || (listed < 0 && !refused)) {
+        if (process_fd.fd >= 0) close(process_fd.fd);
+        return;
+    }
+    /* An empty folder is a leader whose thread exited (pthread_exit in main) or a kernel
+       thread; a refused one may be the same leader, whose fd folder the kernel gives to
+       root once it has no memory map to take an owner from. The descriptors, shared by
+       every thread, are then read through a live one; only when none can be read is
+       the answer incomplete. */
+    free(result->found);
+    result->found = NULL;
+    result->count = 0;
+    snprintf(path, sizeof path, "%ld/task", result->pid);
+    int tasks_fd = openat(proc, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *tasks = tasks_fd < 0 ? NULL : fdopendir(tasks_fd);
+    if (tasks == NULL) {
+        if (tasks_fd >= 0) close(tasks_fd);
+        if (process_fd.fd >= 0) close(process_fd.fd);
+        result->unreadable = refused;
+        return;
+    }
+    int read_one = 0;
+    struct dirent *task;
+    char *end;
+    while ((task = readdir(tasks)) != NULL) {
+        long tid = strtol(task->d_name, &end, 10);
+        if (task->d_name[0] < '1' || task->d_name[0] > '9' || *end != 0 || tid == result->pid) continue;
+        snprintf(path, sizeof path, "%ld/task/%ld/fd", result->pid, tid);
+        /* One live thread is enough, and the one tried speaks for the rest: threads share
+           their owner, so a refusal would repeat for every one of a thousand threads. */
+        read_one = collect_in(proc, path, &process_fd, scan, result) >= 0;
+        break;
+    }
+    closedir(tasks);
+    if (process_fd.fd >= 0) close(process_fd.fd);
+    result->unreadable = refused && !read_one;
+}
+
+struct worker {
+    int proc;
+    const struct scan *scan;
+    struct process_result *results;
+    size_t processes;
+    atomic_size_t *next;
+};
+
+/* Takes processes one at a time until none is left: two workers share the list, each
+   process whole (a large one splits its own descriptors, above). */
+static void *collect_thread(void *argument) {
+    struct worker *worker = argument;
+    for (;;) {
+        size_t index = atomic_fetch_add(worker->next, 1);
+        if (index >= worker->processes) return NULL;
+        collect_process(worker->proc, worker->scan, &worker->results[index]);
+    }
 }
 
 int hl_socket_owners(const uint64_t *inodes, size_t count, hl_owner_each each, void *context) {
@@ -320,49 +407,78 @@ int hl_socket_owners(const uint64_t *inodes, size_t count, hl_owner_each each, v
 int hl_socket_owners_options(const uint64_t *inodes, size_t count, hl_owner_each each, void *context, struct hl_socket_options *options) {
     DIR *proc = opendir("/proc");
     if (proc == NULL) return -1;
-    int complete = 1;
+    size_t processes = 0, capacity = 0;
+    struct process_result *results = NULL;
     struct dirent *process;
     while ((process = readdir(proc)) != NULL) {
         char *end;
         long pid = strtol(process->d_name, &end, 10);
         if (process->d_name[0] < '1' || process->d_name[0] > '9' || *end != 0 || pid > 0x7fffffff) continue;
-        char path[64];
-        snprintf(path, sizeof path, "%ld/fd", pid);
-        struct process_pidfd process_fd = { .pid = pid, .fd = -1 };
-        long listed = owners_in(dirfd(proc), path, &process_fd, inodes, count, each, context, options);
-        int refused = listed < 0 && errno == EACCES;
-        if (listed > 0 || (listed < 0 && !refused)) {
-            if (process_fd.fd >= 0) close(process_fd.fd);
-            continue;
+        if (processes == capacity) {
+            capacity = capacity == 0 ? 256 : capacity * 2;
+            struct process_result *grown = realloc(results, capacity * sizeof *results);
+            if (grown == NULL) {
+                free(results);
+                closedir(proc);
+                errno = ENOMEM;
+                return -1;
+            }
+            results = grown;
         }
-        /* An empty folder is a leader whose thread exited (pthread_exit in main) or a kernel
-           thread; a refused one may be the same leader, whose fd folder the kernel gives to
-           root once it has no memory map to take an owner from. The descriptors, shared by
-           every thread, are then read through a live one; only when none can be read is
-           the answer incomplete. */
-        snprintf(path, sizeof path, "%ld/task", pid);
-        int tasks_fd = openat(dirfd(proc), path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        DIR *tasks = tasks_fd < 0 ? NULL : fdopendir(tasks_fd);
-        if (tasks == NULL) {
-            if (tasks_fd >= 0) close(tasks_fd);
-            if (refused) complete = 0;
-            continue;
-        }
-        int read_one = 0;
-        struct dirent *task;
-        while ((task = readdir(tasks)) != NULL) {
-            long tid = strtol(task->d_name, &end, 10);
-            if (task->d_name[0] < '1' || task->d_name[0] > '9' || *end != 0 || tid == pid) continue;
-            snprintf(path, sizeof path, "%ld/task/%ld/fd", pid, tid);
-            /* One live thread is enough, and the one tried speaks for the rest: threads share
-               their owner, so a refusal would repeat for every one of a thousand threads. */
-            read_one = owners_in(dirfd(proc), path, &process_fd, inodes, count, each, context, options) >= 0;
-            break;
-        }
-        closedir(tasks);
-        if (process_fd.fd >= 0) close(process_fd.fd);
-        if (refused && !read_one) complete = 0;
+        memset(&results[processes], 0, sizeof *results);
+        results[processes++].pid = pid;
     }
+    atomic_uchar *claims = options == NULL || count == 0 ? NULL : calloc(count, sizeof *claims);
+    if (options != NULL && count > 0 && claims == NULL) {
+        free(results);
+        closedir(proc);
+        errno = ENOMEM;
+        return -1;
+    }
+    /* Two workers over the processes, this thread one of them: a host's thousands of small
+       processes cost two cores half the time, as one large process's descriptors do. */
+    struct scan scan = { inodes, count, options, claims };
+    atomic_size_t next = 0;
+    struct worker worker = { dirfd(proc), &scan, results, processes, &next };
+    pthread_t helper;
+    int helped = processes > 1 && pthread_create(&helper, NULL, collect_thread, &worker) == 0;
+    collect_thread(&worker);
+    if (helped) pthread_join(helper, NULL);
+
+    /* In /proc's order, on this thread: the callback, and the first owner's options that could be read. */
+    int complete = 1;
+    int retry = 0;
+    for (size_t p = 0; p < processes; p++) {
+        struct process_result *result = &results[p];
+        if (result->unreadable) complete = 0;
+        for (size_t i = 0; i < result->count; i++) {
+            struct entry *entry = &result->found[i];
+            each((int)result->pid, entry->inode, context);
+            if (options == NULL) continue;
+            struct hl_socket_options *kept = &options[entry->found];
+            if (entry->skipped) retry = 1;
+            else if (kept->state != 1 && entry->read.state != 0) *kept = entry->read;
+        }
+    }
+    /* A descriptor skipped for a claim whose read then failed: read it now, in order, where
+       no owner gave the options. */
+    for (size_t p = 0; retry && p < processes; p++) {
+        struct process_result *result = &results[p];
+        struct process_pidfd process_fd = { .pid = result->pid, .fd = -1 };
+        for (size_t i = 0; i < result->count; i++) {
+            struct entry *entry = &result->found[i];
+            struct hl_socket_options *kept = &options[entry->found];
+            if (!entry->skipped || kept->state == 1) continue;
+            open_pidfd(&process_fd);
+            entry->read.domain = kept->domain;
+            read_copy(&process_fd, entry->fd, &entry->read);
+            if (entry->read.state != 0) *kept = entry->read;
+        }
+        if (process_fd.fd >= 0) close(process_fd.fd);
+    }
+    for (size_t p = 0; p < processes; p++) free(results[p].found);
+    free(results);
+    free(claims);
     closedir(proc);
     return complete;
 }

@@ -41,7 +41,9 @@ typedef void (*hl_owner_each)(int pid, uint64_t inode, void *context);
 
 /// One pass over /proc/PID/fd of every process: for each descriptor that is a socket whose
 /// inode is in `inodes` (sorted ascending), calls `each(pid, inode)`, in /proc's order of
-/// processes and of their descriptors. Returns 1 when every process's descriptors could be
+/// processes and of their descriptors, on the calling thread. Two threads read the processes
+/// (one of them the caller's), and a process of 1,024 descriptors or more splits its own
+/// between two; every call of `each` comes after the reading. Returns 1 when every process's descriptors could be
 /// read, 0 when some could not (EACCES: another user's, when not root), -1 with errno when
 /// /proc itself could not be read.
 int hl_socket_owners(const uint64_t *inodes, size_t count, hl_owner_each each, void *context);

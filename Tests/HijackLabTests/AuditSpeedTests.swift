@@ -62,6 +62,42 @@ struct AuditSpeedTests {
         return [sample(), detailed, bare]
     }
 
+    @Test("The rules on two threads find what they find on one: the same findings, in the same order")
+    func rulesOnTwoThreads() {
+        let stream = SocketOptions(reuseAddress: false, reusePort: false, type: "SOCK_STREAM", protocol: "IPPROTO_TCP")
+        var sockets: [AuditSocket] = []
+        var inode: UInt64 = 1
+        func add(_ address: String, _ port: UInt16, uid: UInt32 = 1000, transport: Transport = .tcp, v6only: Bool? = nil, options: SocketOptions? = nil) {
+            var socket = Self.socket(address, port: port, uid: uid, owners: [SocketOwner(pid: Int32(inode % 7) + 100, command: "p")], inode: inode,
+                                     transport: transport, v6only: v6only)
+            socket.options = options
+            sockets.append(socket)
+            inode += 1
+        }
+        // Enough ports of six shapes that the second thread takes half of them.
+        for index in 0..<(Audit.parallelFrom * 2 + 5) {
+            let port = UInt16(1000 + index)
+            var reusePort = stream
+            reusePort.reusePort = true
+            switch index % 6 {
+            case 0: add("0.0.0.0", port, options: reusePort); add("127.0.0.1", port, uid: 33, options: stream)
+            case 1: add("::", port, v6only: true, options: SocketOptions(reuseAddress: false, reusePort: false, v6only: true, type: "SOCK_STREAM", protocol: "IPPROTO_TCP"))
+            case 2: add("0.0.0.0", port, transport: .udp, options: SocketOptions(reuseAddress: true, reusePort: false, type: "SOCK_DGRAM", protocol: "IPPROTO_UDP"))
+            case 3: add("127.0.0.1", port, options: .unknown("needs root or uid 1000"))
+            case 4: add("0.0.0.0", port, options: reusePort); add("0.0.0.0", port, options: reusePort)
+            default: add("::ffff:127.0.0.1", port, v6only: false, options: stream); add("127.0.0.1", port, uid: 0, options: stream)
+            }
+        }
+        sockets.sort(by: AuditSocket.precedes)
+        let one = Audit.findings(sockets, context: Audit.Context())
+        var split = Audit.Context()
+        split.anotherThread = { Audit.Context() }
+        let two = Audit.findings(sockets, context: split)
+        #expect(one.count > Audit.parallelFrom)
+        #expect(Set(one.map(\.kind)).count >= 4)
+        #expect(one == two)
+    }
+
     @Test("The hand-written JSON is JSONEncoder's, byte for byte, and parses to the same object")
     func json() throws {
         #expect(try Self.encoded(Self.sample()).count > 1000)

@@ -39,9 +39,14 @@ public enum Audit {
         let (sockets, complete) = auditSockets(raw, userNames: userNames, options: options, owners: owners)
         raw = []
         // Each process's start time and parents are read once per audit, however many ports it holds.
-        let facts = ProcessFacts()
-        let context = Context(unprivilegedPortStart: unprivilegedPortStart, ephemeral: ephemeralPorts, ipv6: ipv6Available,
-                              related: facts.related, startTime: facts.startTime, interfaces: interfaceAddresses())
+        let (unprivileged, ephemeral, ipv6, interfaces) = (unprivilegedPortStart, ephemeralPorts, ipv6Available, interfaceAddresses())
+        let make = { @Sendable () -> Context in
+            let facts = ProcessFacts()
+            return Context(unprivilegedPortStart: unprivileged, ephemeral: ephemeral, ipv6: ipv6,
+                           related: facts.related, startTime: facts.startTime, interfaces: interfaces)
+        }
+        var context = make()
+        context.anotherThread = make
         return AuditReport(namespace: namespace, sockets: sockets, findings: findings(sockets, context: context),
                            ownersComplete: complete, skippedRows: skipped, socketDetails: socketDetails, source: source)
     }

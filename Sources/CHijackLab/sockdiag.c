@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -277,7 +278,27 @@ struct process_result {
     size_t count;
     /* Its descriptors could not be read (EACCES, and no thread's either): the scan is incomplete. */
     int unreadable;
+    /* /proc/PID/comm, read as soon as its descriptors were, where it holds a socket asked for:
+       the name is the process's that held them, not a later one's with its pid. */
+    char command[64];
+    int named;
 };
+
+/* Reads /proc/PID/comm into result->command, NUL-terminated. */
+static void name_process(int proc, struct process_result *result) {
+    char path[64];
+    snprintf(path, sizeof path, "%ld/comm", result->pid);
+    int fd = openat(proc, path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    ssize_t count;
+    do {
+        count = read(fd, result->command, sizeof result->command - 1);
+    } while (count < 0 && errno == EINTR);
+    close(fd);
+    if (count < 0) return;
+    result->command[count] = 0;
+    result->named = 1;
+}
 
 /* Collects the asked-for sockets in the descriptor folder at `path` (under /proc) into
    `result`, the pidfd opened only when a socket asked for is found. Returns how many
@@ -320,7 +341,8 @@ static long collect_in(int proc, const char *path, struct process_pidfd *process
     } else {
         resolve(&whole);
     }
-    /* Only the sockets asked for are kept, in place. */
+    /* Only the sockets asked for are kept, in a block of their size: a process of thousands
+       of descriptors and one socket asked for holds one entry until the scan ends. */
     size_t kept = 0;
     for (size_t i = 0; i < listed; i++) {
         if (entries[i].found >= 0) entries[kept++] = entries[i];
@@ -328,6 +350,9 @@ static long collect_in(int proc, const char *path, struct process_pidfd *process
     if (kept == 0) {
         free(entries);
         entries = NULL;
+    } else if (kept < listed) {
+        struct entry *fitted = realloc(entries, kept * sizeof *entries);
+        if (fitted != NULL) entries = fitted;
     }
     result->found = entries;
     result->count = kept;
@@ -345,6 +370,7 @@ static void collect_process(int proc, const struct scan *scan, struct process_re
     int refused = listed < 0 && errno == EACCES;
     if (listed > 0 || (listed < 0 && !refused)) {
         if (process_fd.fd >= 0) close(process_fd.fd);
+        if (result->count > 0) name_process(proc, result);
         return;
     }
     /* An empty folder is a leader whose thread exited (pthread_exit in main) or a kernel
@@ -379,6 +405,7 @@ static void collect_process(int proc, const struct scan *scan, struct process_re
     closedir(tasks);
     if (process_fd.fd >= 0) close(process_fd.fd);
     result->unreadable = refused && !read_one;
+    if (result->count > 0) name_process(proc, result);
 }
 
 struct worker {
@@ -453,7 +480,7 @@ int hl_socket_owners_options(const uint64_t *inodes, size_t count, hl_owner_each
         if (result->unreadable) complete = 0;
         for (size_t i = 0; i < result->count; i++) {
             struct entry *entry = &result->found[i];
-            each((int)result->pid, entry->inode, context);
+            each((int)result->pid, entry->inode, result->named ? result->command : NULL, context);
             if (options == NULL) continue;
             struct hl_socket_options *kept = &options[entry->found];
             if (entry->skipped) retry = 1;
@@ -470,9 +497,18 @@ int hl_socket_owners_options(const uint64_t *inodes, size_t count, hl_owner_each
             struct hl_socket_options *kept = &options[entry->found];
             if (!entry->skipped || kept->state == 1) continue;
             open_pidfd(&process_fd);
-            entry->read.domain = kept->domain;
-            read_copy(&process_fd, entry->fd, &entry->read);
-            if (entry->read.state != 0) *kept = entry->read;
+            if (process_fd.fd < 0) continue;
+            /* Long after the listing: the copy is read only if it is still the same socket (the
+               descriptor's number, or the pid, may have been reused since). */
+            int copy = (int)syscall(SYS_pidfd_getfd, process_fd.fd, entry->fd, 0);
+            if (copy < 0) continue;
+            struct stat status;
+            if (fstat(copy, &status) == 0 && S_ISSOCK(status.st_mode) && (uint64_t)status.st_ino == entry->inode) {
+                entry->read.domain = kept->domain;
+                entry->read.state = hl_read_socket_options(copy, &entry->read);
+                if (entry->read.state != 0) *kept = entry->read;
+            }
+            close(copy);
         }
         if (process_fd.fd >= 0) close(process_fd.fd);
     }

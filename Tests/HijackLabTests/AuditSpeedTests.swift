@@ -138,7 +138,8 @@ struct AuditSpeedTests {
     /// Thousands of sockets: a table and a JSON of several pieces.
     static func large() -> AuditReport {
         var sockets: [AuditSocket] = []
-        for index in 0..<3000 {
+        // More rows than two threads take in one chunk each: the table's parallel path, chunks and a remainder.
+        for index in 0..<(AuditText.rowChunk * 3 + 17) {
             let address = index % 3 == 0 ? "::1" : "127.0.0.\(1 + index % 3)"
             let owner = SocketOwner(pid: Int32(100 + index % 7), command: "server\(index % 7)")
             sockets.append(socket(address, port: UInt16(10_000 + index / 3), uid: UInt32(index % 2), owners: [owner], inode: UInt64(50_000 - index)))
@@ -152,7 +153,7 @@ struct AuditSpeedTests {
             #expect(AuditText.render(report, minimum: minimum) == ReferenceAuditText.render(report, minimum: minimum))
             // As the report renders it: owners by name, ports as PORT.
             let name = { (owner: SocketOwner) in owner.pid == 11 ? "intruder (\(owner.command))" : "agent\(owner.pid % 3)" }
-            let port = { (port: UInt16) in port == 8080 ? "PORT" : String(port) }
+            let port = { @Sendable (port: UInt16) in port == 8080 ? "PORT" : String(port) }
             #expect(AuditText.render(report, minimum: minimum, name: name, portText: port)
                 == ReferenceAuditText.render(report, minimum: minimum, name: name, portText: port))
             // Sorted first, as Audit.run hands it over, and reversed.
@@ -170,6 +171,10 @@ struct AuditSpeedTests {
         sockets[0].device = nil
         sockets[1].device = ""
         #expect(sockets.allSatisfy { a in sockets.allSatisfy { b in AuditSocket.precedes(a, b) == AuditSocket.inOrder(a, b) } })
+        // The byte order stands in for the standard library's only where both texts are ASCII.
+        let texts = ["", "::", "::1", "::ffff:127.0.0.1", "0.0.0.0", "127.0.0.1", "127.0.0.10", "2001:db8::1", "fe80::1%lo", "Z", "a",
+                     "é", "e\u{301}", "e\u{301}x", "ÿ", "😀", "\u{212A}", "K", "a long address of more than fifteen bytes"]
+        #expect(texts.allSatisfy { a in texts.allSatisfy { b in AuditSocket.textPrecedes(a, b) == (a < b) } })
         let cases = [("pid 1/x", "1/x", "uid 0, pid 1/x and pid 1/xy (pid 1/x)"), ("aa", "b", "aaaaa"), ("pid 2/x", "n", "pid 1/x"),
                      ("pid 1/é", "1/e", "pid 1/é, pid 1/e\u{301}"), ("pid 1/x\r", "1", "pid 1/x\r\n"), (":8080", ":PORT", "127.0.0.1:8080 and [::]:80801"),
                      ("x", "y", ""), ("port 53", "port PORT", "port 53")]

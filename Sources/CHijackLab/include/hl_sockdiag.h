@@ -37,10 +37,12 @@ typedef void (*hl_diag_each)(const struct hl_diag_socket *socket, void *context)
 /// answer it could not read.
 int hl_sock_diag_dump(int family, int protocol, uint32_t states, int timeout_ms, hl_diag_each each, void *context);
 
-typedef void (*hl_owner_each)(int pid, uint64_t inode, void *context);
+/// `command`: the process's /proc/PID/comm as read right after its descriptors (newline and
+/// all, NUL-terminated), or NULL where it could not be read.
+typedef void (*hl_owner_each)(int pid, uint64_t inode, const char *command, void *context);
 
 /// One pass over /proc/PID/fd of every process: for each descriptor that is a socket whose
-/// inode is in `inodes` (sorted ascending), calls `each(pid, inode)`, in /proc's order of
+/// inode is in `inodes` (sorted ascending), calls `each(pid, inode, command)`, in /proc's order of
 /// processes and of their descriptors, on the calling thread. Two threads read the processes
 /// (one of them the caller's), and a process of 1,024 descriptors or more splits its own
 /// between two; every call of `each` comes after the reading. Returns 1 when every process's descriptors could be

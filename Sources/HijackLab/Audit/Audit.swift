@@ -74,7 +74,7 @@ public enum Audit {
             let lhs = raw[a], rhs = raw[b]
             if lhs.protocol != rhs.protocol { return lhs.protocol < rhs.protocol }
             if lhs.local_port != rhs.local_port { return lhs.local_port < rhs.local_port }
-            if addresses[a] != addresses[b] { return addresses[a] < addresses[b] }
+            if addresses[a] != addresses[b] { return AuditSocket.textPrecedes(addresses[a], addresses[b]) }
             if deviceNames[a] != deviceNames[b] { return (deviceNames[a] ?? "") < (deviceNames[b] ?? "") }
             if lhs.uid != rhs.uid { return lhs.uid < rhs.uid }
             return lhs.inode < rhs.inode
@@ -276,12 +276,14 @@ extension SocketOptions {
     /// "-" for none, or "unknown (…)".
     package var compact: String {
         if let unknown { return "unknown (\(unknown))" }
-        var words: [String] = []
-        if reuseAddress == true { words.append("reuseaddr") }
-        if reusePort == true { words.append("reuseport") }
-        if v6only == true { words.append("v6only") }
-        if let device { words.append("dev:" + device) }
-        return words.isEmpty ? "-" : words.joined(separator: ",")
+        // Appended in place, not joined from an array: the table asks this of every socket.
+        var text = ""
+        func add(_ word: String) { text += text.isEmpty ? word : "," + word }
+        if reuseAddress == true { add("reuseaddr") }
+        if reusePort == true { add("reuseport") }
+        if v6only == true { add("v6only") }
+        if let device { add("dev:" + device) }
+        return text.isEmpty ? "-" : text
     }
 }
 
@@ -291,10 +293,23 @@ extension AuditSocket {
     package static func precedes(_ lhs: AuditSocket, _ rhs: AuditSocket) -> Bool {
         if lhs.transport != rhs.transport { return lhs.transport.rawValue < rhs.transport.rawValue }
         if lhs.port != rhs.port { return lhs.port < rhs.port }
-        if lhs.address != rhs.address { return lhs.address < rhs.address }
+        if lhs.address != rhs.address { return textPrecedes(lhs.address, rhs.address) }
         if lhs.device != rhs.device { return (lhs.device ?? "") < (rhs.device ?? "") }
         if lhs.uid != rhs.uid { return lhs.uid < rhs.uid }
         return lhs.inode < rhs.inode
+    }
+
+    /// `lhs < rhs`, by bytes where both are ASCII (every address inet_ntop writes): there the
+    /// standard library's order, by Unicode scalars, is the bytes' order, found without it.
+    package static func textPrecedes(_ lhs: String, _ rhs: String) -> Bool {
+        let bytes: Bool?? = lhs.utf8.withContiguousStorageIfAvailable { left -> Bool? in
+            let inner: Bool?? = rhs.utf8.withContiguousStorageIfAvailable { right -> Bool? in
+                guard left.allSatisfy({ $0 < 0x80 }) && right.allSatisfy({ $0 < 0x80 }) else { return nil }
+                return left.lexicographicallyPrecedes(right)
+            }
+            return inner ?? nil
+        }
+        return (bytes ?? nil) ?? (lhs < rhs)
     }
 
     /// Whether the two are one place in `inOrder`'s order, but for the inode.

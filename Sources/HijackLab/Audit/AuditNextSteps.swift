@@ -5,8 +5,10 @@ extension Audit {
     /// those from `first` on, where their rule has not said already: the last step of
     /// `findings`, in place. `sockets` are the port's own, the only ones its findings name.
     package static func addNextSteps(to findings: inout [AuditFinding], from first: Int, among sockets: [AuditSocket], context: Context) {
+        // A port of many sockets (a reuseport group of workers) is looked up by inode, not searched.
+        let byInode = sockets.count > 16 ? Dictionary(sockets.map { ($0.inode, $0) }, uniquingKeysWith: { first, _ in first }) : [:]
         for index in first..<findings.count where findings[index].fix == nil || findings[index].evidence == nil {
-            let members = findings[index].inodes.compactMap { inode in sockets.first { $0.inode == inode } }
+            let members = findings[index].inodes.compactMap { inode in byInode.isEmpty ? sockets.first { $0.inode == inode } : byInode[inode] }
             guard members.count == findings[index].inodes.count,
                   let steps = AuditNextSteps.steps(for: findings[index], members: members, ipv6: context.ipv6) else { continue }
             if findings[index].fix == nil { findings[index].fix = steps.fix }

@@ -19,7 +19,8 @@ extension Audit {
         /// client's (AuditEphemeral.swift): by default those bound to an address of their own.
         public var ephemeralUDP: EphemeralUDP = .bound
         /// The same context with caches of its own, for a second thread that takes half of the
-        /// ports: nil keeps the rules on one thread (a test's closures, a few sockets).
+        /// ports: nil keeps the rules on one thread (a test's closures, a few sockets). It makes
+        /// a context afresh: a field changed after it was set does not reach the second thread.
         public var anotherThread: (@Sendable () -> Context)? = nil
 
         public init(unprivilegedPortStart: UInt16 = 1024, ephemeral: ClosedRange<UInt16> = 32_768...60_999, ipv6: Bool = true,
@@ -142,8 +143,9 @@ extension Audit {
 
             // Several unbound sockets on one exact address (grouped only where an address repeats:
             // most ports have one socket per address).
+            // The port's sockets come in the audit's order, by address: a repeated one is next to itself.
             let unbound = group.filter { $0.device == nil }
-            if unbound.indices.contains(where: { index in unbound[..<index].contains { $0.address == unbound[index].address } }) {
+            if unbound.indices.dropFirst().contains(where: { unbound[$0].address == unbound[$0 - 1].address }) {
                 for (address, members) in Dictionary(grouping: unbound, by: \.address) where members.count > 1 {
                     findings.append(sharing(members, address: address, transport: transport, port: port, context: context))
                 }

@@ -12,7 +12,7 @@ public enum AuditText {
     /// caller can forget it. The report's findings keep the raw names, for the JSON.
     public static func render(_ report: AuditReport, minimum: AuditFinding.Severity = .info,
                               name: (SocketOwner) -> String = { "\($0.pid)/\($0.command)" },
-                              portText: (UInt16) -> String = { String($0) }) -> String {
+                              portText: @escaping @Sendable (UInt16) -> String = { String($0) }) -> String {
         var pieces: [String] = []
         write(report, minimum: minimum, name: name, portText: portText) { pieces.append($0) }
         return pieces.joined(separator: "\n")
@@ -23,7 +23,7 @@ public enum AuditText {
     /// prints each piece as a line (`console.out`) prints exactly `render`'s text.
     public static func write(_ report: AuditReport, minimum: AuditFinding.Severity = .info,
                              name: (SocketOwner) -> String = { "\($0.pid)/\($0.command)" },
-                             portText: (UInt16) -> String = { String($0) }, to emit: (String) -> Void) {
+                             portText: @escaping @Sendable (UInt16) -> String = { String($0) }, to emit: (String) -> Void) {
         // Every finding is at least info: then the report's own array, not a copy.
         let shown = minimum == .info ? report.findings : report.findings.filter { $0.severity >= minimum }
         let byInode = FindingIndex(shown)
@@ -35,40 +35,64 @@ public enum AuditText {
     }
 
     private static func write(_ report: AuditReport, shown: [AuditFinding], byInode: FindingIndex, minimum: AuditFinding.Severity,
-                              name: (SocketOwner) -> String, portText: (UInt16) -> String, to output: inout Lines) {
+                              name: (SocketOwner) -> String, portText: @escaping @Sendable (UInt16) -> String, to output: inout Lines) {
 
         // Two passes over the rows, the first for the columns' widths, the second to write:
         // the cells are made twice, and the table (5 MB at 50,000 sockets) is never held.
         // The options' column only where the audit read them (not with --no-options).
         let optionsShown = report.sockets.contains { $0.options != nil }
         let header = ["PROTO", "LOCAL ADDRESS", "PORT"] + (optionsShown ? ["OPTIONS"] : []) + ["UID/USER", "PID/COMMAND", "FINDING"]
-        let ownerNames = report.sockets.map { $0.owners.map(name).joined(separator: ",") }
+        // One text per process, not per socket: a server's thousands of sockets share it.
+        var ownerCells: [SocketOwner: String] = [:]
+        let ownerNames = report.sockets.map { socket -> String in
+            guard socket.owners.count == 1 else { return socket.owners.map(name).joined(separator: ",") }
+            if let known = ownerCells[socket.owners[0]] { return known }
+            let text = name(socket.owners[0])
+            ownerCells[socket.owners[0]] = text
+            return text
+        }
         let rows = order(report.sockets, ownerNames: ownerNames)
-        // The cells but the last (FINDING), which is never padded: the first pass measures only these.
-        func leading(_ index: Int) -> [String] {
-            let socket = report.sockets[index]
-            var address = socket.address
-            if let device = socket.device { address += "%" + device }
-            if socket.v6only == true { address += " v6only" }
-            if let remote = socket.remote { address += " -> " + remote }
-            var cells = [socket.transport.rawValue, address, portText(socket.port)]
-            cells.reserveCapacity(header.count)
-            if optionsShown { cells.append(socket.options?.compact ?? "-") }
-            cells.append("\(socket.uid)/\(socket.user)")
-            cells.append(socket.owners.isEmpty ? "?" : ownerNames[index])
-            return cells
-        }
-        func cells(_ index: Int) -> [String] {
-            let socket = report.sockets[index]
-            let involved = byInode.positions(of: socket.inode)
-            var row = leading(index)
-            row.append(involved.isEmpty ? "-" : involved.map { role(of: socket, in: shown[$0]) }.joined(separator: ", "))
-            return row
-        }
+        let rowCells = RowCells(report: report, shown: shown, byInode: byInode, ownerNames: ownerNames, optionsShown: optionsShown, portText: portText)
         var table = Table(header: header)
-        for index in rows { table.measure(leading(index)) }
+        // Many rows: two threads, each measuring half and then formatting every other chunk,
+        // the second's chunk written after the first's, so the text is the same and at most
+        // one chunk waits in memory.
+        let parallel = rows.count >= 2 * rowChunk
+        if parallel {
+            let half = rows.count / 2
+            let secondHalf = Array(rows[half...])
+            let (other, _) = onSecondThread({ () -> Table in
+                var widths = Table(header: header)
+                rowCells.measure(secondHalf[...], into: &widths)
+                return widths
+            }, while: { rowCells.measure(rows[..<half], into: &table) })
+            table.widen(to: other)
+        } else {
+            rowCells.measure(rows[...], into: &table)
+        }
         table.write(header, to: &output)
-        for index in rows { table.write(cells(index), to: &output) }
+        var start = 0
+        while start < rows.count {
+            let firstEnd = min(start + rowChunk, rows.count)
+            let secondEnd = min(firstEnd + rowChunk, rows.count)
+            guard parallel, secondEnd > firstEnd else {
+                rowCells.write(rows[start..<firstEnd], with: &table, to: &output)
+                start = firstEnd
+                continue
+            }
+            let second = Array(rows[firstEnd..<secondEnd])
+            let widths = table
+            let (pieces, _) = onSecondThread({ () -> [String] in
+                var pieces: [String] = []
+                var own = widths
+                var lines = Lines { pieces.append($0) }
+                rowCells.write(second[...], with: &own, to: &lines)
+                lines.flush()
+                return pieces
+            }, while: { rowCells.write(rows[start..<firstEnd], with: &table, to: &output) })
+            for piece in pieces { output.line(piece) }
+            start = secondEnd
+        }
 
         output.line("")
         if shown.isEmpty {
@@ -110,9 +134,60 @@ public enum AuditText {
         if report.skippedRows > 0 { output.line("\(report.skippedRows) rows of /proc/net could not be read and were skipped.") }
     }
 
+    /// Rows a thread formats at a time, when two share the table.
+    package static let rowChunk = 2048
+
+    /// The cells of the table's rows: what either thread needs to make them.
+    package struct RowCells: Sendable {
+        let report: AuditReport
+        let shown: [AuditFinding]
+        let byInode: FindingIndex
+        let ownerNames: [String]
+        let optionsShown: Bool
+        let portText: @Sendable (UInt16) -> String
+
+        /// The cells of a row, into one reused array; the last (FINDING), never padded, only
+        /// where `finding` (the first pass measures the others).
+        func fill(_ index: Int, finding: Bool, into cells: inout [String]) {
+            let socket = report.sockets[index]
+            cells.removeAll(keepingCapacity: true)
+            var address = socket.address
+            if let device = socket.device { address += "%" + device }
+            if socket.v6only == true { address += " v6only" }
+            if let remote = socket.remote { address += " -> " + remote }
+            cells.append(socket.transport.rawValue)
+            cells.append(address)
+            cells.append(portText(socket.port))
+            if optionsShown { cells.append(socket.options?.compact ?? "-") }
+            cells.append("\(socket.uid)/\(socket.user)")
+            cells.append(socket.owners.isEmpty ? "?" : ownerNames[index])
+            guard finding else { return }
+            let involved = byInode.positions(of: socket.inode)
+            cells.append(involved.isEmpty ? "-" : involved.map { role(of: socket, in: shown[$0]) }.joined(separator: ", "))
+        }
+
+        func measure(_ rows: ArraySlice<Int>, into table: inout Table) {
+            var cells: [String] = []
+            cells.reserveCapacity(8)
+            for index in rows {
+                fill(index, finding: false, into: &cells)
+                table.measure(cells)
+            }
+        }
+
+        func write(_ rows: ArraySlice<Int>, with table: inout Table, to output: inout Lines) {
+            var cells: [String] = []
+            cells.reserveCapacity(8)
+            for index in rows {
+                fill(index, finding: true, into: &cells)
+                table.write(cells, to: &output)
+            }
+        }
+    }
+
     /// Which findings name each inode: (inode, position) pairs sorted by inode, one array for
     /// all of them (a dictionary of arrays was one allocation per socket named).
-    package struct FindingIndex {
+    package struct FindingIndex: Sendable {
         private var pairs: [(inode: UInt64, position: Int32)] = []
 
         package init(_ findings: [AuditFinding]) {
@@ -232,13 +307,18 @@ public enum AuditText {
 
     /// The table's columns: each cell escaped, padded to its column's widest but the last,
     /// two spaces between columns.
-    package struct Table {
+    package struct Table: Sendable {
         private var widths: [Int]
         private var line: [UInt8] = []
 
         package init(header: [String]) {
             widths = Array(repeating: 0, count: header.count)
             measure(header)
+        }
+
+        /// Each column as wide as the wider of the two measures.
+        package mutating func widen(to other: Table) {
+            for column in widths.indices { widths[column] = max(widths[column], other.widths[column]) }
         }
 
         package mutating func measure(_ row: [String]) {
@@ -276,7 +356,13 @@ public enum AuditText {
 
         package init(emit: @escaping (String) -> Void) { self.emit = emit }
 
-        package mutating func line(_ text: String) { line(Array(text.utf8)) }
+        package mutating func line(_ text: String) {
+            if !empty { piece.append(0x0a) }
+            var text = text
+            text.withUTF8 { piece.append(contentsOf: $0) }
+            empty = false
+            if piece.count >= 65_536 { flush() }
+        }
 
         package mutating func line(_ bytes: [UInt8]) {
             if !empty { piece.append(0x0a) }

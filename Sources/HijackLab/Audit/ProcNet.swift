@@ -308,11 +308,12 @@ public enum SocketOwners {
         let status = withUnsafeMutablePointer(to: &found) { pointer in
             inodes.withUnsafeBufferPointer { sorted in
                 options.withUnsafeMutableBufferPointer { options in
-                    hl_socket_owners_options(sorted.baseAddress, sorted.count, { pid, inode, context in
+                    hl_socket_owners_options(sorted.baseAddress, sorted.count, { pid, inode, comm, context in
                         let found = context!.assumingMemoryBound(to: Found.self)
                         let position = SocketOwners.position(of: inode, in: found.pointee.inodes)
                         let alone = found.pointee.alone[pid] ?? {
-                            let command = ProcNet.read("/proc/\(pid)/comm").map(SocketOwners.commandName) ?? "?"
+                            // The name the scan read beside the descriptors, not a later reader's.
+                            let command = comm.map { SocketOwners.commandName(String(cString: $0)) } ?? "?"
                             found.pointee.alone[pid] = [SocketOwner(pid: pid, command: command)]
                             return found.pointee.alone[pid]!
                         }()

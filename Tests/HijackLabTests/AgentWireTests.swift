@@ -117,4 +117,23 @@ struct AgentWireTests {
             #expect(throws: Agent.ArgumentError.self, "\(bad)") { try Agent(arguments: bad) }
         }
     }
+
+    @Test("--user NAME: an account of /etc/passwd, read as a file, never root's; a name it lacks is an error that names it")
+    func namedAccount() throws {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\nbroken line\nwww-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\n"
+            + "redis:x:104:110::/var/lib/redis:/usr/sbin/nologin\nwww-data:x:99:99:second:/:/bin/false\n"
+        let web = try Agent(arguments: ["--id", "plugin", "--user", "www-data", "--bind-service"], passwd: { passwd })
+        #expect(web.account == PasswdFile.Account(name: "www-data", uid: 33, gid: 33))
+        #expect(web.runAsOther && !web.bindService)
+        #expect(try Agent(arguments: ["--id", "r", "--user", "redis"], passwd: { passwd }).account?.gid == 110)
+        #expect(try Agent(arguments: ["--id", "o", "--user", "other"], passwd: { nil }).account == Agent.other)
+        #expect(try Agent(arguments: ["--id", "s"], passwd: { passwd }).account == nil)
+        func message(_ arguments: [String], _ text: String?) -> String? {
+            do { _ = try Agent(arguments: arguments, passwd: { text }); return nil } catch { return error.description }
+        }
+        #expect(message(["--id", "x", "--user", "memcache"], passwd) == "hijack-lab agent --user memcache: no such account in /etc/passwd")
+        #expect(message(["--id", "x", "--user", "root"], passwd)?.contains("uid 0") == true)
+        #expect(message(["--id", "x", "--user", "www-data"], nil)?.contains("no such account") == true)
+        #expect(message(["--id", "x", "--user", "e\u{1b}[2J"], passwd)?.contains("\u{1b}") == false)
+    }
 }

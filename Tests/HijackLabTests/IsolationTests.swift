@@ -174,6 +174,29 @@ struct IsolationTests {
         try Self.expectLeast(agent.pid, "uid 65534 agent", effective: 0, permitted: 0, bounding: 0, leaked: leaked)
     }
 
+    @Test("A named account's agent (www-data) runs as that uid and gid, holds no capability, and cannot bind below the unprivileged ports",
+          .enabled(if: geteuid() == 0 && PasswdFile.account(named: "www-data", in: ProcNet.read(PasswdFile.path) ?? "") != nil,
+                   "needs root and a www-data account in /etc/passwd"))
+    func namedAccountAgent() throws {
+        let account = try #require(PasswdFile.account(named: "www-data", in: ProcNet.read(PasswdFile.path) ?? ""))
+        let leaked = try LeakedFile()
+        let agent = try AgentClient(executable: TestLab.agentExecutable, id: "least-named", extraArguments: ["--netns", "new", "--user", "www-data", "--bind-service"], timeout: 5)
+        defer { agent.kill() }
+        try agent.awaitReady()
+        #expect(agent.uid == account.uid)
+        let status = try Held(agent.pid).status
+        #expect(status["Uid"]?.split(separator: "\t").allSatisfy { $0 == "\(account.uid)" } == true)
+        #expect(status["Gid"]?.split(separator: "\t").allSatisfy { $0 == "\(account.gid)" } == true)
+        #expect(status["Groups"]?.trimmingCharacters(in: .whitespaces) == "")
+        // In a namespace of its own (so that port 80 is the lab's, not the host's), its bounding
+        // set keeps CAP_NET_ADMIN as every such agent's does; setuid left it nothing to use.
+        try Self.expectLeast(agent.pid, "www-data agent", effective: 0, permitted: 0, bounding: Capability.netAdmin.mask, leaked: leaked)
+        // --bind-service is not kept for another account: port 80 is refused as it would be to www-data.
+        let calls = try agent.calls(.bind(SocketRequest(transport: .tcp, address: "127.0.0.1", port: 80)))
+        #expect(calls.last?.call == "bind")
+        #expect(calls.last?.result == .errno("EACCES"))
+    }
+
     @Test("The loopback host client keeps only what the audit needs to read other processes' descriptors, and only in a lab that audits",
           arguments: [false, true])
     func loopbackHostClient(audits: Bool) throws {

@@ -12,8 +12,10 @@ public final class Agent {
     package let id: String
     /// "new" for a fresh network namespace, a /proc/PID/ns/net path to join one, or nil.
     package let netns: String?
-    /// Drop to uid and gid 65534 with no supplementary groups, after entering the namespace.
-    package let runAsOther: Bool
+    /// The account to drop to, with no supplementary groups, after entering the namespace:
+    /// uid and gid 65534 for `--user other`, or a named account of /etc/passwd; nil stays as started.
+    package let account: PasswdFile.Account?
+    package var runAsOther: Bool { account != nil }
     /// The lab host's own client: it audits the lab host, so it keeps what reading other
     /// processes' descriptors takes (`AgentPrivileges`).
     package let hostClient: Bool
@@ -24,13 +26,22 @@ public final class Agent {
     var serving = false
     var connections: [Socket] = []
 
-    public init(id: String, netns: String? = nil, runAsOther: Bool = false, hostClient: Bool = false, bindService: Bool = false) {
+    public convenience init(id: String, netns: String? = nil, runAsOther: Bool = false, hostClient: Bool = false, bindService: Bool = false) {
+        self.init(id: id, netns: netns, account: runAsOther ? Agent.other : nil, hostClient: hostClient, bindService: bindService)
+    }
+
+    package init(id: String, netns: String?, account: PasswdFile.Account?, hostClient: Bool, bindService: Bool) {
         self.id = id
         self.netns = netns
-        self.runAsOther = runAsOther
+        self.account = account
         self.hostClient = hostClient
-        self.bindService = bindService && !runAsOther
+        // Another account's agent never keeps CAP_NET_BIND_SERVICE: below the unprivileged
+        // ports it gets what that account would get.
+        self.bindService = bindService && account == nil
     }
+
+    /// `--user other`: uid and gid 65534, whatever /etc/passwd calls them.
+    package static let other = PasswdFile.Account(name: "other", uid: 65534, gid: 65534)
 
     /// The identity written on every accepted connection.
     package var identity: AgentIdentity { AgentIdentity(id: id, pid: getpid(), uid: geteuid()) }

@@ -17,13 +17,15 @@ extension Agent {
             }
             let keep = AgentPrivileges(netns: netns, hostClient: hostClient, bindService: bindService)
             try Capabilities.limitBoundingSet(to: keep.bounding)
-            if runAsOther {
+            if let account {
                 // After the bounding set, which needs CAP_SETPCAP; setuid from root clears
                 // the permitted and effective sets itself.
                 try check("setgroups(0)", setgroups(0, nil))
-                try check("setgid(65534)", setgid(65534))
-                try check("setuid(65534)", setuid(65534))
-                if geteuid() != 65534 || getegid() != 65534 { return "still uid \(geteuid()) gid \(getegid()) after dropping privileges" }
+                try check("setgid(\(account.gid))", setgid(account.gid))
+                try check("setuid(\(account.uid))", setuid(account.uid))
+                if geteuid() != account.uid || getegid() != account.gid || getuid() != account.uid || getgid() != account.gid {
+                    return "still uid \(geteuid()) gid \(getegid()) after dropping privileges to \(account.name)"
+                }
             }
             try Capabilities.limit(effective: keep.effective, permitted: keep.permitted)
             try check("prctl(PR_CAP_AMBIENT_CLEAR_ALL)", hl_cap_ambient_clear_all())

@@ -151,13 +151,9 @@ public enum Audit {
 
     /// uid → name from /etc/passwd (`name:password:uid:…`), the first entry for a uid winning
     /// as it does for getpwuid.
-    package static func passwdNames(_ text: String? = ProcNet.read("/etc/passwd")) -> [UInt32: String] {
+    package static func passwdNames(_ text: String? = ProcNet.read(PasswdFile.path)) -> [UInt32: String] {
         var names: [UInt32: String] = [:]
-        for line in (text ?? "").split(separator: "\n") {
-            let fields = line.split(separator: ":", omittingEmptySubsequences: false)
-            guard fields.count >= 3, let uid = UInt32(fields[2]), names[uid] == nil, !fields[0].isEmpty else { continue }
-            names[uid] = String(fields[0])
-        }
+        for account in PasswdFile.accounts(text ?? "") where names[account.uid] == nil { names[account.uid] = account.name }
         return names
     }
 

@@ -19,6 +19,8 @@ int hl_setns_net(int fd) { return setns(fd, CLONE_NEWNET); }
 
 int hl_set_parent_death_signal(int signal) { return prctl(PR_SET_PDEATHSIG, (unsigned long)signal, 0, 0, 0); }
 
+int hl_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
+
 int hl_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
 int hl_pidfd_open(int pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }

@@ -8,6 +8,7 @@
 #include "hl_exec.h"
 #include "hl_guest.h"
 #include "hl_interrupt.h"
+#include "hl_launch.h"
 #include "hl_sockdiag.h"
 #include "hl_spawn.h"
 
@@ -22,6 +23,10 @@ int hl_setns_net(int fd);
 
 /// Asks the kernel to send `signal` to this process when its parent thread exits.
 int hl_set_parent_death_signal(int signal);
+
+/// prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants (a server's init, once its launcher
+/// is gone) come to this process, which reaps them instead of leaving them to the host's init.
+int hl_set_child_subreaper(void);
 
 /// pipe2(O_CLOEXEC): no child spawned by another thread can inherit either end.
 int hl_pipe_cloexec(int fds[2]);

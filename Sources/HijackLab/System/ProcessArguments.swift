@@ -26,3 +26,12 @@ public enum ProcessArguments {
         return UnsafeRawPointer(argv).assumingMemoryBound(to: UnsafeMutablePointer<CChar>?.self)
     }
 }
+
+/// C strings for one call: `strings` as a NULL-terminated `char *const[]`, freed afterwards.
+package enum CStrings {
+    package static func withArray<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
+        let copies = strings.map { strdup($0) } + [nil]
+        defer { for copy in copies { free(copy) } }
+        return copies.withUnsafeBufferPointer { body($0.baseAddress!) }
+    }
+}

@@ -139,8 +139,8 @@ struct KernelsCommand: Command {
 
         InterruptGuard.install()
         let temporary: TemporaryFolder
-        do throws(KernelsError) {
-            temporary = try TemporaryFolder()
+        do throws(LabError) {
+            temporary = try TemporaryFolder(prefix: "hijack-lab-kernels")
         } catch {
             console.err("hijack-lab kernels: \(error)")
             return .usage

@@ -350,3 +350,100 @@ extension Audit {
         return lines.joined(separator: "; ")
     }
 }
+
+extension Audit.Takeover {
+    /// One port's sockets as the rules see them, in the order they were bound (inodes grow as
+    /// sockets are made), with their options as read from each socket.
+    package static func bounds(_ all: [AuditSocket]) -> [Bound] {
+        all.sorted { $0.inode < $1.inode }.enumerated().map { index, socket in
+            Bound(address: socket.address, v6only: socket.options?.v6only ?? socket.v6only ?? false,
+                  reuseAddress: socket.options?.reuseAddress ?? false, reusePort: socket.options?.reusePort ?? false,
+                  uid: socket.uid, order: index, receives: socket.remote == nil)
+        }
+    }
+
+    /// One bind an attacker of `uid` would try beside a port's sockets, as the rules see it.
+    package struct Attempt: Equatable {
+        package var bind: AuditBind
+        package var binds: Bool
+        /// The destinations it would receive that the port answered before it (or their twins).
+        package var takes: [String]
+        /// The destinations it would share with a SO_REUSEPORT group (by hash).
+        package var shared: [String]
+        /// The rule that decides, in a sentence.
+        package var rule: String
+    }
+
+    /// The rules' answer for one bind by `uid` (`bindsService`: it holds CAP_NET_BIND_SERVICE).
+    package static func attempt(_ bind: AuditBind, uid: UInt32, bindsService: Bool, beside sockets: [Bound], transport: Transport, port: UInt16,
+                                destinations: Destinations, unprivilegedPortStart: UInt16) -> Attempt {
+        if port < unprivilegedPortStart && !bindsService {
+            return Attempt(bind: bind, binds: false, takes: [], shared: [], rule: "privileged: port \(port) is below ip_unprivileged_port_start (\(unprivilegedPortStart)), "
+                + "and uid \(uid) has no CAP_NET_BIND_SERVICE, so bind fails (EACCES) whatever the options")
+        }
+        let candidate = Bound(address: bind.address, v6only: bind.options.contains("IPV6_V6ONLY"), reuseAddress: bind.options.contains("SO_REUSEADDR"),
+                              reusePort: bind.options.contains("SO_REUSEPORT"), uid: uid, order: (sockets.map(\.order).max() ?? 0) + 1)
+        guard canBind(candidate, beside: sockets, transport: transport) else {
+            let blocker = sockets.first { $0.overlaps(candidate) }
+            var why = "a socket whose destinations overlap it is there"
+            if let blocker {
+                let named = blocker.address.contains(":") ? "[\(blocker.address)]" : blocker.address
+                if blocker.reusePort && candidate.reusePort {
+                    why = "\(named) has SO_REUSEPORT too, but SO_REUSEPORT shares only within one uid (\(blocker.uid), not \(uid))"
+                } else if transport == .tcp && blocker.reuseAddress && candidate.reuseAddress {
+                    why = "\(named) listens, and a TCP listener's SO_REUSEADDR lets nobody in"
+                } else {
+                    why = "\(named) overlaps it, and their options allow no sharing"
+                }
+            }
+            return Attempt(bind: bind, binds: false, takes: [], shared: [], rule: "conflict: " + why + ", so bind fails (EADDRINUSE)")
+        }
+        let before = received(sockets, destinations: destinations)
+        let after = received(sockets + [candidate], destinations: destinations)
+        let mine = sockets.count
+        var takes: [String] = []
+        var shared: [String] = []
+        // Rule "taken": the port answered the destination, or the same name's other family.
+        let answered = { (destination: String) in
+            !(before[destination] ?? []).isEmpty || (destinations.twins[destination] ?? []).contains { !(before[$0] ?? []).isEmpty }
+        }
+        for destination in destinations.addresses + ["localhost"] where after[destination]?.contains(mine) == true && answered(destination) {
+            takes.append(destination)
+            if after[destination]!.count > 1 { shared.append(destination) }
+        }
+        let rule: String
+        if takes.isEmpty {
+            rule = "no take: it binds, but every destination the port answered still reaches the port's own sockets first"
+        } else if !shared.isEmpty {
+            rule = "group: it joins a SO_REUSEPORT group of the port's (same uid, same address), which shares the traffic by hash"
+        } else if takes.contains(bind.address) || (takes.contains("localhost") && ["::1", "127.0.0.1"].contains(bind.address)) {
+            rule = "exact: a socket bound to exactly the destination's address comes before the wildcard"
+        } else {
+            rule = "family and order: it comes first among the sockets that answer the destination"
+        }
+        return Attempt(bind: bind, binds: true, takes: takes, shared: shared, rule: rule)
+    }
+
+    /// The binds an attacker of `uid` tries against a live server: for each destination the
+    /// rules say it could take, the plainest bind that does (its own address, fewest options),
+    /// and at least one the rules say fails, where one exists.
+    package static func plan(uid: UInt32, bindsService: Bool, beside sockets: [Bound], transport: Transport, port: UInt16,
+                             destinations: Destinations, unprivilegedPortStart: UInt16, limit: Int = 4) -> [Attempt] {
+        let all = candidates(destinations).map {
+            attempt($0, uid: uid, bindsService: bindsService, beside: sockets, transport: transport, port: port,
+                    destinations: destinations, unprivilegedPortStart: unprivilegedPortStart)
+        }
+        var picks: [Attempt] = []
+        for destination in destinations.addresses + ["localhost"] {
+            let own = destination == "localhost" ? ["::1", "127.0.0.1"] : [destination]
+            let rank = { (attempt: Attempt) in (own.contains(attempt.bind.address) ? 0 : 1, attempt.shared.isEmpty ? 0 : 1, attempt.bind.options.count) }
+            guard picks.count < limit, let best = all.filter({ $0.takes.contains(destination) }).min(by: { rank($0) < rank($1) }) else { continue }
+            if !picks.contains(where: { $0.bind == best.bind }) { picks.append(best) }
+        }
+        // The boldest bind on the loopback, and one the rules say fails.
+        let boldest = all.first { $0.bind == AuditBind(address: "127.0.0.1", options: ["SO_REUSEADDR", "SO_REUSEPORT"]) }
+        if let boldest, !picks.contains(boldest) { picks.append(boldest) }
+        if !picks.contains(where: { !$0.binds }), let failing = all.first(where: { !$0.binds }) { picks.append(failing) }
+        return picks
+    }
+}

@@ -16,6 +16,7 @@ package enum CommandIndex {
         ("try", "your own bind: who can take its traffic, with which bind, and the fix, from real sockets"),
         ("audit", "find shadowed and shadowable listeners on this host, now"),
         ("matrix", "every two-socket combination, run for real; writes MATRIX.md"),
+        ("servers", "real servers (nginx, HAProxy, Redis, dnsmasq...) as shipped: who can take their traffic, and their fix shown holding"),
         ("kernels", "run the scenarios (and the matrix) on other Linux kernels under qemu; writes KERNELS.md"),
     ]
 
@@ -136,6 +137,8 @@ package enum ToolSession {
             return .success
         case "agent":
             return AgentEntry.run(rest, console: console)
+        case "launch":
+            return LaunchEntry.run(rest, console: console)
         case "help", "--help", "-h":
             guard let topic = rest.first, topic != "help" else {
                 console.out(CommandIndex.overview)

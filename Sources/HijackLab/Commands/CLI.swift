@@ -11,7 +11,7 @@ public enum CLI {
 
     static let commands: [any Command.Type] = [
         AllCommand.self, RunCommand.self, ListCommand.self, ShowCommand.self, CheckCommand.self, TryCommand.self,
-        AuditCommand.self, MatrixCommand.self, KernelsCommand.self,
+        AuditCommand.self, MatrixCommand.self, KernelsCommand.self, ServersCommand.self,
     ]
 
     /// `agentExecutable` is the binary started in the agent role: normally this program itself.

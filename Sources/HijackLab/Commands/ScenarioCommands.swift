@@ -28,9 +28,15 @@ struct AllCommand: Command {
     static let name = "all"
     static let synopsis = "all [options]"
     static let summary = CommandIndex.summary(of: name)
-    static let options = LabOptions.shared + [OptionSpec("--report", "FILE", "where the Markdown report goes (default REPORT.md; - for stdout)")]
+    static let options = LabOptions.shared + [
+        OptionSpec("--report", "FILE", "where the Markdown report goes (default REPORT.md; - for stdout)"),
+        ServersCommand.folderOption,
+    ]
     static let discussion = """
         Runs every scenario file in the folder, one real process per socket, and writes REPORT.md.
+        Then, as root in the netns topology, it runs the real servers of servers/ whose packages
+        are installed (as `hijack-lab servers` does) for the report's "Servers as shipped"
+        section; each missing package is listed there as skipped, with its apt-get line.
         Progress, one line per scenario and a closing count, goes to stderr; stdout carries only
         what --report - or --json - asks for. A file that cannot be read is listed in the report
         and on stderr, and the others still run.
@@ -116,6 +122,11 @@ enum ScenarioRun {
         let report = (arguments.value("--report") ?? defaultReport).map { OutputFile(option: "--report", path: $0) }
         let json = arguments.value("--json").map { OutputFile(option: "--json", path: $0) }
         if let refused = OutputFile.refuse([report, json], command: command, console: console) { return refused }
+        // A server folder named on the command line must be readable before anything runs.
+        if names == nil, let folder = arguments.value("--servers"), case .failure(let problem) = ServerCatalog.load(folder, names: []) {
+            console.err("hijack-lab \(command): \(problem.message)")
+            return .usage
+        }
 
         InterruptGuard.install()
         var topology: Topology
@@ -152,11 +163,13 @@ enum ScenarioRun {
         // `all` also runs the matrix cases behind its "At a glance" table, after the scenarios: at
         // the same time, on two cores, both ran slower than one after the other.
         let glance = names == nil ? glanceEvidence(settings: settings, console: console) : nil
+        let servers = names == nil ? serverEvidence(arguments, settings: settings, console: console) : nil
 
         // An interrupted run's last scenario "failed" only because its agents were killed:
         // publish nothing about it; the signal handler is ending the process with 128+signal.
         if let signal = ChildRegistry.shared.interruption { return .interrupted(signal: signal) }
-        let result = LabReport(environment: .current(topology: topology), scenarios: outcomes, invalidFiles: invalid.map(LabReport.InvalidFile.init), glance: glance)
+        let result = LabReport(environment: .current(topology: topology), scenarios: outcomes, invalidFiles: invalid.map(LabReport.InvalidFile.init), glance: glance,
+                               servers: servers)
         // Everything is rendered before the first temp file exists.
         let markdown = report.map { _ in MarkdownReport.render(result) }
         let jsonText = json.map { _ in String(decoding: JSONReport.render(result), as: UTF8.self) + "\n" }
@@ -172,6 +185,31 @@ enum ScenarioRun {
         console.err(countLine(outcomes, unreadable: invalid.count))
         let status = ExitStatus(code: result.exitStatus)
         return files.failures.isEmpty ? status : status.worst(.usage)
+    }
+
+    /// `all`'s real servers: the catalog in --servers (default servers/), where it exists.
+    /// A folder given with --servers must be readable; the default one may be absent (a
+    /// scenario folder of one's own), and then the section says so.
+    static func serverEvidence(_ arguments: Arguments, settings: LabSettings, console: Console) -> ServersEvidence? {
+        let given = arguments.value("--servers")
+        let folder = given ?? "servers"
+        if given == nil, access(folder, F_OK) != 0 {
+            return ServersEvidence(servers: [], skipped: [], unavailable: "there is no servers/ folder here (give one with --servers)")
+        }
+        switch ServerCatalog.load(folder, names: []) {
+        case .success(let catalog):
+            guard settings.topology.kind == .netns else {
+                let reason = "the servers run only in the netns topology (this run used \(settings.topology.kind.rawValue))"
+                return ServersEvidence(servers: [], skipped: catalog.map { .init(name: $0.name, package: $0.package, reason: reason) }, unavailable: reason)
+            }
+            let evidence = ServerCatalog.run(catalog, agentExecutable: settings.agentExecutable, timeout: 2, verbose: false, console: console)
+            if let unavailable = evidence.unavailable { console.err("servers: none ran: \(unavailable)") }
+            for skipped in evidence.skipped where evidence.unavailable == nil { console.err(UntrustedText.terminal("servers: \(skipped.name) skipped: \(skipped.reason) (\(skipped.install))")) }
+            return evidence
+        case .failure(let problem):
+            console.err("hijack-lab all: \(problem.message)")
+            return ServersEvidence(servers: [], skipped: [], unavailable: "the server files could not be read: \(problem.message)")
+        }
     }
 
     /// Runs the matrix cases of the "At a glance" table in the run's own topology.

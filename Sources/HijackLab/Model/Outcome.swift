@@ -193,19 +193,25 @@ public struct LabReport: Codable, Sendable {
     public var invalidFiles: [InvalidFile]
     /// The matrix cases `all` ran for the "At a glance" table; nil for `run`.
     public var glance: GlanceEvidence?
+    /// The real servers of servers/ that `all` ran (issue 22); nil for `run`.
+    public var servers: ServersEvidence?
 
-    public init(environment: Environment, scenarios: [ScenarioOutcome], invalidFiles: [InvalidFile], glance: GlanceEvidence? = nil) {
+    public init(environment: Environment, scenarios: [ScenarioOutcome], invalidFiles: [InvalidFile], glance: GlanceEvidence? = nil,
+                servers: ServersEvidence? = nil) {
         self.environment = environment
         self.scenarios = scenarios
         self.invalidFiles = invalidFiles
         self.glance = glance
+        self.servers = servers
     }
 
-    /// 0 when every scenario that ran matched; 1 when any differed or could not finish;
+    /// 0 when every scenario that ran matched; 1 when any differed or could not finish, or a
+    /// server's run was not clean (`ServersEvidence.exitStatus`);
     /// 2 when a scenario file could not be read.
     public var exitStatus: Int32 {
         if !invalidFiles.isEmpty { return 2 }
-        return scenarios.contains { $0.status == .error || ($0.status == .ran && !$0.matchesExpectation) } ? 1 : 0
+        if scenarios.contains(where: { $0.status == .error || ($0.status == .ran && !$0.matchesExpectation) }) { return 1 }
+        return servers?.exitStatus ?? 0
     }
 }
 

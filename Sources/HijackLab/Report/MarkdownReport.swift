@@ -31,6 +31,7 @@ public enum MarkdownReport {
         out.append("- Date: \(UntrustedText.markdown(environment.date))")
         out.append("")
         out.append(AtAGlance.render(report))
+        if let servers = report.servers { out.append(ServersReport.section(servers)) }
         out.append(Advice.whatToDo(report))
         out.append(Advice.articleClaims(report))
         out.append(summary(report))
@@ -56,6 +57,7 @@ public enum MarkdownReport {
         out.append("</details>")
         out.append("")
         for scenario in report.scenarios { out.append(ScenarioSection.render(scenario)) }
+        if let servers = report.servers, !servers.servers.isEmpty { out.append(ServersReport.details(servers)) }
         return out.joined(separator: "\n")
     }
 

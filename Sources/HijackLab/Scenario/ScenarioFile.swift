@@ -51,7 +51,7 @@ public enum ScenarioFile {
         } catch {
             throw ScenarioError(file: file, field: error.field, expected: error.expected, found: error.found, line: error.line, column: error.column)
         }
-        return try Reader(file: file).scenario(document)
+        return try ScenarioReader(file: file).scenario(document)
     }
 
     /// The file's bytes, refusing anything that is not a regular file of at most
@@ -140,7 +140,7 @@ public enum ScenarioFile {
 /// Walks the JSON tree, keeping the path so each error names its field. It reads the whole
 /// file: each part that fails is recorded and the reading goes on with the next, so `check`
 /// names every mistake at once; the scenario is thrown out if any part failed.
-private final class Reader {
+final class ScenarioReader {
     let file: String
     /// What failed so far, one error per field.
     private(set) var problems: [ScenarioError] = []

@@ -35,6 +35,18 @@ public struct TextPattern: Sendable {
         return runs(bytes, separator: UInt8(ascii: ".")) { isLetter($0) || isDigit($0) || $0 == UInt8(ascii: "-") }
     }
 
+    /// A Debian package's name: a lowercase letter or digit, then lowercase letters, digits, + - and dots.
+    public static let packageName = TextPattern("^[a-z0-9][a-z0-9+.-]+$") { bytes in
+        guard bytes.count >= 2, let first = bytes.first, isLower(first) || isDigit(first) else { return false }
+        return bytes.allSatisfy { isLower($0) || isDigit($0) || $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ".") }
+    }
+
+    /// A file's name within the run's folder: letters, digits, dots, underscores and hyphens, not starting with a dot.
+    public static let fileName = TextPattern("^[A-Za-z0-9_-][A-Za-z0-9._-]*$") { bytes in
+        guard let first = bytes.first, first != UInt8(ascii: ".") else { return false }
+        return bytes.allSatisfy { isLetter($0) || isDigit($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }
+    }
+
     /// Non-empty runs of bytes that pass `allowed`, joined by single separators.
     private static func runs(_ bytes: [UInt8], separator: UInt8, allowed: (UInt8) -> Bool) -> Bool {
         var runLength = 0

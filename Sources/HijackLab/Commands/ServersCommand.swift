@@ -33,13 +33,16 @@ struct ServersCommand: Command {
 
         A server whose package is not installed is listed as skipped, with its apt-get line.
         Needs root and iproute2's `ip`. Adding a server is one file: see servers/README.md.
-
+        """
+    static let exitStatusHelp = """
         EXIT STATUS
-          0  every server ran, every receiver was confirmed, the kernel agreed with every
-             prediction, and every fix held (or no server could run here: each is listed)
-          1  a server could not finish, a receiver could not be confirmed, the kernel
-             disagreed with a prediction, or a fix did not hold
-          2  usage error, or a server file could not be read
+          0    every server ran, every receiver was confirmed, the kernel agreed with every
+               prediction, and every fix held (or none could run here: each is listed as skipped)
+          1    a server could not finish, a receiver could not be confirmed, the kernel
+               disagreed with a prediction, or a fix did not hold
+          2    usage error, a server file that could not be read, or an output that could not be written
+          130  interrupted by SIGINT, 143 by SIGTERM; every server and agent was killed and the
+               temp folder removed
         """
     static let examples = [
         "sudo hijack-lab servers",
@@ -142,7 +145,8 @@ enum ServerCatalog {
             let outcome = lab.run(spec, version: version, folder: temporary.path)
             outcomes.append(outcome)
             let milliseconds = (Deadline.now().nanoseconds - started.nanoseconds) / 1_000_000
-            console.err("[\(index + 1)/\(runnable.count)] \(ServersReport.terminalLine(outcome)) (\(milliseconds) ms)")
+            let verdict = outcome.isClean ? "clean" : "NOT CLEAN (see the report)"
+            console.err("[\(index + 1)/\(runnable.count)] \(UntrustedText.terminal(spec.name)): \(verdict), \(milliseconds) ms")
         }
         return ServersEvidence(servers: outcomes, skipped: skipped)
     }
